@@ -1,0 +1,74 @@
+"""Alembic environment of the sessions_db tables.
+
+It runs on a connection handed in by sessions_db (``config.attributes["connection"]``,
+as ``sessions_db.migrations.upgrade`` and ``sessions-db migrate`` do), or on
+``sqlalchemy.url`` / ``SESSIONS_DB_URL`` when run with the alembic command.
+Its version table is ``sessions_db_alembic_version``, never the host's.
+"""
+
+from __future__ import annotations
+
+import os
+
+from alembic import context
+from sqlalchemy import Connection, text
+
+from sessions_db.migrations import include_object as _host_filter
+from sessions_db.sql.engine import build_engine, normalize_url
+from sessions_db.sql.schema import PREFIX, VERSION_TABLE, Base
+
+config = context.config
+schema = config.attributes.get("sessions_db_schema") or config.get_main_option(
+    "sessions_db_schema"
+) or os.environ.get("SESSIONS_DB_SCHEMA") or None
+
+
+def include_object(obj, name, type_, reflected, compare_to):
+    # Only our own tables take part in comparisons, whatever else the database holds.
+    return not _host_filter(obj, name, type_, reflected, compare_to) or (
+        type_ == "table" and (name or "").startswith(PREFIX)
+    )
+
+
+def _configure(**kwargs):
+    context.configure(
+        target_metadata=Base.metadata,
+        version_table=VERSION_TABLE,
+        version_table_schema=schema,
+        include_object=include_object,
+        compare_type=True,
+        **kwargs,
+    )
+
+
+def _url() -> str:
+    url = config.get_main_option("sqlalchemy.url") or os.environ.get("SESSIONS_DB_URL")
+    if not url:
+        raise SystemExit("set sqlalchemy.url in alembic.ini or SESSIONS_DB_URL")
+    return normalize_url(url)
+
+
+def _run(connection: Connection) -> None:
+    if schema is not None:
+        connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+    _configure(connection=connection, render_as_batch=connection.dialect.name == "sqlite")
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+if context.is_offline_mode():
+    _configure(url=_url(), literal_binds=True)
+    with context.begin_transaction():
+        context.run_migrations()
+else:
+    given = config.attributes.get("connection")
+    if given is not None:
+        _run(given)
+    else:
+        engine = build_engine(_url(), isolation_level="READ COMMITTED")
+        try:
+            with engine.connect() as conn:
+                _run(conn)
+                conn.commit()
+        finally:
+            engine.dispose()

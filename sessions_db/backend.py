@@ -1,0 +1,199 @@
+"""The storage adapter interface every backend implements.
+
+:class:`StorageBackend` is the seed's interface in Python, with the few calls a
+store needs to be exact under concurrency: appends link entries to the current
+leaf inside the store (so concurrent appends form one chain), and checkpoints
+are taken at the leaf atomically. The contract suite in
+:mod:`sessions_db.testing` checks any implementation against these docstrings.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from .types import Checkpoint, EntryType, SessionEntry, SessionMetadata
+
+
+@dataclass(frozen=True, slots=True)
+class BranchQuery:
+    """Which part of a branch :meth:`StorageBackend.load_branch` returns.
+
+    The branch ends at ``leaf`` (the session's current leaf when ``None``), or,
+    with ``before``, at the parent of that entry. ``messages_only`` keeps message
+    entries; ``limit`` keeps the newest ``limit`` of what is kept.
+    """
+
+    leaf: str | None = None
+    before: str | None = None
+    messages_only: bool = False
+    limit: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewCheckpoint:
+    """What :meth:`StorageBackend.create_checkpoint` needs to take a checkpoint."""
+
+    id: str
+    entry_id: str
+    timestamp: datetime
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class StorageBackend(ABC):
+    """Where sessions, their entry trees and checkpoints are kept.
+
+    Every method raises :class:`~sessions_db.StorageClosedError` after
+    :meth:`close`, and leaves what was stored intact when it raises. Methods are
+    safe to call from several threads at once.
+    """
+
+    @abstractmethod
+    def save_session(self, meta: SessionMetadata) -> None:
+        """Create the session, or update the ``user_id`` and ``metadata`` of an existing one.
+
+        The history fields (``current_leaf``, ``message_count``) of an existing
+        session are the store's own, kept by :meth:`append_entries`; the agent
+        name of a session never changes.
+        """
+
+    @abstractmethod
+    def load_session(self, session_id: str) -> SessionMetadata:
+        """Return the session's metadata; ``SessionNotFoundError`` if absent."""
+
+    @abstractmethod
+    def delete_session(self, session_id: str) -> None:
+        """Remove the session, its entries and checkpoints; ``SessionNotFoundError`` if absent."""
+
+    @abstractmethod
+    def list_sessions(
+        self,
+        agent_name: str,
+        *,
+        user_id: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[SessionMetadata]:
+        """Return the agent's sessions (of ``user_id`` if given), most recently updated first.
+
+        Ties in ``updated_at`` are ordered by ID, descending, so that pages are stable.
+        """
+
+    def find_or_create_session(self, meta: SessionMetadata) -> SessionMetadata:
+        """Return the most recently updated session of ``meta``'s agent and user, else save ``meta``.
+
+        Stores that can should do this atomically, so that concurrent callers for
+        one user get one session. This default is not atomic.
+        """
+        found = self.list_sessions(meta.agent_name, user_id=meta.user_id, limit=1)
+        if found:
+            return found[0]
+        self.save_session(meta)
+        return meta
+
+    @abstractmethod
+    def append_entries(
+        self,
+        session_id: str,
+        entries: Sequence[SessionEntry],
+        *,
+        fork_from: str | None = None,
+        updated_at: datetime,
+    ) -> None:
+        """Append ``entries`` to the session, all or nothing, in order.
+
+        The entries' own ``parent_id`` is ignored: the first entry is linked to the
+        current leaf (or, with ``fork_from``, to that entry of the session), each
+        next one to the one before, and the last becomes the current leaf. The
+        session's ``message_count`` becomes the number of messages on the new
+        branch and ``updated_at`` becomes ``updated_at``. Concurrent appends are
+        serialized: each sees the leaf the one before it left.
+        ``SessionNotFoundError`` if the session is absent, ``EntryNotFoundError`` if
+        ``fork_from`` is not one of its entries, ``DuplicateEntryError`` if an entry
+        ID is already in the session. Durable when it returns.
+        """
+
+    def append_entry(
+        self,
+        session_id: str,
+        entry: SessionEntry,
+        *,
+        fork_from: str | None = None,
+        updated_at: datetime,
+    ) -> None:
+        """Append one entry; see :meth:`append_entries`."""
+        self.append_entries(session_id, [entry], fork_from=fork_from, updated_at=updated_at)
+
+    @abstractmethod
+    def load_entries(self, session_id: str) -> list[SessionEntry]:
+        """Return every entry of the session (all branches) in the order they were appended.
+
+        ``SessionNotFoundError`` if the session is absent.
+        """
+
+    @abstractmethod
+    def load_branch(self, session_id: str, query: BranchQuery = BranchQuery()) -> list[SessionEntry]:
+        """Return the entries of one branch, root first (see :class:`BranchQuery`).
+
+        ``SessionNotFoundError`` if the session is absent; ``EntryNotFoundError`` if
+        ``query.leaf`` or ``query.before`` is not an entry of the session (``before``
+        must be a message).
+        """
+
+    @abstractmethod
+    def create_checkpoint(self, session_id: str, new: NewCheckpoint) -> Checkpoint:
+        """Take a checkpoint at the current leaf, atomically, and return it.
+
+        Appends a ``checkpoint`` entry with ID ``new.entry_id`` (data
+        ``{"checkpoint_id": new.id}``) at the current leaf, computes the checksum
+        of the branch that ends with it (:func:`sessions_db.checksum.branch_checksum`)
+        and stores the checkpoint, all while no other append can move the leaf.
+        ``SessionNotFoundError`` if the session is absent.
+        """
+
+    @abstractmethod
+    def save_checkpoint(self, checkpoint: Checkpoint) -> None:
+        """Store a checkpoint as given (its entry must already be in the session).
+
+        ``SessionNotFoundError`` / ``EntryNotFoundError`` if its session or entry is absent.
+        """
+
+    @abstractmethod
+    def load_checkpoint(self, checkpoint_id: str) -> Checkpoint:
+        """Return the checkpoint; ``CheckpointNotFoundError`` if absent."""
+
+    @abstractmethod
+    def list_checkpoints(self, session_id: str) -> list[Checkpoint]:
+        """Return the session's checkpoints, oldest first; ``SessionNotFoundError`` if absent."""
+
+    def release(self, session_id: str) -> None:  # noqa: B027 - optional hook, no-op by default
+        """Drop whatever the backend caches for the session (``Session.close``)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the backend's resources. Idempotent; later calls raise ``StorageClosedError``."""
+
+
+def restore_marker(entry_id: str, checkpoint_id: str, timestamp: datetime) -> SessionEntry:
+    """Return the metadata entry that records a restore of ``checkpoint_id``."""
+    return SessionEntry.model_construct(
+        id=entry_id,
+        parent_id=None,
+        timestamp=timestamp,
+        type=EntryType.METADATA,
+        data={"event": "restore", "checkpoint_id": checkpoint_id},
+    )
+
+
+def checkpoint_entry(new: NewCheckpoint, parent_id: str | None) -> SessionEntry:
+    """Return the checkpoint entry that ``create_checkpoint`` appends for ``new``."""
+    return SessionEntry.model_construct(
+        id=new.entry_id,
+        parent_id=parent_id,
+        timestamp=new.timestamp,
+        type=EntryType.CHECKPOINT,
+        data={"checkpoint_id": new.id},
+    )

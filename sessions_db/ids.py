@@ -1,0 +1,80 @@
+"""Generation and validation of IDs and names.
+
+IDs reach file paths (the file store) and SQL parameters, so every ID that comes
+from a caller is checked here, at the boundary, against a strict pattern.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from .errors import InvalidIDError
+
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+# A token that is safe as a file name on every platform: it cannot be "." or
+# "..", contain a separator, or start with a dot.
+_TOKEN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}")
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+MAX_USER_ID = 255
+
+
+def new_id() -> str:
+    """Return a new random ID (uuid4, canonical text form)."""
+    return str(uuid.uuid4())
+
+
+def _describe(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def session_id(value: object) -> str:
+    """Return ``value`` if it is a session ID (a canonical lowercase UUID)."""
+    if isinstance(value, str) and _UUID.fullmatch(value):
+        return value
+    raise InvalidIDError(f"malformed session ID {_describe(value)}: expected a UUID")
+
+
+def checkpoint_id(value: object) -> str:
+    """Return ``value`` if it is a checkpoint ID (a canonical lowercase UUID)."""
+    if isinstance(value, str) and _UUID.fullmatch(value):
+        return value
+    raise InvalidIDError(f"malformed checkpoint ID {_describe(value)}: expected a UUID")
+
+
+def entry_id(value: object) -> str:
+    """Return ``value`` if it is an entry or message ID (a safe token, at most 128 chars)."""
+    if isinstance(value, str) and _TOKEN.fullmatch(value):
+        return value
+    raise InvalidIDError(
+        f"malformed entry ID {_describe(value)}: expected 1-128 characters of "
+        "letters, digits and _ . : - (not starting with . : or -)"
+    )
+
+
+def agent_name(value: object) -> str:
+    """Return ``value`` if it is a valid agent name (it names a directory in the file store)."""
+    if isinstance(value, str) and _NAME.fullmatch(value):
+        return value
+    raise InvalidIDError(
+        f"invalid agent name {_describe(value)}: expected 1-128 characters of "
+        "letters, digits and _ . - (not starting with . or -)"
+    )
+
+
+def user_id(value: object) -> str | None:
+    """Return a valid user ID, or ``None`` for ``None`` and the empty string (no user)."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise InvalidIDError(f"user ID must be a string, not {type(value).__name__}")
+    if len(value) > MAX_USER_ID:
+        raise InvalidIDError(f"user ID is longer than {MAX_USER_ID} characters")
+    if not value.isprintable():
+        raise InvalidIDError(f"user ID {_describe(value)} contains control characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidIDError("user ID contains a lone surrogate") from None
+    return value

@@ -1,0 +1,175 @@
+"""Applying the sessions_db migrations, alone or from a host's alembic environment.
+
+The migrations are alembic scripts with their own version table
+(``sessions_db_alembic_version``), so they never touch the host's
+``alembic_version``. Apply them with ``sessions-db migrate``, or from the host's
+``env.py`` with :func:`upgrade` on the host's connection, and keep the host's
+autogenerate away from our tables with :func:`include_object`.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import alembic.context
+import alembic.op
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine
+
+from .errors import SchemaError
+from .sql.engine import normalize_url
+from .sql.schema import PREFIX, VERSION_TABLE
+
+__all__ = [
+    "VERSION_TABLE",
+    "check",
+    "current",
+    "downgrade",
+    "head",
+    "include_object",
+    "script_location",
+    "upgrade",
+]
+
+
+def script_location() -> str:
+    """Return the directory holding ``env.py`` and ``versions/``.
+
+    In an installed wheel the scripts ship as ``sessions_db/_alembic``; in a
+    source checkout they are the top-level ``alembic/`` directory.
+    """
+    packaged = resources.files("sessions_db") / "_alembic"
+    if packaged.is_dir():
+        return str(packaged)
+    source = Path(__file__).resolve().parent.parent / "alembic"
+    if (source / "env.py").is_file():
+        return str(source)
+    raise SchemaError("the sessions_db migration scripts are missing from this installation")
+
+
+def config(
+    connectable: Engine | Connection | str | None = None,
+    *,
+    schema: str | None = None,
+    output: io.StringIO | None = None,
+) -> Config:
+    """Return an alembic :class:`Config` for our scripts, bound to ``connectable``."""
+    cfg = Config(output_buffer=output) if output is not None else Config()
+    cfg.set_main_option("script_location", script_location())
+    if isinstance(connectable, str):
+        cfg.set_main_option("sqlalchemy.url", connectable.replace("%", "%%"))
+    elif connectable is not None:
+        cfg.attributes["connection"] = connectable
+    cfg.attributes["sessions_db_schema"] = schema
+    return cfg
+
+
+@contextmanager
+def _connection(connectable: Engine | Connection | str) -> Iterator[Connection]:
+    """Yield a connection in a transaction (PostgreSQL migrates in one transaction)."""
+    if isinstance(connectable, Connection):
+        yield connectable
+        return
+    owned = isinstance(connectable, str)
+    engine = create_engine(normalize_url(connectable)) if isinstance(connectable, str) else connectable
+    if engine.dialect.name == "postgresql":
+        engine = engine.execution_options(isolation_level="READ COMMITTED")
+    try:
+        with engine.begin() as conn:
+            yield conn
+    finally:
+        if owned:
+            engine.dispose()
+
+
+@contextmanager
+def _keep_host_proxies() -> Iterator[None]:
+    # alembic's `context` and `op` are module-level proxies; running our scripts
+    # from inside a host's env.py would otherwise leave the host's unset.
+    previous = [getattr(alembic.context, "_proxy", None), getattr(alembic.op, "_proxy", None)]
+    try:
+        yield
+    finally:
+        for proxy in previous:
+            if proxy is not None:
+                proxy._install_proxy()
+
+
+def upgrade(
+    connectable: Engine | Connection | str,
+    *,
+    schema: str | None = None,
+    revision: str = "head",
+) -> None:
+    """Upgrade the sessions_db tables to ``revision`` (default: the newest)."""
+    with _keep_host_proxies(), _connection(connectable) as conn:
+        command.upgrade(config(conn, schema=schema), revision)
+
+
+def downgrade(
+    connectable: Engine | Connection | str,
+    *,
+    schema: str | None = None,
+    revision: str = "base",
+) -> None:
+    """Downgrade the sessions_db tables to ``revision`` (default: remove them)."""
+    with _keep_host_proxies(), _connection(connectable) as conn:
+        command.downgrade(config(conn, schema=schema), revision)
+
+
+def upgrade_sql(url: str, *, schema: str | None = None, revision: str = "head") -> str:
+    """Return the SQL an upgrade would run, for a DBA to apply by hand (offline mode)."""
+    out = io.StringIO()
+    command.upgrade(config(url, schema=schema, output=out), revision, sql=True)
+    return out.getvalue()
+
+
+def head() -> str:
+    """Return the newest migration revision."""
+    script = ScriptDirectory(script_location())
+    revision = script.get_current_head()
+    if revision is None:  # pragma: no cover - the package ships migrations
+        raise SchemaError("no sessions_db migrations found")
+    return revision
+
+
+def current(connectable: Engine | Connection, *, schema: str | None = None) -> str | None:
+    """Return the revision the database is at, or ``None`` if never migrated."""
+    with _connection(connectable) as conn:
+        context = MigrationContext.configure(
+            conn, opts={"version_table": VERSION_TABLE, "version_table_schema": schema}
+        )
+        return context.get_current_revision()
+
+
+def check(connectable: Engine | Connection, *, schema: str | None = None) -> None:
+    """Raise :class:`SchemaError` unless the database is at the newest revision."""
+    at = current(connectable, schema=schema)
+    want = head()
+    if at != want:
+        where = f" in schema {schema!r}" if schema else ""
+        state = "not migrated" if at is None else f"at revision {at}"
+        raise SchemaError(
+            f"the sessions_db tables{where} are {state}, this version needs {want}: "
+            "run `sessions-db migrate --url URL` or connect with migrate=True"
+        )
+
+
+def include_object(
+    obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
+) -> bool:
+    """Tell a host's alembic autogenerate to leave the sessions_db tables alone.
+
+    Pass it as ``context.configure(include_object=sessions_db.migrations.include_object)``
+    (or call it from the host's own filter).
+    """
+    table = name if type_ == "table" else getattr(getattr(obj, "table", None), "name", None)
+    return not (table or "").startswith(PREFIX)

@@ -1,0 +1,222 @@
+"""SQLBackend: the StorageBackend on PostgreSQL and SQLite."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from .. import migrations
+from .._plan import drive
+from ..backend import BranchQuery, NewCheckpoint, StorageBackend
+from ..errors import ConfigurationError, StorageClosedError
+from ..types import Checkpoint, SessionEntry, SessionMetadata
+from .engine import build_engine, sqlite_prepare
+from .errors import translate
+from .plans import SQLPlan, SQLPlans, Stmt
+from .schema import tables_in
+
+
+class SQLBackend(StorageBackend):
+    """Sessions in PostgreSQL (psycopg 3) or SQLite, through SQLAlchemy 2.
+
+    Give it a URL (``postgresql://...``, ``sqlite:///path.db``) and it builds and
+    owns an engine, or give it the host application's :class:`~sqlalchemy.Engine`,
+    which it uses but never disposes.
+
+    ``schema`` places the tables in a PostgreSQL schema. ``migrate=True`` brings
+    the schema to the newest migration on start; otherwise a missing or old
+    schema raises :class:`~sessions_db.SchemaError` (``check_schema=False`` skips
+    that check). On SQLite, ``busy_timeout`` (seconds) is how long a writer waits
+    for the lock and ``synchronous`` is the durability pragma (``FULL``: a
+    returned append survives power loss; ``NORMAL``: it survives a process crash).
+    """
+
+    def __init__(
+        self,
+        engine_or_url: Engine | str,
+        *,
+        schema: str | None = None,
+        migrate: bool = False,
+        check_schema: bool = True,
+        busy_timeout: float = 30.0,
+        synchronous: str = "FULL",
+        connect_timeout: float = 10.0,
+    ) -> None:
+        if isinstance(engine_or_url, str):
+            engine = build_engine(engine_or_url, connect_timeout=connect_timeout)
+            self._owns_engine = True
+        else:
+            engine = engine_or_url
+            self._owns_engine = False
+        self._dialect = engine.dialect.name
+        if self._dialect not in ("postgresql", "sqlite"):
+            raise ConfigurationError(f"unsupported database dialect {self._dialect!r}")
+        if schema is not None and self._dialect != "postgresql":
+            raise ConfigurationError("a schema can only be set on PostgreSQL")
+        self._base_engine = engine
+        # Every statement of ours runs in autocommit; transactions are opened
+        # explicitly (BEGIN / BEGIN IMMEDIATE) only where a plan needs one. The
+        # host's engine keeps its own settings: this is a copy sharing its pool.
+        self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._schema = schema
+        self._plans = SQLPlans(tables_in(schema), self._dialect)
+        self._busy_ms = int(busy_timeout * 1000)
+        self._synchronous = synchronous
+        self._closed = False
+        self._lock = threading.Lock()
+        try:
+            if self._dialect == "sqlite":
+                with self._engine.connect() as conn:
+                    conn.exec_driver_sql("PRAGMA journal_mode = WAL")
+            if migrate:
+                migrations.upgrade(self._base_engine, schema=schema)
+            elif check_schema:
+                migrations.check(self._base_engine, schema=schema)
+        except SQLAlchemyError as exc:
+            self._dispose()
+            raise translate(exc, self._dialect) from exc
+        except BaseException:
+            self._dispose()
+            raise
+
+    @property
+    def engine(self) -> Engine:
+        """The engine this backend runs on (the host's, when one was given)."""
+        return self._base_engine
+
+    @property
+    def dialect(self) -> str:
+        """``"postgresql"`` or ``"sqlite"``."""
+        return self._dialect
+
+    @property
+    def schema(self) -> str | None:
+        """The PostgreSQL schema of the tables (``None``: the search path)."""
+        return self._schema
+
+    @property
+    def plans(self) -> SQLPlans:
+        """The statement plans (shared with the asyncio backend)."""
+        return self._plans
+
+    def _perform(self, conn: Connection) -> Any:
+        dialect = self._dialect
+
+        def perform(stmt: Stmt) -> Any:
+            try:
+                return conn.execute(stmt.statement, stmt.params)
+            except SQLAlchemyError as exc:
+                raise translate(exc, dialect) from exc
+
+        return perform
+
+    def _run(self, sql_plan: SQLPlan) -> Any:
+        if self._closed:
+            sql_plan.plan.close()
+            raise StorageClosedError("the SQL backend is closed")
+        try:
+            with self._engine.connect() as conn:
+                if self._dialect == "sqlite":
+                    sqlite_prepare(conn, self._busy_ms, self._synchronous)
+                if not sql_plan.atomic:
+                    return drive(sql_plan.plan, self._perform(conn))
+                conn.exec_driver_sql(self._plans.begin)
+                try:
+                    result = drive(sql_plan.plan, self._perform(conn))
+                except BaseException:
+                    _rollback(conn)
+                    raise
+                conn.exec_driver_sql("COMMIT")
+                return result
+        except SQLAlchemyError as exc:
+            raise translate(exc, self._dialect) from exc
+        finally:
+            sql_plan.plan.close()
+
+    def save_session(self, meta: SessionMetadata) -> None:  # noqa: D102 - see StorageBackend
+        self._run(self._plans.save_session(meta))
+
+    def load_session(self, session_id: str) -> SessionMetadata:  # noqa: D102
+        result: SessionMetadata = self._run(self._plans.load_session(session_id))
+        return result
+
+    def delete_session(self, session_id: str) -> None:  # noqa: D102
+        self._run(self._plans.delete_session(session_id))
+
+    def list_sessions(  # noqa: D102
+        self,
+        agent_name: str,
+        *,
+        user_id: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[SessionMetadata]:
+        result: list[SessionMetadata] = self._run(
+            self._plans.list_sessions(agent_name, user_id, limit, offset)
+        )
+        return result
+
+    def find_or_create_session(self, meta: SessionMetadata) -> SessionMetadata:  # noqa: D102
+        result: SessionMetadata = self._run(self._plans.find_or_create_session(meta))
+        return result
+
+    def append_entries(  # noqa: D102
+        self,
+        session_id: str,
+        entries: Sequence[SessionEntry],
+        *,
+        fork_from: str | None = None,
+        updated_at: datetime,
+    ) -> None:
+        if entries:
+            self._run(self._plans.append_entries(session_id, entries, fork_from, updated_at))
+
+    def load_entries(self, session_id: str) -> list[SessionEntry]:  # noqa: D102
+        result: list[SessionEntry] = self._run(self._plans.load_entries(session_id))
+        return result
+
+    def load_branch(  # noqa: D102
+        self, session_id: str, query: BranchQuery = BranchQuery()
+    ) -> list[SessionEntry]:
+        result: list[SessionEntry] = self._run(self._plans.load_branch(session_id, query))
+        return result
+
+    def create_checkpoint(self, session_id: str, new: NewCheckpoint) -> Checkpoint:  # noqa: D102
+        result: Checkpoint = self._run(self._plans.create_checkpoint(session_id, new))
+        return result
+
+    def save_checkpoint(self, checkpoint: Checkpoint) -> None:  # noqa: D102
+        self._run(self._plans.save_checkpoint(checkpoint))
+
+    def load_checkpoint(self, checkpoint_id: str) -> Checkpoint:  # noqa: D102
+        result: Checkpoint = self._run(self._plans.load_checkpoint(checkpoint_id))
+        return result
+
+    def list_checkpoints(self, session_id: str) -> list[Checkpoint]:  # noqa: D102
+        result: list[Checkpoint] = self._run(self._plans.list_checkpoints(session_id))
+        return result
+
+    def close(self) -> None:
+        """Close the backend; dispose of the engine only if this backend created it."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._dispose()
+
+    def _dispose(self) -> None:
+        if self._owns_engine:
+            self._base_engine.dispose()
+
+
+def _rollback(conn: Connection) -> None:
+    try:
+        conn.exec_driver_sql("ROLLBACK")
+    except SQLAlchemyError:
+        # The connection is broken; invalidate it so the pool does not reuse it.
+        conn.invalidate()

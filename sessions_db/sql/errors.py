@@ -1,0 +1,80 @@
+"""Translation of driver errors into sessions_db errors, in one place.
+
+Errors are classified by SQLSTATE and constraint name (PostgreSQL) or by the
+extended result code (SQLite), never by parsing message text.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from sqlalchemy import exc as sa_exc
+
+from ..errors import (
+    DuplicateEntryError,
+    EntryNotFoundError,
+    SchemaError,
+    SessionNotFoundError,
+    SessionsDBError,
+    StorageUnavailableError,
+)
+from .schema import PREFIX
+
+_ENTRY_PK = f"pk_{PREFIX}entries"
+_PARENT_FK = f"fk_{PREFIX}entries_session_id_parent_id"
+_CHECKPOINT_ENTRY_FK = f"fk_{PREFIX}checkpoints_session_id_entry_id"
+_SESSION_FKS = {f"fk_{PREFIX}entries_session_id", f"fk_{PREFIX}checkpoints_session_id"}
+
+
+def _postgres(orig: BaseException, exc: sa_exc.DBAPIError) -> SessionsDBError:
+    sqlstate = getattr(orig, "sqlstate", None) or ""
+    diag = getattr(orig, "diag", None)
+    constraint = getattr(diag, "constraint_name", None) or ""
+    if sqlstate == "23505":
+        if constraint == _ENTRY_PK:
+            return DuplicateEntryError("an entry with this ID is already in the session")
+        return SessionsDBError(f"unique constraint {constraint} violated")
+    if sqlstate == "23503":
+        if constraint in _SESSION_FKS:
+            return SessionNotFoundError("session not found")
+        if constraint in (_PARENT_FK, _CHECKPOINT_ENTRY_FK):
+            return EntryNotFoundError("entry not found in the session")
+        return SessionsDBError(f"foreign key {constraint} violated")
+    if sqlstate in ("42P01", "3F000"):
+        return SchemaError(
+            "the sessions_db tables are missing: run `sessions-db migrate` "
+            "(or connect with migrate=True)"
+        )
+    if sqlstate.startswith(("08", "57", "53")) or exc.connection_invalidated:
+        return StorageUnavailableError(f"PostgreSQL is unavailable: {type(orig).__name__}")
+    if sqlstate in ("40001", "40P01", "55P03"):
+        return StorageUnavailableError(f"PostgreSQL aborted the transaction ({sqlstate})")
+    return SessionsDBError(f"PostgreSQL error {sqlstate or type(orig).__name__}")
+
+
+def _sqlite(orig: BaseException, exc: sa_exc.DBAPIError) -> SessionsDBError:
+    name = getattr(orig, "sqlite_errorname", "") or ""
+    if name == "SQLITE_CONSTRAINT_PRIMARYKEY":
+        return DuplicateEntryError("an entry with this ID is already in the session")
+    if name == "SQLITE_CONSTRAINT_FOREIGNKEY":
+        return EntryNotFoundError("entry not found in the session")
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        return StorageUnavailableError("the SQLite database stayed locked past the busy timeout")
+    if name.startswith(("SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_FULL", "SQLITE_READONLY")):
+        return StorageUnavailableError(f"SQLite cannot write the database ({name})")
+    if isinstance(orig, sqlite3.OperationalError) and exc.connection_invalidated:
+        return StorageUnavailableError("the SQLite connection was lost")
+    return SessionsDBError(f"SQLite error {name or type(orig).__name__}")
+
+
+def translate(exc: sa_exc.SQLAlchemyError, dialect: str) -> SessionsDBError:
+    """Return the sessions_db error for a SQLAlchemy/driver error."""
+    if isinstance(exc, sa_exc.DBAPIError):
+        orig = exc.orig
+        error = _postgres(orig, exc) if dialect == "postgresql" else _sqlite(orig, exc)
+    elif isinstance(exc, sa_exc.TimeoutError):
+        error = StorageUnavailableError("no database connection became free in time")
+    else:
+        error = SessionsDBError(f"database error: {type(exc).__name__}")
+    error.__cause__ = exc
+    return error

@@ -1,0 +1,578 @@
+"""The SQL of every backend operation, as plans shared by the sync and async backends.
+
+Each method returns a plan (see :mod:`sessions_db._plan`) that yields
+:class:`Stmt` objects and receives their results; the backend runs it on one
+connection, inside a transaction when :attr:`SQLPlan.atomic` says so. The hot
+paths are single statements: on PostgreSQL an append is one
+``INSERT ... SELECT`` fed by a data-modifying CTE that locks and advances the
+session row, and a history load is one recursive query that walks only the
+part of the branch it returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import Executable, Row, and_, delete, func, insert, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import CursorResult
+
+from .. import payload
+from ..backend import BranchQuery, NewCheckpoint, checkpoint_entry
+from ..checksum import branch_checksum
+from ..errors import (
+    CheckpointNotFoundError,
+    EntryNotFoundError,
+    SessionNotFoundError,
+)
+from ..types import Checkpoint, EntryType, SessionEntry, SessionMetadata
+from .schema import Tables
+
+Result = CursorResult[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Stmt:
+    """One statement to execute, with its parameters (a list for executemany)."""
+
+    statement: Executable
+    params: dict[str, Any] | list[dict[str, Any]] | None = None
+
+
+Plan = Generator[Stmt, Result, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class SQLPlan:
+    """A plan and whether it needs a transaction (``atomic``) or is one statement."""
+
+    plan: Plan
+    atomic: bool = False
+
+
+_ENTRY_COLUMNS = "id, parent_id, seq, depth, type, role, payload, created_at"
+
+
+def _quote(tables: Tables, dialect: str, name: str) -> str:
+    preparer = (postgresql.dialect() if dialect == "postgresql" else sqlite.dialect()).identifier_preparer
+    table = getattr(tables, name)
+    return preparer.format_table(table)
+
+
+class SQLPlans:
+    """Builds the plans for one schema and one dialect (``postgresql`` or ``sqlite``)."""
+
+    def __init__(self, tables: Tables, dialect: str) -> None:
+        self.tables = tables
+        self.dialect = dialect
+        self._sessions = _quote(tables, dialect, "sessions")
+        self._entries = _quote(tables, dialect, "entries")
+        self._walks: dict[tuple[str, str], Executable] = {}
+        self._begin = "BEGIN" if dialect == "postgresql" else "BEGIN IMMEDIATE"
+
+    @property
+    def begin(self) -> str:
+        """The statement that opens a write transaction."""
+        return self._begin
+
+    # -- rows to models --------------------------------------------------------
+
+    @staticmethod
+    def _meta(row: Row[Any]) -> SessionMetadata:
+        m = row._mapping
+        return SessionMetadata.model_construct(
+            id=m["id"],
+            agent_name=m["agent_name"],
+            user_id=m["user_id"],
+            created_at=m["created_at"],
+            updated_at=m["updated_at"],
+            message_count=m["message_count"],
+            current_leaf=m["current_leaf"],
+            metadata=m["metadata"],
+        )
+
+    @staticmethod
+    def _entry(
+        id: str,  # noqa: A002
+        parent_id: str | None,
+        type: str,  # noqa: A002
+        role: str | None,
+        data: Any,
+        created_at: datetime,
+    ) -> SessionEntry:
+        kind = EntryType(type)
+        return SessionEntry.model_construct(
+            id=id,
+            parent_id=parent_id,
+            timestamp=created_at,
+            type=kind,
+            data={"role": role, "payload": data} if kind is EntryType.MESSAGE else data,
+        )
+
+    @staticmethod
+    def _checkpoint(row: Row[Any]) -> Checkpoint:
+        m = row._mapping
+        return Checkpoint.model_construct(
+            id=m["id"],
+            session_id=m["session_id"],
+            timestamp=m["created_at"],
+            entry_id=m["entry_id"],
+            checksum=m["checksum"],
+            metadata=m["metadata"],
+        )
+
+    @staticmethod
+    def _columns(entry: SessionEntry) -> tuple[str | None, dict[str, Any]]:
+        if entry.type is EntryType.MESSAGE:
+            return entry.data["role"], entry.data["payload"]
+        return None, entry.data
+
+    # -- sessions ---------------------------------------------------------------
+
+    def _session_columns(self) -> list[Any]:
+        s = self.tables.sessions
+        return [
+            s.c.id,
+            s.c.agent_name,
+            s.c.user_id,
+            s.c.created_at,
+            s.c.updated_at,
+            s.c.message_count,
+            s.c.current_leaf,
+            s.c.metadata,
+        ]
+
+    def save_session(self, meta: SessionMetadata) -> SQLPlan:
+        """Insert the session, or update its user and metadata."""
+        s = self.tables.sessions
+        ins = (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(s)
+        stmt = ins.values(
+            id=meta.id,
+            agent_name=meta.agent_name,
+            user_id=meta.user_id,
+            created_at=meta.created_at,
+            updated_at=meta.updated_at,
+            message_count=0,
+            current_leaf=None,
+            last_seq=0,
+            metadata=meta.metadata,
+        ).on_conflict_do_update(
+            index_elements=[s.c.id],
+            set_={"user_id": meta.user_id, "metadata": meta.metadata},
+        )
+
+        def plan() -> Plan:
+            yield Stmt(stmt)
+
+        return SQLPlan(plan())
+
+    def load_session(self, session_id: str) -> SQLPlan:
+        """Select one session."""
+        s = self.tables.sessions
+        stmt = select(*self._session_columns()).where(s.c.id == session_id)
+
+        def plan() -> Plan:
+            row = (yield Stmt(stmt)).first()
+            if row is None:
+                raise SessionNotFoundError(f"session {session_id} not found")
+            return self._meta(row)
+
+        return SQLPlan(plan())
+
+    def delete_session(self, session_id: str) -> SQLPlan:
+        """Delete a session; its entries and checkpoints go by ON DELETE CASCADE."""
+        s = self.tables.sessions
+        stmt = delete(s).where(s.c.id == session_id).returning(s.c.id)
+
+        def plan() -> Plan:
+            if (yield Stmt(stmt)).first() is None:
+                raise SessionNotFoundError(f"session {session_id} not found")
+
+        return SQLPlan(plan())
+
+    def list_sessions(
+        self, agent_name: str, user_id: str | None, limit: int | None, offset: int
+    ) -> SQLPlan:
+        """Select a page of an agent's sessions, most recently updated first."""
+        s = self.tables.sessions
+        stmt = select(*self._session_columns()).where(s.c.agent_name == agent_name)
+        if user_id is not None:
+            stmt = stmt.where(s.c.user_id == user_id)
+        stmt = stmt.order_by(s.c.updated_at.desc(), s.c.id.desc()).offset(offset)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+
+        def plan() -> Plan:
+            return [self._meta(row) for row in (yield Stmt(stmt))]
+
+        return SQLPlan(plan())
+
+    def find_or_create_session(self, meta: SessionMetadata) -> SQLPlan:
+        """Return the user's latest session of the agent, or insert ``meta``; atomically."""
+        s = self.tables.sessions
+        latest = (
+            select(*self._session_columns())
+            .where(s.c.agent_name == meta.agent_name, s.c.user_id == meta.user_id)
+            .order_by(s.c.updated_at.desc(), s.c.id.desc())
+            .limit(1)
+        )
+
+        def plan() -> Plan:
+            if self.dialect == "postgresql":
+                # Concurrent callers for one (agent, user) queue on this lock, so
+                # the second sees the session the first created.
+                key = func.hashtextextended(meta.agent_name + "\x1f" + (meta.user_id or ""), 0)
+                yield Stmt(select(func.pg_advisory_xact_lock(key)))
+            row = (yield Stmt(latest)).first()
+            if row is not None:
+                return self._meta(row)
+            yield from self.save_session(meta).plan
+            return meta
+
+        return SQLPlan(plan(), atomic=True)
+
+    # -- entries ----------------------------------------------------------------
+
+    def _lock_session(self, session_id: str) -> Plan:
+        s = self.tables.sessions
+        stmt = (
+            select(s.c.current_leaf, s.c.last_seq, s.c.message_count)
+            .where(s.c.id == session_id)
+            .with_for_update()
+        )
+        row = (yield Stmt(stmt)).first()
+        if row is None:
+            raise SessionNotFoundError(f"session {session_id} not found")
+        return row
+
+    def _insert_entries(
+        self,
+        session_id: str,
+        entries: Sequence[SessionEntry],
+        parent_id: str | None,
+        seq: int,
+        depth: int,
+    ) -> tuple[Stmt, int]:
+        """Return the INSERT of ``entries`` linked after ``parent_id``, and the final depth."""
+        rows = []
+        for entry in entries:
+            role, data = self._columns(entry)
+            seq += 1
+            if entry.type is EntryType.MESSAGE:
+                depth += 1
+            rows.append(
+                {
+                    "session_id": session_id,
+                    "id": entry.id,
+                    "parent_id": parent_id,
+                    "seq": seq,
+                    "depth": depth,
+                    "type": entry.type.value,
+                    "role": role,
+                    "payload": data,
+                    "created_at": entry.timestamp,
+                }
+            )
+            parent_id = entry.id
+        return Stmt(insert(self.tables.entries), rows), depth
+
+    def append_entries(
+        self,
+        session_id: str,
+        entries: Sequence[SessionEntry],
+        fork_from: str | None,
+        updated_at: datetime,
+    ) -> SQLPlan:
+        """Append entries at the current leaf (or at ``fork_from``), all or nothing."""
+        if self.dialect == "postgresql" and fork_from is None:
+            return SQLPlan(self._append_one_statement(session_id, entries, updated_at))
+        return SQLPlan(self._append_locked(session_id, entries, fork_from, updated_at), atomic=True)
+
+    def _append_locked(
+        self,
+        session_id: str,
+        entries: Sequence[SessionEntry],
+        fork_from: str | None,
+        updated_at: datetime,
+    ) -> Plan:
+        s, e = self.tables.sessions, self.tables.entries
+        leaf, last_seq, depth = yield from self._lock_session(session_id)
+        if fork_from is not None:
+            found = (
+                yield Stmt(
+                    select(e.c.depth).where(e.c.session_id == session_id, e.c.id == fork_from)
+                )
+            ).first()
+            if found is None:
+                raise EntryNotFoundError(f"entry {fork_from} not found in session {session_id}")
+            leaf, depth = fork_from, found.depth
+        stmt, depth = self._insert_entries(session_id, entries, leaf, last_seq, depth)
+        yield stmt
+        yield Stmt(
+            update(s)
+            .where(s.c.id == session_id)
+            .values(
+                current_leaf=entries[-1].id,
+                last_seq=last_seq + len(entries),
+                message_count=depth,
+                updated_at=updated_at,
+            )
+        )
+
+    def _append_one_statement(
+        self, session_id: str, entries: Sequence[SessionEntry], updated_at: datetime
+    ) -> Plan:
+        params: dict[str, Any] = {
+            "sid": session_id,
+            "last_id": entries[-1].id,
+            "n": len(entries),
+            "now": updated_at,
+        }
+        messages = 0
+        for i, entry in enumerate(entries):
+            role, data = self._columns(entry)
+            if entry.type is EntryType.MESSAGE:
+                messages += 1
+            params.update(
+                {
+                    f"id{i}": entry.id,
+                    f"parent{i}": entries[i - 1].id if i else None,
+                    f"type{i}": entry.type.value,
+                    f"role{i}": role,
+                    f"payload{i}": payload.dumps(data),
+                    f"ts{i}": entry.timestamp,
+                    f"dmsg{i}": messages,
+                }
+            )
+        params["m"] = messages
+        result = yield Stmt(_pg_append(self._sessions, self._entries, len(entries)), params)
+        if result.rowcount == 0:
+            raise SessionNotFoundError(f"session {session_id} not found")
+
+    def _walk(self, start: str, bound: str) -> Executable:
+        """Return the recursive branch walk.
+
+        ``start`` picks the first entry (the current leaf, or a given entry);
+        ``bound`` is the depth below which the walk stops: it follows parents only
+        until it has passed the oldest message asked for, so reading the newest N
+        messages of a long session costs N steps, not the whole history.
+        """
+        key = (start, bound)
+        cached = self._walks.get(key)
+        if cached is not None:
+            return cached
+        first = {
+            "leaf": f"(SELECT current_leaf FROM {self._sessions} WHERE id = :sid)",
+            "entry": ":start",
+        }[start]
+        lo = {"all": "0", "newest": "e.depth - :n + 1", "older": "e.depth - :n"}[bound]
+        sql = f"""
+WITH RECURSIVE branch({_ENTRY_COLUMNS}, lo) AS (
+    SELECT e.id, e.parent_id, e.seq, e.depth, e.type, e.role, e.payload, e.created_at, {lo}
+    FROM {self._entries} e
+    WHERE e.session_id = :sid AND e.id = {first}
+  UNION ALL
+    SELECT e.id, e.parent_id, e.seq, e.depth, e.type, e.role, e.payload, e.created_at, b.lo
+    FROM branch b JOIN {self._entries} e ON e.session_id = :sid AND e.id = b.parent_id
+    WHERE NOT (b.type = 'message' AND b.depth <= b.lo)
+)
+SELECT s.id AS sid, b.id, b.parent_id, b.type, b.role, b.payload, b.created_at
+FROM {self._sessions} s LEFT JOIN branch b ON :all_types OR b.type = 'message'
+WHERE s.id = :sid
+ORDER BY b.seq"""
+        cols = self.tables.entries.c
+        stmt = text(sql).columns(
+            self.tables.sessions.c.id.label("sid"),
+            cols.id,
+            cols.parent_id,
+            cols.type,
+            cols.role,
+            cols.payload,
+            cols.created_at,
+        )
+        self._walks[key] = stmt
+        return stmt
+
+    def load_branch(self, session_id: str, query: BranchQuery) -> SQLPlan:
+        """Walk one branch from its leaf towards the root; return it root first."""
+        start = "leaf" if query.leaf is None and query.before is None else "entry"
+        bound = "all" if query.limit is None else ("older" if query.before else "newest")
+        stmt = self._walk(start, bound)
+        params: dict[str, Any] = {"sid": session_id, "all_types": not query.messages_only}
+        if start == "entry":
+            params["start"] = query.before or query.leaf
+        if bound != "all":
+            params["n"] = query.limit
+
+        def plan() -> Plan:
+            rows = (yield Stmt(stmt, params)).all()
+            if not rows:
+                raise SessionNotFoundError(f"session {session_id} not found")
+            entries = [
+                self._entry(r.id, r.parent_id, r.type, r.role, r.payload, r.created_at)
+                for r in rows
+                if r.id is not None
+            ]
+            if start == "entry":
+                if not entries or entries[-1].id != params["start"]:
+                    what = "message" if query.before else "entry"
+                    raise EntryNotFoundError(
+                        f"{what} {params['start']} not found in session {session_id}"
+                    )
+                if query.before is not None:
+                    entries.pop()
+            if query.limit is not None and len(entries) > query.limit:
+                entries = entries[len(entries) - query.limit :]
+            return entries
+
+        return SQLPlan(plan())
+
+    def load_entries(self, session_id: str) -> SQLPlan:
+        """Select every entry of a session in append order."""
+        s, e = self.tables.sessions, self.tables.entries
+        stmt = (
+            select(s.c.id.label("sid"), e.c.id, e.c.parent_id, e.c.type, e.c.role, e.c.payload, e.c.created_at)
+            .select_from(s.outerjoin(e, e.c.session_id == s.c.id))
+            .where(s.c.id == session_id)
+            .order_by(e.c.seq)
+        )
+
+        def plan() -> Plan:
+            rows = (yield Stmt(stmt)).all()
+            if not rows:
+                raise SessionNotFoundError(f"session {session_id} not found")
+            return [
+                self._entry(r.id, r.parent_id, r.type, r.role, r.payload, r.created_at)
+                for r in rows
+                if r.id is not None
+            ]
+
+        return SQLPlan(plan())
+
+    # -- checkpoints ------------------------------------------------------------
+
+    def _checkpoint_columns(self) -> list[Any]:
+        c = self.tables.checkpoints
+        return [c.c.id, c.c.session_id, c.c.entry_id, c.c.created_at, c.c.checksum, c.c.metadata]
+
+    def create_checkpoint(self, session_id: str, new: NewCheckpoint) -> SQLPlan:
+        """Lock the session, hash its branch with a new checkpoint entry, store both."""
+
+        def plan() -> Plan:
+            s, c = self.tables.sessions, self.tables.checkpoints
+            leaf, last_seq, depth = yield from self._lock_session(session_id)
+            branch: list[SessionEntry] = []
+            if leaf is not None:
+                branch = yield from self.load_branch(session_id, BranchQuery(leaf=leaf)).plan
+            entry = checkpoint_entry(new, leaf)
+            checksum = branch_checksum([*branch, entry])
+            stmt, _ = self._insert_entries(session_id, [entry], leaf, last_seq, depth)
+            yield stmt
+            yield Stmt(
+                update(s)
+                .where(s.c.id == session_id)
+                .values(current_leaf=entry.id, last_seq=last_seq + 1, updated_at=new.timestamp)
+            )
+            checkpoint = Checkpoint.model_construct(
+                id=new.id,
+                session_id=session_id,
+                timestamp=new.timestamp,
+                entry_id=entry.id,
+                checksum=checksum,
+                metadata=new.metadata,
+            )
+            yield self._insert_checkpoint(checkpoint)
+            return checkpoint
+
+        return SQLPlan(plan(), atomic=True)
+
+    def _insert_checkpoint(self, checkpoint: Checkpoint) -> Stmt:
+        return Stmt(
+            insert(self.tables.checkpoints).values(
+                id=checkpoint.id,
+                session_id=checkpoint.session_id,
+                entry_id=checkpoint.entry_id,
+                created_at=checkpoint.timestamp,
+                checksum=checkpoint.checksum,
+                metadata=checkpoint.metadata,
+            )
+        )
+
+    def save_checkpoint(self, checkpoint: Checkpoint) -> SQLPlan:
+        """Insert a checkpoint as given."""
+        s = self.tables.sessions
+
+        def plan() -> Plan:
+            exists = (yield Stmt(select(s.c.id).where(s.c.id == checkpoint.session_id))).first()
+            if exists is None:
+                raise SessionNotFoundError(f"session {checkpoint.session_id} not found")
+            yield self._insert_checkpoint(checkpoint)
+
+        return SQLPlan(plan(), atomic=True)
+
+    def load_checkpoint(self, checkpoint_id: str) -> SQLPlan:
+        """Select one checkpoint."""
+        c = self.tables.checkpoints
+        stmt = select(*self._checkpoint_columns()).where(c.c.id == checkpoint_id)
+
+        def plan() -> Plan:
+            row = (yield Stmt(stmt)).first()
+            if row is None:
+                raise CheckpointNotFoundError(f"checkpoint {checkpoint_id} not found")
+            return self._checkpoint(row)
+
+        return SQLPlan(plan())
+
+    def list_checkpoints(self, session_id: str) -> SQLPlan:
+        """Select a session's checkpoints, oldest first."""
+        s, c = self.tables.sessions, self.tables.checkpoints
+        stmt = (
+            select(s.c.id.label("sid"), *self._checkpoint_columns())
+            .select_from(s.outerjoin(c, and_(c.c.session_id == s.c.id)))
+            .where(s.c.id == session_id)
+            .order_by(c.c.created_at, c.c.id)
+        )
+
+        def plan() -> Plan:
+            rows = (yield Stmt(stmt)).all()
+            if not rows:
+                raise SessionNotFoundError(f"session {session_id} not found")
+            return [self._checkpoint(r) for r in rows if r.id is not None]
+
+        return SQLPlan(plan())
+
+
+@lru_cache(maxsize=64)
+def _pg_append(sessions: str, entries: str, n: int) -> Executable:
+    """Return the one-statement PostgreSQL append of ``n`` entries.
+
+    ``prev`` locks the session row (a concurrent append waits here and then sees
+    the row as the one before it left it); ``upd`` advances the row and returns
+    the old leaf and counters; the INSERT links the new entries after the old
+    leaf. If the session does not exist, nothing is updated or inserted.
+    """
+    values = ",\n        ".join(
+        f"({i + 1}, :id{i}, CAST(:parent{i} AS VARCHAR), :type{i}, CAST(:role{i} AS VARCHAR), "
+        f"CAST(:payload{i} AS JSONB), CAST(:ts{i} AS TIMESTAMPTZ), :dmsg{i})"
+        for i in range(n)
+    )
+    return text(f"""
+WITH prev AS (
+    SELECT current_leaf, last_seq, message_count FROM {sessions} WHERE id = :sid FOR UPDATE
+), upd AS (
+    UPDATE {sessions} AS s
+    SET current_leaf = :last_id, last_seq = prev.last_seq + :n,
+        message_count = prev.message_count + :m, updated_at = :now
+    FROM prev WHERE s.id = :sid
+    RETURNING prev.current_leaf AS parent_id, prev.last_seq AS seq0, prev.message_count AS depth0
+)
+INSERT INTO {entries} (session_id, {_ENTRY_COLUMNS})
+SELECT :sid, v.id, COALESCE(v.parent_id, upd.parent_id), upd.seq0 + v.ord,
+       upd.depth0 + v.dmsg, v.type, v.role, v.payload, v.created_at
+FROM upd CROSS JOIN (VALUES
+        {values}
+    ) AS v(ord, id, parent_id, type, role, payload, created_at, dmsg)""")
