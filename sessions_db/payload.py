@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from decimal import Decimal
 from collections.abc import Mapping
 from typing import Any
 
@@ -81,11 +82,7 @@ def check(value: object, what: str = "payload") -> dict[str, Any]:
 
 def encode(value: object, what: str = "payload") -> str:
     """Check ``value`` and return its compact JSON text (the form sent to storage)."""
-    checked = check(value, what)
-    try:
-        return _dumps(checked)
-    except (ValueError, TypeError, RecursionError) as exc:  # pragma: no cover - check() covers
-        raise PayloadError(f"{what} cannot be encoded as JSON: {exc}") from exc
+    return dumps(check(value, what))
 
 
 def _normalize_numbers(value: Any) -> Any:
@@ -111,12 +108,40 @@ def canonical(value: Any) -> str:
     return _dumps_sorted(_normalize_numbers(value))
 
 
+def _float_text(value: float) -> str:
+    text = repr(value)
+    if "e+" in text:
+        # An integral float of 1e16 or more: written in full with ".0" so that
+        # PostgreSQL's jsonb (which keeps the decimal digits it is given and
+        # drops the exponent) hands back a float, equal to this one.
+        return f"{int(Decimal(text))}.0"
+    return text
+
+
+def _slow_dumps(value: Any) -> str:
+    kind = type(value)
+    if kind is float or (isinstance(value, float) and not isinstance(value, bool)):
+        return _float_text(float(value))
+    if isinstance(value, dict):
+        return "{" + ",".join(
+            _dumps(key) + ":" + _slow_dumps(item) for key, item in value.items()
+        ) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(_slow_dumps(item) for item in value) + "]"
+    return _dumps(value)
+
+
 def dumps(value: object) -> str:
     """Return the compact JSON text of an already checked value (no walk).
 
     Still refuses NaN and non-JSON objects, so a backend can never write them.
+    Large integral floats are written so that they read back as the same float
+    from every backend (see :func:`_float_text`).
     """
     try:
-        return _dumps(value)
+        text = _dumps(value)
+        if "e+" in text:
+            text = _slow_dumps(value)
     except (ValueError, TypeError, RecursionError) as exc:
         raise PayloadError(f"cannot be encoded as JSON: {exc}") from exc
+    return text

@@ -17,7 +17,22 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Executable, Row, and_, delete, func, insert, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Executable,
+    Row,
+    Text,
+    and_,
+    bindparam,
+    cast,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult
 
@@ -73,6 +88,21 @@ class SQLPlans:
         self._entries = _quote(tables, dialect, "entries")
         self._walks: dict[tuple[str, str], Executable] = {}
         self._begin = "BEGIN" if dialect == "postgresql" else "BEGIN IMMEDIATE"
+        e = tables.entries
+        columns: dict[str, Any] = {c.name: bindparam(c.name, type_=c.type) for c in e.columns}
+        columns["payload"] = self._json(bindparam("payload", type_=Text))
+        self._insert_entry = insert(e).values(columns)
+
+    def _json(self, value: ColumnElement[Any]) -> ColumnElement[Any]:
+        """Return ``value`` (JSON text from :func:`payload.dumps`) as the JSON column type.
+
+        JSON is always sent as text we encoded, so that what every backend
+        stores is exactly what the payload check accepted.
+        """
+        return cast(value, JSONB) if self.dialect == "postgresql" else value
+
+    def _json_value(self, value: dict[str, Any]) -> ColumnElement[Any]:
+        return self._json(bindparam(None, payload.dumps(value), type_=Text))
 
     @property
     def begin(self) -> str:
@@ -159,10 +189,10 @@ class SQLPlans:
             message_count=0,
             current_leaf=None,
             last_seq=0,
-            metadata=meta.metadata,
+            metadata=self._json_value(meta.metadata),
         ).on_conflict_do_update(
             index_elements=[s.c.id],
-            set_={"user_id": meta.user_id, "metadata": meta.metadata},
+            set_={"user_id": meta.user_id, "metadata": self._json_value(meta.metadata)},
         )
 
         def plan() -> Plan:
@@ -273,12 +303,12 @@ class SQLPlans:
                     "depth": depth,
                     "type": entry.type.value,
                     "role": role,
-                    "payload": data,
+                    "payload": payload.dumps(data),
                     "created_at": entry.timestamp,
                 }
             )
             parent_id = entry.id
-        return Stmt(insert(self.tables.entries), rows), depth
+        return Stmt(self._insert_entry, rows), depth
 
     def append_entries(
         self,
@@ -498,7 +528,7 @@ ORDER BY b.seq"""
                 entry_id=checkpoint.entry_id,
                 created_at=checkpoint.timestamp,
                 checksum=checkpoint.checksum,
-                metadata=checkpoint.metadata,
+                metadata=self._json_value(checkpoint.metadata),
             )
         )
 
