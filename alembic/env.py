@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import os
 
-from alembic import context
 from sqlalchemy import Connection, text
 
+from alembic import context
 from sessions_db.migrations import include_object as _host_filter
 from sessions_db.sql.engine import build_engine, normalize_url
 from sessions_db.sql.schema import PREFIX, VERSION_TABLE, Base
 
 config = context.config
-schema = config.attributes.get("sessions_db_schema") or config.get_main_option(
-    "sessions_db_schema"
-) or os.environ.get("SESSIONS_DB_SCHEMA") or None
+schema = (
+    config.attributes.get("sessions_db_schema")
+    or config.get_main_option("sessions_db_schema")
+    or os.environ.get("SESSIONS_DB_SCHEMA")
+    or None
+)
 
 
 def include_object(obj, name, type_, reflected, compare_to):

@@ -13,6 +13,7 @@ JSONL directory, behind one small typed API::
 
 from .backend import BranchQuery, NewCheckpoint, StorageBackend
 from .connect import connect
+from .context import current_session, session_from_context, use_session
 from .errors import (
     CheckpointNotFoundError,
     ChecksumMismatchError,
@@ -63,4 +64,7 @@ __all__ = [
     "StorageUnavailableError",
     "__version__",
     "connect",
+    "current_session",
+    "session_from_context",
+    "use_session",
 ]

@@ -24,7 +24,7 @@ def drive(plan: Plan[Q, R], perform: Callable[[Q], Any]) -> R:
         while True:
             try:
                 result = perform(request)
-            except Exception as exc:  # noqa: BLE001 - handed to the plan, which decides
+            except Exception as exc:
                 request = plan.throw(exc)
             else:
                 request = plan.send(result)
@@ -41,7 +41,7 @@ async def adrive(plan: Plan[Q, R], perform: Callable[[Q], Awaitable[Any]]) -> R:
         while True:
             try:
                 result = await perform(request)
-            except Exception as exc:  # noqa: BLE001 - handed to the plan, which decides
+            except Exception as exc:
                 request = plan.throw(exc)
             else:
                 request = plan.send(result)

@@ -33,6 +33,10 @@ class BranchQuery:
     limit: int | None = None
 
 
+#: The whole current branch, every entry type.
+WHOLE_BRANCH = BranchQuery()
+
+
 @dataclass(frozen=True, slots=True)
 class NewCheckpoint:
     """What :meth:`StorageBackend.create_checkpoint` needs to take a checkpoint."""
@@ -83,7 +87,7 @@ class StorageBackend(ABC):
         """
 
     def find_or_create_session(self, meta: SessionMetadata) -> SessionMetadata:
-        """Return the most recently updated session of ``meta``'s agent and user, else save ``meta``.
+        """Return the latest session of ``meta``'s agent and user, else save ``meta``.
 
         Stores that can should do this atomically, so that concurrent callers for
         one user get one session. This default is not atomic.
@@ -135,7 +139,9 @@ class StorageBackend(ABC):
         """
 
     @abstractmethod
-    def load_branch(self, session_id: str, query: BranchQuery = BranchQuery()) -> list[SessionEntry]:
+    def load_branch(
+        self, session_id: str, query: BranchQuery = BranchQuery()
+    ) -> list[SessionEntry]:
         """Return the entries of one branch, root first (see :class:`BranchQuery`).
 
         ``SessionNotFoundError`` if the session is absent; ``EntryNotFoundError`` if

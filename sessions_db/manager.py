@@ -58,7 +58,7 @@ class Manager:
         return Session(self, self.run(rules.create(agent_name, user_id, metadata, self._clock)))
 
     def get(self, session_id: str, *, user_id: str | None = None) -> Session:
-        """Return the session; ``SessionNotFoundError`` if absent or, with ``user_id``, not theirs."""
+        """Return the session; ``SessionNotFoundError`` if absent or another user's."""
         return Session(self, self.run(rules.get(session_id, user_id)))
 
     def get_or_create(self, agent_name: str, user_id: str | None) -> Session:

@@ -18,11 +18,12 @@ from typing import Any
 
 import alembic.context
 import alembic.op
-from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine
+
+from alembic import command
 
 from .errors import SchemaError
 from .sql.engine import normalize_url
@@ -79,7 +80,9 @@ def _connection(connectable: Engine | Connection | str) -> Iterator[Connection]:
         yield connectable
         return
     owned = isinstance(connectable, str)
-    engine = create_engine(normalize_url(connectable)) if isinstance(connectable, str) else connectable
+    engine = (
+        create_engine(normalize_url(connectable)) if isinstance(connectable, str) else connectable
+    )
     if engine.dialect.name == "postgresql":
         engine = engine.execution_options(isolation_level="READ COMMITTED")
     try:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import math
-from decimal import Decimal
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 from .errors import PayloadError
@@ -123,9 +123,11 @@ def _slow_dumps(value: Any) -> str:
     if kind is float or (isinstance(value, float) and not isinstance(value, bool)):
         return _float_text(float(value))
     if isinstance(value, dict):
-        return "{" + ",".join(
-            _dumps(key) + ":" + _slow_dumps(item) for key, item in value.items()
-        ) + "}"
+        return (
+            "{"
+            + ",".join(_dumps(key) + ":" + _slow_dumps(item) for key, item in value.items())
+            + "}"
+        )
     if isinstance(value, list):
         return "[" + ",".join(_slow_dumps(item) for item in value) + "]"
     return _dumps(value)

@@ -88,7 +88,9 @@ def get(session_id: str, user_id: str | None) -> Plan[Call, SessionMetadata]:
     return meta
 
 
-def get_or_create(agent_name: str, user_id: str | None, clock: Clock) -> Plan[Call, SessionMetadata]:
+def get_or_create(
+    agent_name: str, user_id: str | None, clock: Clock
+) -> Plan[Call, SessionMetadata]:
     """Return the user's most recently updated session of the agent, else a new one."""
     uid = ids.user_id(user_id)
     if uid is None:

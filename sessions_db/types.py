@@ -96,10 +96,10 @@ class Message(_Frozen):
     @classmethod
     def new(
         cls,
-        type: str,  # noqa: A002 - the seed's name for the role
+        type: str,
         payload: dict[str, Any],
         *,
-        id: str | None = None,  # noqa: A002
+        id: str | None = None,
         timestamp: datetime | None = None,
     ) -> Self:
         """Return a new message with a fresh ID and the current time."""

@@ -23,6 +23,7 @@ pytest.register_assert_rewrite("sessions_db.testing")
 
 import sessions_db as sdb  # noqa: E402
 from sessions_db import migrations  # noqa: E402
+from sessions_db.sql.engine import normalize_url  # noqa: E402
 
 PG_URL = os.environ.get(
     "SESSIONS_DB_TEST_PG", "postgresql://sessions_db:sessions_db@127.0.0.1:5432/postgres"
@@ -73,12 +74,10 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _empty_postgres(url: str) -> None:
-    engine = create_engine(sdb.sql.engine.normalize_url(url))
+    engine = create_engine(normalize_url(url))
     with engine.begin() as conn:
         conn.execute(
-            text(
-                "TRUNCATE sessions_db_checkpoints, sessions_db_entries, sessions_db_sessions"
-            )
+            text("TRUNCATE sessions_db_checkpoints, sessions_db_entries, sessions_db_sessions")
         )
     engine.dispose()
 

@@ -12,7 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from .. import migrations
 from .._plan import drive
-from ..backend import BranchQuery, NewCheckpoint, StorageBackend
+from ..backend import WHOLE_BRANCH, BranchQuery, NewCheckpoint, StorageBackend
 from ..errors import ConfigurationError, StorageClosedError
 from ..types import Checkpoint, SessionEntry, SessionMetadata
 from .engine import build_engine, sqlite_prepare
@@ -181,7 +181,7 @@ class SQLBackend(StorageBackend):
         return result
 
     def load_branch(  # noqa: D102
-        self, session_id: str, query: BranchQuery = BranchQuery()
+        self, session_id: str, query: BranchQuery = WHOLE_BRANCH
     ) -> list[SessionEntry]:
         result: list[SessionEntry] = self._run(self._plans.load_branch(session_id, query))
         return result

@@ -26,7 +26,7 @@ _CHECKPOINT_ENTRY_FK = f"fk_{PREFIX}checkpoints_session_id_entry_id"
 _SESSION_FKS = {f"fk_{PREFIX}entries_session_id", f"fk_{PREFIX}checkpoints_session_id"}
 
 
-def _postgres(orig: BaseException, exc: sa_exc.DBAPIError) -> SessionsDBError:
+def _postgres(orig: BaseException | None, exc: sa_exc.DBAPIError) -> SessionsDBError:
     sqlstate = getattr(orig, "sqlstate", None) or ""
     diag = getattr(orig, "diag", None)
     constraint = getattr(diag, "constraint_name", None) or ""
@@ -52,7 +52,7 @@ def _postgres(orig: BaseException, exc: sa_exc.DBAPIError) -> SessionsDBError:
     return SessionsDBError(f"PostgreSQL error {sqlstate or type(orig).__name__}")
 
 
-def _sqlite(orig: BaseException, exc: sa_exc.DBAPIError) -> SessionsDBError:
+def _sqlite(orig: BaseException | None, exc: sa_exc.DBAPIError) -> SessionsDBError:
     name = getattr(orig, "sqlite_errorname", "") or ""
     if name == "SQLITE_CONSTRAINT_PRIMARYKEY":
         return DuplicateEntryError("an entry with this ID is already in the session")

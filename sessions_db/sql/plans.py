@@ -32,8 +32,8 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import CursorResult
 
 from .. import payload
@@ -73,9 +73,11 @@ _ENTRY_COLUMNS = "id, parent_id, seq, depth, type, role, payload, created_at"
 
 
 def _quote(tables: Tables, dialect: str, name: str) -> str:
-    preparer = (postgresql.dialect() if dialect == "postgresql" else sqlite.dialect()).identifier_preparer
-    table = getattr(tables, name)
-    return preparer.format_table(table)
+    """Return the quoted, schema-qualified name of one of ``tables``."""
+    factory: Any = postgresql.dialect if dialect == "postgresql" else sqlite.dialect
+    preparer = factory().identifier_preparer
+    quoted: str = preparer.format_table(getattr(tables, name))
+    return quoted
 
 
 class SQLPlans:
@@ -127,9 +129,9 @@ class SQLPlans:
 
     @staticmethod
     def _entry(
-        id: str,  # noqa: A002
+        id: str,
         parent_id: str | None,
-        type: str,  # noqa: A002
+        type: str,
         role: str | None,
         data: Any,
         created_at: datetime,
@@ -465,7 +467,15 @@ ORDER BY b.seq"""
         """Select every entry of a session in append order."""
         s, e = self.tables.sessions, self.tables.entries
         stmt = (
-            select(s.c.id.label("sid"), e.c.id, e.c.parent_id, e.c.type, e.c.role, e.c.payload, e.c.created_at)
+            select(
+                s.c.id.label("sid"),
+                e.c.id,
+                e.c.parent_id,
+                e.c.type,
+                e.c.role,
+                e.c.payload,
+                e.c.created_at,
+            )
             .select_from(s.outerjoin(e, e.c.session_id == s.c.id))
             .where(s.c.id == session_id)
             .order_by(e.c.seq)
@@ -493,7 +503,7 @@ ORDER BY b.seq"""
         """Lock the session, hash its branch with a new checkpoint entry, store both."""
 
         def plan() -> Plan:
-            s, c = self.tables.sessions, self.tables.checkpoints
+            s = self.tables.sessions
             leaf, last_seq, depth = yield from self._lock_session(session_id)
             branch: list[SessionEntry] = []
             if leaf is not None:

@@ -89,14 +89,14 @@ class StorageContract:
 
     @pytest.fixture
     def mgr(self, open_manager: OpenManager) -> Iterator[sdb.Manager]:
-        """A manager on the store under test."""
+        """Open a manager on the store under test."""
         manager = open_manager()
         yield manager
         manager.close()
 
     @pytest.fixture
     def session(self, mgr: sdb.Manager) -> sdb.Session:
-        """A new session of agent ``assistant`` for ``user-1``."""
+        """Create a session of agent ``assistant`` for ``user-1``."""
         return mgr.create("assistant", user_id="user-1", metadata={"source": "test"})
 
     # -- sessions ---------------------------------------------------------------
@@ -194,7 +194,7 @@ class StorageContract:
         mgr.create("other-agent", user_id="u")
         made[0].append_message(msg("bump"))  # now the most recently updated
         listed = mgr.list("assistant")
-        assert [m.id for m in listed][0] == made[0].id
+        assert listed[0].id == made[0].id
         assert len(listed) == 6
         stamps = [m.updated_at for m in listed]
         assert stamps == sorted(stamps, reverse=True)
@@ -234,7 +234,10 @@ class StorageContract:
     # -- messages ---------------------------------------------------------------
 
     def test_messages_read_back_identical(self, mgr: sdb.Manager, session: sdb.Session) -> None:
-        sent = [Message.new(role, p) for (_, p), role in zip(GOOD_PAYLOADS, ["user", "assistant"] * 9, strict=False)]
+        sent = [
+            Message.new(role, p)
+            for (_, p), role in zip(GOOD_PAYLOADS, ["user", "assistant"] * 9, strict=False)
+        ]
         for message in sent:
             session.append_message(message)
         got = mgr.get(session.id).get_messages()
@@ -262,7 +265,9 @@ class StorageContract:
         with pytest.raises(sdb.PayloadError):
             Message.new("user", bad)
 
-    @pytest.mark.parametrize(("name", "bad"), BAD_PAYLOADS[:13], ids=[n for n, _ in BAD_PAYLOADS[:13]])
+    @pytest.mark.parametrize(
+        ("name", "bad"), BAD_PAYLOADS[:13], ids=[n for n, _ in BAD_PAYLOADS[:13]]
+    )
     def test_bad_payload_at_append_stores_nothing(
         self, session: sdb.Session, name: str, bad: dict[Any, Any]
     ) -> None:
@@ -295,7 +300,7 @@ class StorageContract:
         with pytest.raises(sdb.InvalidIDError):
             Message.new("user", {}, id="../escape")
         with pytest.raises(sdb.PayloadError):
-            Message.new("user", {}, timestamp=datetime(2024, 1, 1))  # naive  # noqa: DTZ001
+            Message.new("user", {}, timestamp=datetime(2024, 1, 1))  # naive
         with pytest.raises(sdb.PayloadError):
             Message(type="user", payload={})  # type: ignore[call-arg]
 
@@ -306,8 +311,8 @@ class StorageContract:
             session.append_message(first)
         with pytest.raises(sdb.DuplicateEntryError):
             session.append_messages([msg("new"), first])
+        twice = msg("twice")
         with pytest.raises(sdb.DuplicateEntryError):
-            twice = msg("twice")
             session.append_messages([twice, twice])
         assert contents(session) == ["once"]
         assert session.info().message_count == 1
@@ -495,7 +500,9 @@ class StorageContract:
         assert session.info().message_count == workers * each
         assert_one_chain(session)
 
-    def test_threads_checkpoint_while_appending(self, mgr: sdb.Manager, session: sdb.Session) -> None:
+    def test_threads_checkpoint_while_appending(
+        self, mgr: sdb.Manager, session: sdb.Session
+    ) -> None:
         def append(worker: int) -> None:
             for i in range(15):
                 session.append_message(msg(f"w{worker}-{i}"))
