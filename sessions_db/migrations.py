@@ -22,11 +22,13 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from alembic import command
 
 from .errors import SchemaError
 from .sql.engine import normalize_url
+from .sql.errors import translate
 from .sql.schema import PREFIX, VERSION_TABLE
 
 __all__ = [
@@ -75,9 +77,13 @@ def config(
 
 @contextmanager
 def _connection(connectable: Engine | Connection | str) -> Iterator[Connection]:
-    """Yield a connection in a transaction (PostgreSQL migrates in one transaction)."""
+    """Yield a connection in a transaction (PostgreSQL migrates in one transaction).
+
+    Database errors come out as :class:`SessionsDBError` subclasses.
+    """
     if isinstance(connectable, Connection):
-        yield connectable
+        with _translated(connectable.dialect.name):
+            yield connectable
         return
     owned = isinstance(connectable, str)
     engine = (
@@ -86,11 +92,19 @@ def _connection(connectable: Engine | Connection | str) -> Iterator[Connection]:
     if engine.dialect.name == "postgresql":
         engine = engine.execution_options(isolation_level="READ COMMITTED")
     try:
-        with engine.begin() as conn:
+        with _translated(engine.dialect.name), engine.begin() as conn:
             yield conn
     finally:
         if owned:
             engine.dispose()
+
+
+@contextmanager
+def _translated(dialect: str) -> Iterator[None]:
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        raise translate(exc, dialect) from exc
 
 
 @contextmanager
@@ -144,7 +158,7 @@ def head() -> str:
     return revision
 
 
-def current(connectable: Engine | Connection, *, schema: str | None = None) -> str | None:
+def current(connectable: Engine | Connection | str, *, schema: str | None = None) -> str | None:
     """Return the revision the database is at, or ``None`` if never migrated."""
     with _connection(connectable) as conn:
         context = MigrationContext.configure(

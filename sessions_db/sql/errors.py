@@ -11,6 +11,7 @@ import sqlite3
 from sqlalchemy import exc as sa_exc
 
 from ..errors import (
+    ConfigurationError,
     DuplicateEntryError,
     EntryNotFoundError,
     SchemaError,
@@ -24,6 +25,12 @@ _ENTRY_PK = f"pk_{PREFIX}entries"
 _PARENT_FK = f"fk_{PREFIX}entries_session_id_parent_id"
 _CHECKPOINT_ENTRY_FK = f"fk_{PREFIX}checkpoints_session_id_entry_id"
 _SESSION_FKS = {f"fk_{PREFIX}entries_session_id", f"fk_{PREFIX}checkpoints_session_id"}
+
+
+def _first_line(orig: BaseException | None) -> str:
+    """Return the first line of the driver's message, for humans (never parsed)."""
+    lines = str(orig).strip().splitlines()
+    return lines[0] if lines else type(orig).__name__
 
 
 def _postgres(orig: BaseException | None, exc: sa_exc.DBAPIError) -> SessionsDBError:
@@ -45,8 +52,16 @@ def _postgres(orig: BaseException | None, exc: sa_exc.DBAPIError) -> SessionsDBE
             "the sessions_db tables are missing: run `sessions-db migrate` "
             "(or connect with migrate=True)"
         )
-    if sqlstate.startswith(("08", "57", "53")) or exc.connection_invalidated:
-        return StorageUnavailableError(f"PostgreSQL is unavailable: {type(orig).__name__}")
+    if sqlstate.startswith("28"):
+        return ConfigurationError(f"PostgreSQL refused the login: {_first_line(orig)}")
+    if sqlstate == "3D000":
+        return ConfigurationError(f"no such PostgreSQL database: {_first_line(orig)}")
+    if (
+        sqlstate.startswith(("08", "57", "53"))
+        or exc.connection_invalidated
+        or (not sqlstate and isinstance(exc, sa_exc.OperationalError))
+    ):
+        return StorageUnavailableError(f"PostgreSQL is unavailable: {_first_line(orig)}")
     if sqlstate in ("40001", "40P01", "55P03"):
         return StorageUnavailableError(f"PostgreSQL aborted the transaction ({sqlstate})")
     return SessionsDBError(f"PostgreSQL error {sqlstate or type(orig).__name__}")

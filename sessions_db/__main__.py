@@ -1,0 +1,5 @@
+"""``python -m sessions_db``: the command line."""
+
+from .cli import main
+
+main(prog_name="sessions-db")
