@@ -76,7 +76,7 @@ def main() -> None:
 @click.option(
     "--revision",
     default=None,
-    help="Target revision (upgrade: default head; downgrade: default base, which drops the tables).",
+    help="Target revision (upgrade: head by default; downgrade: base, which drops the tables).",
 )
 def migrate(action: str, url: str, schema: str | None, as_sql: bool, revision: str | None) -> None:
     """Upgrade the sessions_db tables (default), show the current revision, or downgrade.
