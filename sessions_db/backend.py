@@ -86,6 +86,20 @@ class StorageBackend(ABC):
         Ties in ``updated_at`` are ordered by ID, descending, so that pages are stable.
         """
 
+    @abstractmethod
+    def list_agents(self) -> list[str]:
+        """Return the names of the agents that have at least one session, sorted."""
+
+    @abstractmethod
+    def prune_sessions(
+        self, updated_before: datetime, *, agent_name: str | None = None, dry_run: bool = False
+    ) -> list[str]:
+        """Delete the sessions last updated before ``updated_before`` (of ``agent_name`` if given).
+
+        Returns the IDs deleted (with ``dry_run``, the IDs that would be, deleting
+        nothing). Entries and checkpoints go with their sessions.
+        """
+
     def find_or_create_session(self, meta: SessionMetadata) -> SessionMetadata:
         """Return the latest session of ``meta``'s agent and user, else save ``meta``.
 

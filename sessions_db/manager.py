@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 import threading
 from collections.abc import Iterable
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -82,6 +83,24 @@ class Manager:
     def delete(self, session_id: str) -> None:
         """Delete the session, its entries and checkpoints; ``SessionNotFoundError`` if absent."""
         self.run(rules.delete(session_id))
+
+    def list_agents(self) -> builtins.list[str]:
+        """Return the names of the agents that have sessions, sorted."""
+        return self.run(rules.list_agents())
+
+    def prune(
+        self,
+        older_than: timedelta | datetime,
+        *,
+        agent_name: str | None = None,
+        dry_run: bool = False,
+    ) -> builtins.list[str]:
+        """Delete the sessions not updated for ``older_than`` (a duration, or a UTC time).
+
+        Returns the deleted session IDs (with ``dry_run``, those that would be).
+        On SQL stores this is one statement, not one per session.
+        """
+        return self.run(rules.prune(older_than, agent_name, dry_run, self._clock))
 
     def close(self) -> None:
         """Close the manager and its backend. Idempotent."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from . import ids, payload
@@ -26,7 +26,7 @@ from .errors import (
     PayloadError,
     SessionNotFoundError,
 )
-from .types import Checkpoint, Message, SessionEntry, SessionMetadata
+from .types import Checkpoint, Message, SessionEntry, SessionMetadata, as_utc
 
 Clock = Callable[[], datetime]
 
@@ -120,6 +120,34 @@ def list_sessions(
         user_id=ids.user_id(user_id),
         limit=_count(limit, "limit"),
         offset=_count(offset, "offset") or 0,
+    )
+    return result
+
+
+def list_agents() -> Plan[Call, list[str]]:
+    """Return the names of the agents that have sessions."""
+    result: list[str] = yield _call("list_agents")
+    return result
+
+
+def prune(
+    older_than: timedelta | datetime,
+    agent_name: str | None,
+    dry_run: bool,
+    clock: Clock,
+) -> Plan[Call, list[str]]:
+    """Delete the sessions not updated for ``older_than`` (or since a given time)."""
+    if isinstance(older_than, timedelta):
+        if older_than < timedelta(0):
+            raise InvalidArgumentError("older_than must not be negative")
+        cutoff = clock() - older_than
+    else:
+        cutoff = as_utc(older_than, "older_than")
+    result: list[str] = yield _call(
+        "prune_sessions",
+        cutoff,
+        agent_name=None if agent_name is None else ids.agent_name(agent_name),
+        dry_run=dry_run,
     )
     return result
 

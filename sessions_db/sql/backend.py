@@ -161,6 +161,18 @@ class SQLBackend(StorageBackend):
         )
         return result
 
+    def list_agents(self) -> list[str]:  # noqa: D102
+        result: list[str] = self._run(self._plans.list_agents())
+        return result
+
+    def prune_sessions(  # noqa: D102
+        self, updated_before: datetime, *, agent_name: str | None = None, dry_run: bool = False
+    ) -> list[str]:
+        result: list[str] = self._run(
+            self._plans.prune_sessions(updated_before, agent_name, dry_run)
+        )
+        return result
+
     def find_or_create_session(self, meta: SessionMetadata) -> SessionMetadata:  # noqa: D102
         result: SessionMetadata = self._run(self._plans.find_or_create_session(meta))
         return result

@@ -243,6 +243,35 @@ class SQLPlans:
 
         return SQLPlan(plan())
 
+    def list_agents(self) -> SQLPlan:
+        """Select the distinct agent names."""
+        s = self.tables.sessions
+        stmt = select(s.c.agent_name).distinct().order_by(s.c.agent_name)
+
+        def plan() -> Plan:
+            return [row.agent_name for row in (yield Stmt(stmt))]
+
+        return SQLPlan(plan())
+
+    def prune_sessions(
+        self, updated_before: datetime, agent_name: str | None, dry_run: bool
+    ) -> SQLPlan:
+        """Delete (or, dry, select) the expired sessions in one statement; cascades do the rest."""
+        s = self.tables.sessions
+        condition = s.c.updated_at < updated_before
+        if agent_name is not None:
+            condition = and_(condition, s.c.agent_name == agent_name)
+        stmt: Executable = (
+            select(s.c.id).where(condition)
+            if dry_run
+            else delete(s).where(condition).returning(s.c.id)
+        )
+
+        def plan() -> Plan:
+            return sorted(row.id for row in (yield Stmt(stmt)))
+
+        return SQLPlan(plan())
+
     def find_or_create_session(self, meta: SessionMetadata) -> SQLPlan:
         """Return the user's latest session of the agent, or insert ``meta``; atomically."""
         s = self.tables.sessions

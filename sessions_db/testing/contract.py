@@ -54,6 +54,16 @@ def _create_worker(open_manager: OpenManager, user: str) -> str:
         return mgr.get_or_create("racer", user).id
 
 
+class _Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
 BAD_PAYLOADS: list[tuple[str, Any]] = [
     ("nul", {"content": "a\x00b"}),
     ("nul-key", {"a\x00": 1}),
@@ -230,6 +240,38 @@ class StorageContract:
             mgr.backend.load_checkpoint(checkpoint.id)
         assert [m.id for m in mgr.list("assistant")] == [keep.id]
         assert contents(mgr.get(keep.id)) == ["kept"]
+
+    def test_list_agents(self, mgr: sdb.Manager) -> None:
+        assert mgr.list_agents() == []
+        for agent in ["beta", "alpha", "beta"]:
+            mgr.create(agent)
+        assert mgr.list_agents() == ["alpha", "beta"]
+
+    def test_prune(self, open_manager: OpenManager) -> None:
+        clock = _Clock(datetime(2026, 1, 1, tzinfo=UTC))
+        with open_manager() as plain:
+            backend = plain.backend
+            mgr = sdb.Manager(backend, clock=clock)
+            old = mgr.create("assistant")
+            old.append_message(msg("old"))
+            old.checkpoint()
+            other_agent_old = mgr.create("other")
+            clock.now += timedelta(days=40)
+            fresh = mgr.create("assistant")
+            fresh.append_message(msg("fresh"))
+            assert mgr.prune(timedelta(days=30), dry_run=True) == sorted(
+                [old.id, other_agent_old.id]
+            )
+            assert len(mgr.list("assistant")) == 2
+            assert mgr.prune(timedelta(days=30), agent_name="assistant") == [old.id]
+            assert [s.id for s in mgr.list("assistant")] == [fresh.id]
+            assert [s.id for s in mgr.list("other")] == [other_agent_old.id]
+            assert mgr.prune(clock.now - timedelta(days=30)) == [other_agent_old.id]
+            with pytest.raises(sdb.SessionNotFoundError):
+                mgr.get(old.id)
+            assert contents(mgr.get(fresh.id)) == ["fresh"]
+            with pytest.raises(sdb.InvalidArgumentError):
+                mgr.prune(timedelta(days=-1))
 
     # -- messages ---------------------------------------------------------------
 
