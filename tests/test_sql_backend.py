@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +68,8 @@ def test_postgres_append_and_load_are_one_round_trip(pg_url: str) -> None:
     trips = RoundTrips(engine)
     try:
         for i in range(6, 12):
-            assert trips.count(lambda i=i: session.append_message(_message(i))) == 1
+            message = _message(i)
+            assert trips.count(lambda: session.append_message(message)) == 1  # noqa: B023
             assert trips.count(session.get_messages) == 1
             assert trips.count(lambda: session.get_messages(limit=3)) == 1
         batch = [_message(i) for i in range(100, 110)]
@@ -90,7 +91,7 @@ def test_sqlite_statements_per_operation(tmp_path: Path) -> None:
 
     @event.listens_for(backend.engine, "before_cursor_execute")
     def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        statements.append(statement.split()[0].upper())
+        statements.append(statement.split(maxsplit=1)[0].upper())
 
     session = mgr.create("assistant")
     statements.clear()
@@ -121,8 +122,8 @@ def test_host_engine_is_never_disposed(pg_url: str) -> None:
 
 
 @pytest.fixture
-def pg_fresh(pg_server: Callable[[], str]) -> Iterator[str]:
-    yield pg_server()
+def pg_fresh(pg_server: Callable[[], str]) -> str:
+    return pg_server()
 
 
 @pytest.mark.postgres
