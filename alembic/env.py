@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import os
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, create_engine, text
 
 from alembic import context
 from sessions_db.migrations import include_object as _host_filter
-from sessions_db.sql.engine import build_engine, normalize_url
+from sessions_db.sql.engine import normalize_url
 from sessions_db.sql.schema import PREFIX, VERSION_TABLE, Base
 
 config = context.config
@@ -68,7 +68,7 @@ else:
     if given is not None:
         _run(given)
     else:
-        engine = build_engine(_url(), isolation_level="READ COMMITTED")
+        engine = create_engine(_url())
         try:
             with engine.connect() as conn:
                 _run(conn)

@@ -1,0 +1,252 @@
+"""Migrations: upgrade and downgrade, agreement with the models, host integration."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, create_engine, inspect, text
+
+import sessions_db as sdb
+from sessions_db import migrations
+from sessions_db.sql.engine import normalize_url
+from sessions_db.sql.schema import VERSION_TABLE, Base
+
+OUR_TABLES = {"sessions_db_sessions", "sessions_db_entries", "sessions_db_checkpoints"}
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of an empty database (never migrated)."""
+    if request.param == "postgres":
+        new_database: Callable[[], str] = request.getfixturevalue("pg_server")
+        return new_database()
+    return f"sqlite:///{tmp_path / 'empty.db'}"
+
+
+def _engine(url: str) -> Engine:
+    return create_engine(normalize_url(url))
+
+
+def _tables(url: str) -> set[str]:
+    engine = _engine(url)
+    try:
+        return set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_downgrade_upgrade(empty_url: str) -> None:
+    assert migrations.current(empty_url) is None
+    migrations.upgrade(empty_url)
+    assert OUR_TABLES | {VERSION_TABLE} <= _tables(empty_url)
+    assert migrations.current(empty_url) == migrations.head()
+    with sdb.connect(empty_url) as mgr:
+        mgr.create("assistant").append_message(sdb.Message.new("user", {"content": "x"}))
+    migrations.downgrade(empty_url)
+    assert not (OUR_TABLES & _tables(empty_url))
+    assert migrations.current(empty_url) is None
+    migrations.upgrade(empty_url)
+    with sdb.connect(empty_url) as mgr:
+        assert mgr.list("assistant") == []
+
+
+def test_models_and_migrations_agree(empty_url: str) -> None:
+    migrations.upgrade(empty_url)
+    engine = _engine(empty_url)
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(
+                conn,
+                opts={
+                    "compare_type": True,
+                    "include_object": lambda obj, name, type_, reflected, compare_to: (
+                        type_ != "table" or name in OUR_TABLES
+                    ),
+                },
+            )
+            assert compare_metadata(context, Base.metadata) == []
+    finally:
+        engine.dispose()
+
+
+def test_host_alembic_version_is_untouched(empty_url: str) -> None:
+    engine = _engine(empty_url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)"))
+        conn.execute(text("INSERT INTO alembic_version VALUES ('host_rev_1')"))
+    migrations.upgrade(empty_url)
+    migrations.downgrade(empty_url)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).all() == [
+            ("host_rev_1",)
+        ]
+    engine.dispose()
+
+
+HOST_ENV = """
+from alembic import context
+from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine
+
+import sessions_db.migrations
+
+host_metadata = MetaData()
+Table("host_items", host_metadata, Column("id", Integer, primary_key=True), Column("name", String(50)))
+
+config = context.config
+engine = create_engine(config.get_main_option("sqlalchemy.url"))
+with engine.connect() as connection:
+    context.configure(
+        connection=connection,
+        target_metadata=host_metadata,
+        include_object=sessions_db.migrations.include_object,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+        sessions_db.migrations.upgrade(connection)
+    connection.commit()
+engine.dispose()
+"""
+
+HOST_REVISION = """
+import sqlalchemy as sa
+from alembic import op
+
+revision = "host0001"
+down_revision = None
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    op.create_table(
+        "host_items",
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("name", sa.String(50)),
+    )
+
+
+def downgrade():
+    op.drop_table("host_items")
+"""
+
+
+def test_from_the_host_alembic_environment(empty_url: str, tmp_path: Path) -> None:
+    """A host runs our migrations from its own env.py, on its own connection."""
+    script_dir = tmp_path / "host_alembic"
+    (script_dir / "versions").mkdir(parents=True)
+    (script_dir / "env.py").write_text(textwrap.dedent(HOST_ENV))
+    (script_dir / "versions" / "host0001.py").write_text(textwrap.dedent(HOST_REVISION))
+    config = Config()
+    config.set_main_option("script_location", str(script_dir))
+    config.set_main_option("sqlalchemy.url", normalize_url(empty_url))
+    command.upgrade(config, "head")
+
+    assert OUR_TABLES | {"host_items", "alembic_version", VERSION_TABLE} <= _tables(empty_url)
+    engine = _engine(empty_url)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "host0001"
+        ours = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
+        assert ours == migrations.head()
+        # The host's autogenerate, with our filter, proposes nothing about our tables.
+        from sqlalchemy import Column, Integer, MetaData, String, Table
+
+        host_metadata = MetaData()
+        Table(
+            "host_items",
+            host_metadata,
+            Column("id", Integer, primary_key=True),
+            Column("name", String(50)),
+        )
+        context = MigrationContext.configure(
+            conn, opts={"include_object": migrations.include_object}
+        )
+        assert compare_metadata(context, host_metadata) == []
+    engine.dispose()
+    with sdb.connect(empty_url) as mgr:  # the schema check passes
+        assert mgr.list("assistant") == []
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sessions_db", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_migrate_command(empty_url: str) -> None:
+    printed = _cli("migrate", "--sql", "--url", empty_url)
+    assert printed.returncode == 0, printed.stderr
+    assert "CREATE TABLE sessions_db_entries" in printed.stdout
+    assert _cli("migrate", "current", "--url", empty_url).stdout.startswith("none")
+    done = _cli("migrate", "--url", empty_url)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"migrated to {migrations.head()}"
+    assert _cli("migrate", "current", "--url", empty_url).stdout.strip() == (
+        f"{migrations.head()} (head)"
+    )
+    down = _cli("migrate", "downgrade", "--url", empty_url)
+    assert down.returncode == 0, down.stderr
+    assert not (OUR_TABLES & _tables(empty_url))
+
+
+def test_alembic_ini_at_the_top_level(empty_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`alembic -c alembic.ini upgrade head` with SESSIONS_DB_URL works too."""
+    monkeypatch.setenv("SESSIONS_DB_URL", empty_url)
+    command.upgrade(Config(str(ROOT / "alembic.ini")), "head")
+    assert migrations.current(empty_url) == migrations.head()
+
+
+def test_wheel_ships_the_migrations(tmp_path: Path) -> None:
+    built = subprocess.run(
+        [sys.executable, "-m", "hatchling", "build", "-t", "wheel", "-d", str(tmp_path / "dist")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr
+    (wheel,) = (tmp_path / "dist").glob("sessions_db-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {
+        "sessions_db/py.typed",
+        "sessions_db/_alembic/env.py",
+        "sessions_db/_alembic/script.py.mako",
+        "sessions_db/_alembic/versions/0001_initial.py",
+    } <= names
+    # Unpacked on its own (no source checkout around it), it migrates a database.
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    db = tmp_path / "from_wheel.db"
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; sys.path.insert(0, sys.argv[1]); from sessions_db import migrations;"
+            "print(migrations.script_location()); migrations.upgrade(sys.argv[2])",
+            str(site),
+            f"sqlite:///{db}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.strip() == str(site / "sessions_db" / "_alembic")
+    assert migrations.current(f"sqlite:///{db}") == migrations.head()
