@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import os
 
+from alembic import context
 from sqlalchemy import Connection, create_engine, text
 
-from alembic import context
 from sessions_db.migrations import include_object as _host_filter
 from sessions_db.sql.engine import normalize_url
 from sessions_db.sql.schema import PREFIX, VERSION_TABLE, Base

@@ -18,13 +18,12 @@ from typing import Any
 
 import alembic.context
 import alembic.op
+from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine
 from sqlalchemy.exc import SQLAlchemyError
-
-from alembic import command
 
 from .errors import SchemaError
 from .sql.engine import normalize_url

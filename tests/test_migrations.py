@@ -101,7 +101,12 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine
 import sessions_db.migrations
 
 host_metadata = MetaData()
-Table("host_items", host_metadata, Column("id", Integer, primary_key=True), Column("name", String(50)))
+Table(
+    "host_items",
+    host_metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(50)),
+)
 
 config = context.config
 engine = create_engine(config.get_main_option("sqlalchemy.url"))
