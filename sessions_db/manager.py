@@ -19,7 +19,26 @@ from .types import Checkpoint, Message, SessionEntry, SessionMetadata, utcnow
 T = TypeVar("T")
 
 
-class Manager:
+class _ClosesOnExit:
+    """``with x:`` closes ``x`` on exit."""
+
+    def close(self) -> None:
+        """Release what this object holds."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class Manager(_ClosesOnExit):
     """Creates, finds, lists and deletes sessions kept by a :class:`StorageBackend`.
 
     Thread-safe. Closing the manager closes its backend; it is also a context manager.
@@ -115,19 +134,8 @@ class Manager:
         """Whether :meth:`close` was called."""
         return self._closed
 
-    def __enter__(self) -> Self:
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-class Session:
+class Session(_ClosesOnExit):
     """One conversation: its messages, checkpoints and branches.
 
     Get one from :class:`Manager`. Every method reads or writes the store, so
@@ -221,14 +229,3 @@ class Session:
             self._closed = True
             if not self._manager.closed:
                 self._manager.backend.release(self.id)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
