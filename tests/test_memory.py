@@ -16,7 +16,7 @@ from sqlalchemy import create_engine, text
 
 import sessions_db as sdb
 from sessions_db import Message, migrations
-from sessions_db.backend import BranchQuery, NewCheckpoint, StorageBackend
+from sessions_db.backend import WHOLE_BRANCH, BranchQuery, NewCheckpoint, StorageBackend
 from sessions_db.sql.engine import normalize_url
 from sessions_db.types import Checkpoint, SessionEntry, SessionMetadata
 
@@ -68,7 +68,7 @@ class Wrapper(StorageBackend):
         return self.inner.load_entries(session_id)
 
     def load_branch(
-        self, session_id: str, query: BranchQuery = BranchQuery()
+        self, session_id: str, query: BranchQuery = WHOLE_BRANCH
     ) -> list[SessionEntry]:
         return self.inner.load_branch(session_id, query)
 
