@@ -67,9 +67,7 @@ class Wrapper(StorageBackend):
     def load_entries(self, session_id: str) -> list[SessionEntry]:
         return self.inner.load_entries(session_id)
 
-    def load_branch(
-        self, session_id: str, query: BranchQuery = WHOLE_BRANCH
-    ) -> list[SessionEntry]:
+    def load_branch(self, session_id: str, query: BranchQuery = WHOLE_BRANCH) -> list[SessionEntry]:
         return self.inner.load_branch(session_id, query)
 
     def create_checkpoint(self, session_id: str, new: NewCheckpoint) -> Checkpoint:
