@@ -8,7 +8,8 @@ own, so that the scanning default answers ("scan").
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +20,8 @@ from sessions_db import Message, migrations
 from sessions_db.backend import WHOLE_BRANCH, BranchQuery, NewCheckpoint, StorageBackend
 from sessions_db.sql.engine import normalize_url
 from sessions_db.types import Checkpoint, SessionEntry, SessionMetadata
+
+from .conftest import make_store
 
 
 class Wrapper(StorageBackend):
@@ -208,15 +211,17 @@ def test_deleted_sessions_are_forgotten(mgr: sdb.Manager) -> None:
     assert contents(mgr.memory("alice").list()) == [ONCE]
 
 
-def test_fts_rows_follow_deletes(store_url: str) -> None:
+def test_fts_rows_follow_deletes(request: pytest.FixtureRequest, tmp_path: Path) -> None:
     """On SQLite the FTS rows go with their entries (cascades fire the triggers)."""
-    if not store_url.startswith("sqlite"):
-        pytest.skip("SQLite's FTS5 tables")
+    store_url = make_store("sqlite", request, tmp_path)
     with sdb.connect(store_url) as m:
         s = m.create("billing", user_id="alice")
         say(s, ONCE)
         say(s, THRICE)
         m.delete(s.id)
+        pruned = m.create("billing", user_id="alice")
+        say(pruned, ONCE)
+        assert m.prune(timedelta(0)) == [pruned.id]
     engine = create_engine(normalize_url(store_url))
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM sessions_db_entries_fts")).scalar() == 0
