@@ -45,8 +45,7 @@ class Manager:
         """Run a plan of backend calls (see :mod:`sessions_db.rules`)."""
         if self._closed:
             raise StorageClosedError("the session manager is closed")
-        backend = self._backend
-        return drive(plan, lambda call: call.target(backend)(*call.args, **call.kwargs))
+        return drive(plan, rules.performer(self._backend))
 
     def create(
         self,

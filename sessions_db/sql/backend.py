@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -13,12 +13,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from .. import migrations
 from .._plan import drive
 from ..backend import WHOLE_BRANCH, BranchQuery, NewCheckpoint, StorageBackend
-from ..errors import ConfigurationError, StorageClosedError
+from ..errors import StorageClosedError
 from ..types import Checkpoint, SessionEntry, SessionMetadata
-from .engine import build_engine, sqlite_prepare
+from .engine import PREPARED, build_engine
 from .errors import translate
 from .plans import SQLPlan, SQLPlans, Stmt
-from .schema import tables_in
+from .setup import ROLLBACK, SQLITE_START, SQLSetup
 
 
 class SQLBackend(StorageBackend):
@@ -53,26 +53,26 @@ class SQLBackend(StorageBackend):
         else:
             engine = engine_or_url
             self._owns_engine = False
-        self._dialect = engine.dialect.name
-        if self._dialect not in ("postgresql", "sqlite"):
-            raise ConfigurationError(f"unsupported database dialect {self._dialect!r}")
-        if schema is not None and self._dialect != "postgresql":
-            raise ConfigurationError("a schema can only be set on PostgreSQL")
+        self._setup = SQLSetup.of(
+            engine.dialect.name,
+            schema=schema,
+            busy_timeout=busy_timeout,
+            synchronous=synchronous,
+        )
+        self._dialect = self._setup.dialect
         self._base_engine = engine
         # Every statement of ours runs in autocommit; transactions are opened
         # explicitly (BEGIN / BEGIN IMMEDIATE) only where a plan needs one. The
         # host's engine keeps its own settings: this is a copy sharing its pool.
         self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._schema = schema
-        self._plans = SQLPlans(tables_in(schema), self._dialect)
-        self._busy_ms = int(busy_timeout * 1000)
-        self._synchronous = synchronous
+        self._plans = self._setup.plans
         self._closed = False
         self._lock = threading.Lock()
         try:
             if self._dialect == "sqlite":
                 with self._engine.connect() as conn:
-                    conn.exec_driver_sql("PRAGMA journal_mode = WAL")
+                    conn.exec_driver_sql(SQLITE_START)
             if migrate:
                 migrations.upgrade(self._base_engine, schema=schema)
             elif check_schema:
@@ -104,10 +104,12 @@ class SQLBackend(StorageBackend):
         """The statement plans (shared with the asyncio backend)."""
         return self._plans
 
-    def _perform(self, conn: Connection) -> Any:
+    def _perform(self, conn: Connection) -> Callable[[Stmt], Any]:
         dialect = self._dialect
 
         def perform(stmt: Stmt) -> Any:
+            if stmt is ROLLBACK:
+                return _rollback(conn)
             try:
                 return conn.execute(stmt.statement, stmt.params)
             except SQLAlchemyError as exc:
@@ -121,18 +123,12 @@ class SQLBackend(StorageBackend):
             raise StorageClosedError("the SQL backend is closed")
         try:
             with self._engine.connect() as conn:
-                if self._dialect == "sqlite":
-                    sqlite_prepare(conn, self._busy_ms, self._synchronous)
-                if not sql_plan.atomic:
-                    return drive(sql_plan.plan, self._perform(conn))
-                conn.exec_driver_sql(self._plans.begin)
-                try:
-                    result = drive(sql_plan.plan, self._perform(conn))
-                except BaseException:
-                    _rollback(conn)
-                    raise
-                conn.exec_driver_sql("COMMIT")
-                return result
+                info = conn.connection.info
+                if self._setup.pragmas and not info.get(PREPARED):
+                    for pragma in self._setup.pragmas:
+                        conn.exec_driver_sql(pragma)
+                    info[PREPARED] = True
+                return drive(self._setup.transaction(sql_plan), self._perform(conn))
         except SQLAlchemyError as exc:
             raise translate(exc, self._dialect) from exc
         finally:
