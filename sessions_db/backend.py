@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ._plan import drive
 from .types import Checkpoint, EntryType, SessionEntry, SessionMetadata
 
 

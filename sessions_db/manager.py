@@ -10,6 +10,7 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from . import rules
+from ._handles import ManagerFields, SessionFields
 from ._plan import Plan, drive
 from .backend import StorageBackend
 from .errors import StorageClosedError
@@ -19,27 +20,15 @@ from .types import Checkpoint, Message, SessionEntry, SessionMetadata, utcnow
 T = TypeVar("T")
 
 
-class Manager:
+class Manager(ManagerFields[StorageBackend]):
     """Creates, finds, lists and deletes sessions kept by a :class:`StorageBackend`.
 
     Thread-safe. Closing the manager closes its backend; it is also a context manager.
     """
 
     def __init__(self, backend: StorageBackend, *, clock: Clock = utcnow) -> None:
-        self._backend = backend
-        self._clock = clock
-        self._closed = False
+        super().__init__(backend, clock=clock)
         self._lock = threading.Lock()
-
-    @property
-    def backend(self) -> StorageBackend:
-        """The backend this manager stores into."""
-        return self._backend
-
-    @property
-    def clock(self) -> Clock:
-        """The function that gives the current time (UTC) for timestamps."""
-        return self._clock
 
     def run(self, plan: Plan[Call, T]) -> T:
         """Run a plan of backend calls (see :mod:`sessions_db.rules`)."""
@@ -109,11 +98,6 @@ class Manager:
             self._closed = True
         self._backend.close()
 
-    @property
-    def closed(self) -> bool:
-        """Whether :meth:`close` was called."""
-        return self._closed
-
     def __enter__(self) -> Self:
         return self
 
@@ -126,7 +110,7 @@ class Manager:
         self.close()
 
 
-class Session:
+class Session(SessionFields):
     """One conversation: its messages, checkpoints and branches.
 
     Get one from :class:`Manager`. Every method reads or writes the store, so
@@ -134,32 +118,8 @@ class Session:
     """
 
     def __init__(self, manager: Manager, meta: SessionMetadata) -> None:
+        super().__init__(meta)
         self._manager = manager
-        self._meta = meta
-        self._closed = False
-
-    def __repr__(self) -> str:
-        return f"<Session {self._meta.id} agent={self._meta.agent_name!r}>"
-
-    @property
-    def id(self) -> str:
-        """The session ID (a UUID)."""
-        return self._meta.id
-
-    @property
-    def agent_name(self) -> str:
-        """The agent this session belongs to."""
-        return self._meta.agent_name
-
-    @property
-    def user_id(self) -> str | None:
-        """The user this session belongs to, if any."""
-        return self._meta.user_id
-
-    @property
-    def metadata(self) -> dict[str, Any]:
-        """The metadata given when the session was created."""
-        return self._meta.metadata
 
     @property
     def manager(self) -> Manager:

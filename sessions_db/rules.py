@@ -61,7 +61,7 @@ def performer(backend: object) -> Callable[[Call], Any]:
 
 
 def find_or_create_fallback(meta: SessionMetadata) -> Plan[Call, SessionMetadata]:
-    """The default ``find_or_create_session`` of a backend: look, else save (not atomic)."""
+    """Find the latest session of the agent and user, else save ``meta`` (not atomic)."""
     found: list[SessionMetadata] = yield _call(
         "list_sessions", meta.agent_name, user_id=meta.user_id, limit=1
     )

@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from .. import rules
+from .._handles import ManagerFields, SessionFields
 from .._plan import Plan, adrive
 from ..errors import StorageClosedError
 from ..rules import Call, Clock
@@ -24,7 +25,7 @@ from .backend import AsyncStorageBackend
 T = TypeVar("T")
 
 
-class AsyncManager:
+class AsyncManager(ManagerFields[AsyncStorageBackend]):
     """Creates, finds, lists and deletes sessions: :class:`~sessions_db.Manager`, awaited.
 
     Use it from one event loop; any number of tasks may share it. ``async with``
@@ -32,19 +33,7 @@ class AsyncManager:
     """
 
     def __init__(self, backend: AsyncStorageBackend, *, clock: Clock = utcnow) -> None:
-        self._backend = backend
-        self._clock = clock
-        self._closed = False
-
-    @property
-    def backend(self) -> AsyncStorageBackend:
-        """The backend this manager stores into."""
-        return self._backend
-
-    @property
-    def clock(self) -> Clock:
-        """The function that gives the current time (UTC) for timestamps."""
-        return self._clock
+        super().__init__(backend, clock=clock)
 
     async def run(self, plan: Plan[Call, T]) -> T:
         """Run a plan of backend calls (see :mod:`sessions_db.rules`)."""
@@ -109,11 +98,6 @@ class AsyncManager:
         self._closed = True
         await self._backend.close()
 
-    @property
-    def closed(self) -> bool:
-        """Whether :meth:`close` was called."""
-        return self._closed
-
     async def __aenter__(self) -> Self:
         return self
 
@@ -126,36 +110,12 @@ class AsyncManager:
         await self.close()
 
 
-class AsyncSession:
-    """One conversation: :class:`~sessions_db.Session`, awaited. Get one from :class:`AsyncManager`."""
+class AsyncSession(SessionFields):
+    """One conversation: :class:`~sessions_db.Session`, awaited; from :class:`AsyncManager`."""
 
     def __init__(self, manager: AsyncManager, meta: SessionMetadata) -> None:
+        super().__init__(meta)
         self._manager = manager
-        self._meta = meta
-        self._closed = False
-
-    def __repr__(self) -> str:
-        return f"<AsyncSession {self._meta.id} agent={self._meta.agent_name!r}>"
-
-    @property
-    def id(self) -> str:
-        """The session ID (a UUID)."""
-        return self._meta.id
-
-    @property
-    def agent_name(self) -> str:
-        """The agent this session belongs to."""
-        return self._meta.agent_name
-
-    @property
-    def user_id(self) -> str | None:
-        """The user this session belongs to, if any."""
-        return self._meta.user_id
-
-    @property
-    def metadata(self) -> dict[str, Any]:
-        """The metadata given when the session was created."""
-        return self._meta.metadata
 
     @property
     def manager(self) -> AsyncManager:

@@ -16,13 +16,14 @@ from ..backend import WHOLE_BRANCH, BranchQuery, NewCheckpoint
 from ..errors import StorageClosedError
 from ..sql.engine import PREPARED, engine_options, normalize_url
 from ..sql.errors import translate
-from ..sql.plans import SQLPlan, SQLPlans, Stmt
-from ..sql.setup import ROLLBACK, SQLITE_START, SQLSetup
+from ..sql.plans import SQLPlan, Stmt
+from ..sql.setup import ROLLBACK, SQLITE_START, SQLBackendBase
 from ..types import Checkpoint, SessionEntry, SessionMetadata
 from ._tasks import run_to_completion
 from .backend import AsyncStorageBackend
 
-class AsyncSQLBackend(AsyncStorageBackend):
+
+class AsyncSQLBackend(SQLBackendBase[AsyncEngine], AsyncStorageBackend):
     """Sessions in PostgreSQL (psycopg 3, async) or SQLite (aiosqlite), for asyncio.
 
     Same options and same SQL as :class:`~sessions_db.SQLBackend`: give it a URL
@@ -49,47 +50,23 @@ class AsyncSQLBackend(AsyncStorageBackend):
     ) -> None:
         if isinstance(engine_or_url, str):
             url = normalize_url(engine_or_url, asyncio=True)
-            options = engine_options(url, connect_timeout=connect_timeout)
-            engine = create_async_engine(url, **options)
-            self._owns_engine = True
+            engine = create_async_engine(
+                url, **engine_options(url, connect_timeout=connect_timeout)
+            )
         else:
             engine = engine_or_url
-            self._owns_engine = False
-        self._setup = SQLSetup.of(
-            engine.dialect.name,
+        self._configure(
+            engine,
+            owns_engine=isinstance(engine_or_url, str),
             schema=schema,
             busy_timeout=busy_timeout,
             synchronous=synchronous,
         )
-        self._dialect = self._setup.dialect
-        self._base_engine = engine
-        self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._migrate = migrate
         self._check_schema = check_schema
         self._started = False
         self._start_lock = asyncio.Lock()
-        self._closed = False
         self._calls: set[asyncio.Task[Any]] = set()
-
-    @property
-    def engine(self) -> AsyncEngine:
-        """The engine this backend runs on (the host's, when one was given)."""
-        return self._base_engine
-
-    @property
-    def dialect(self) -> str:
-        """``"postgresql"`` or ``"sqlite"``."""
-        return self._dialect
-
-    @property
-    def schema(self) -> str | None:
-        """The PostgreSQL schema of the tables (``None``: the search path)."""
-        return self._setup.schema
-
-    @property
-    def plans(self) -> SQLPlans:
-        """The statement plans (the same as the synchronous backend's)."""
-        return self._setup.plans
 
     async def start(self) -> None:
         """Prepare the database and check (or migrate) its schema. Idempotent.
@@ -164,14 +141,14 @@ class AsyncSQLBackend(AsyncStorageBackend):
         return await run_to_completion(task)
 
     async def save_session(self, meta: SessionMetadata) -> None:  # noqa: D102 - see the ABC
-        await self._run(self._setup.plans.save_session(meta))
+        await self._run(self.plans.save_session(meta))
 
     async def load_session(self, session_id: str) -> SessionMetadata:  # noqa: D102
-        result: SessionMetadata = await self._run(self._setup.plans.load_session(session_id))
+        result: SessionMetadata = await self._run(self.plans.load_session(session_id))
         return result
 
     async def delete_session(self, session_id: str) -> None:  # noqa: D102
-        await self._run(self._setup.plans.delete_session(session_id))
+        await self._run(self.plans.delete_session(session_id))
 
     async def list_sessions(  # noqa: D102
         self,
@@ -181,23 +158,23 @@ class AsyncSQLBackend(AsyncStorageBackend):
         limit: int | None = None,
         offset: int = 0,
     ) -> list[SessionMetadata]:
-        plan = self._setup.plans.list_sessions(agent_name, user_id, limit, offset)
+        plan = self.plans.list_sessions(agent_name, user_id, limit, offset)
         result: list[SessionMetadata] = await self._run(plan)
         return result
 
     async def list_agents(self) -> list[str]:  # noqa: D102
-        result: list[str] = await self._run(self._setup.plans.list_agents())
+        result: list[str] = await self._run(self.plans.list_agents())
         return result
 
     async def prune_sessions(  # noqa: D102
         self, updated_before: datetime, *, agent_name: str | None = None, dry_run: bool = False
     ) -> list[str]:
-        plan = self._setup.plans.prune_sessions(updated_before, agent_name, dry_run)
+        plan = self.plans.prune_sessions(updated_before, agent_name, dry_run)
         result: list[str] = await self._run(plan)
         return result
 
     async def find_or_create_session(self, meta: SessionMetadata) -> SessionMetadata:  # noqa: D102
-        result: SessionMetadata = await self._run(self._setup.plans.find_or_create_session(meta))
+        result: SessionMetadata = await self._run(self.plans.find_or_create_session(meta))
         return result
 
     async def append_entries(  # noqa: D102
@@ -209,33 +186,33 @@ class AsyncSQLBackend(AsyncStorageBackend):
         updated_at: datetime,
     ) -> None:
         if entries:
-            plan = self._setup.plans.append_entries(session_id, entries, fork_from, updated_at)
+            plan = self.plans.append_entries(session_id, entries, fork_from, updated_at)
             await self._run(plan)
 
     async def load_entries(self, session_id: str) -> list[SessionEntry]:  # noqa: D102
-        result: list[SessionEntry] = await self._run(self._setup.plans.load_entries(session_id))
+        result: list[SessionEntry] = await self._run(self.plans.load_entries(session_id))
         return result
 
     async def load_branch(  # noqa: D102
         self, session_id: str, query: BranchQuery = WHOLE_BRANCH
     ) -> list[SessionEntry]:
-        plan = self._setup.plans.load_branch(session_id, query)
+        plan = self.plans.load_branch(session_id, query)
         result: list[SessionEntry] = await self._run(plan)
         return result
 
     async def create_checkpoint(self, session_id: str, new: NewCheckpoint) -> Checkpoint:  # noqa: D102
-        result: Checkpoint = await self._run(self._setup.plans.create_checkpoint(session_id, new))
+        result: Checkpoint = await self._run(self.plans.create_checkpoint(session_id, new))
         return result
 
     async def save_checkpoint(self, checkpoint: Checkpoint) -> None:  # noqa: D102
-        await self._run(self._setup.plans.save_checkpoint(checkpoint))
+        await self._run(self.plans.save_checkpoint(checkpoint))
 
     async def load_checkpoint(self, checkpoint_id: str) -> Checkpoint:  # noqa: D102
-        result: Checkpoint = await self._run(self._setup.plans.load_checkpoint(checkpoint_id))
+        result: Checkpoint = await self._run(self.plans.load_checkpoint(checkpoint_id))
         return result
 
     async def list_checkpoints(self, session_id: str) -> list[Checkpoint]:  # noqa: D102
-        plan = self._setup.plans.list_checkpoints(session_id)
+        plan = self.plans.list_checkpoints(session_id)
         result: list[Checkpoint] = await self._run(plan)
         return result
 

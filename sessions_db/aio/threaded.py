@@ -108,9 +108,7 @@ class ThreadedBackend(AsyncStorageBackend):
     async def load_branch(  # noqa: D102
         self, session_id: str, query: BranchQuery = WHOLE_BRANCH
     ) -> list[SessionEntry]:
-        result: list[SessionEntry] = await self._call(
-            self._backend.load_branch, session_id, query
-        )
+        result: list[SessionEntry] = await self._call(self._backend.load_branch, session_id, query)
         return result
 
     async def create_checkpoint(self, session_id: str, new: NewCheckpoint) -> Checkpoint:  # noqa: D102

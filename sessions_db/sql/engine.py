@@ -16,7 +16,10 @@ from sqlalchemy.exc import ArgumentError
 from ..errors import ConfigurationError
 
 #: Drivers per database: (sync, asyncio).
-_DRIVERS = {"postgresql": ("postgresql+psycopg", "postgresql+psycopg"), "sqlite": ("sqlite", "sqlite+aiosqlite")}
+_DRIVERS = {
+    "postgresql": ("postgresql+psycopg", "postgresql+psycopg"),
+    "sqlite": ("sqlite", "sqlite+aiosqlite"),
+}
 
 
 def normalize_url(url: str, *, asyncio: bool = False) -> str:

@@ -8,7 +8,7 @@ performs the statements a plan yields, with blocking or awaited calls.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from sqlalchemy import text
 
@@ -16,6 +16,12 @@ from ..errors import ConfigurationError
 from .engine import sqlite_pragmas
 from .plans import Plan, SQLPlan, SQLPlans, Stmt
 from .schema import tables_in
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+E = TypeVar("E", "Engine", "AsyncEngine")
 
 #: The statement that ends a write transaction.
 COMMIT = Stmt(text("COMMIT"))
@@ -65,3 +71,48 @@ class SQLSetup:
             raise
         yield COMMIT
         return result
+
+
+class SQLBackendBase(Generic[E]):
+    """The engine handling and properties the sync and asyncio SQL backends share."""
+
+    def _configure(
+        self,
+        engine: E,
+        *,
+        owns_engine: bool,
+        schema: str | None,
+        busy_timeout: float,
+        synchronous: str,
+    ) -> None:
+        self._setup = SQLSetup.of(
+            engine.dialect.name, schema=schema, busy_timeout=busy_timeout, synchronous=synchronous
+        )
+        self._dialect = self._setup.dialect
+        self._owns_engine = owns_engine
+        self._base_engine: E = engine
+        # Every statement of ours runs in autocommit; transactions are opened
+        # explicitly (BEGIN / BEGIN IMMEDIATE) only where a plan needs one. The
+        # host's engine keeps its own settings: this is a copy sharing its pool.
+        self._engine: E = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._closed = False
+
+    @property
+    def engine(self) -> E:
+        """The engine this backend runs on (the host's, when one was given)."""
+        return self._base_engine
+
+    @property
+    def dialect(self) -> str:
+        """``"postgresql"`` or ``"sqlite"``."""
+        return self._dialect
+
+    @property
+    def schema(self) -> str | None:
+        """The PostgreSQL schema of the tables (``None``: the search path)."""
+        return self._setup.schema
+
+    @property
+    def plans(self) -> SQLPlans:
+        """The statement plans (the same for the sync and asyncio backends)."""
+        return self._setup.plans
