@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import shutil
 from collections.abc import Callable
@@ -124,12 +125,10 @@ def test_cancelled_appends_are_whole_or_absent(store_url: str) -> None:
             for k in range(60, 100):  # timeouts, some of which expire mid-call
                 batch = [f"b{k}-{i}" for i in range(3)]
                 batches.append(batch)
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(
                         session.append_messages([msg(c) for c in batch]), timeout=(k % 5) * 1e-4
                     )
-                except TimeoutError:
-                    pass
             got = await assert_valid(session)
             stored = set(got)
             for batch in batches:  # all or nothing, and in order
@@ -166,10 +165,8 @@ def test_connections_killed_then_recovered(pg_database: str) -> None:
             await asyncio.gather(*(session.append_message(msg(f"a{i}")) for i in range(10)))
             assert await asyncio.to_thread(_terminate_others, pg_database) >= 1
             # a pooled connection died: the call reconnects, or fails clearly
-            try:
+            with contextlib.suppress(sdb.StorageUnavailableError):
                 await session.append_message(msg("right after"))
-            except sdb.StorageUnavailableError:
-                pass
             await session.append_message(msg("next"))  # the same manager recovers
 
             # killed while appends are under way
