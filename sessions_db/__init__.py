@@ -11,6 +11,8 @@ JSONL directory, behind one small typed API::
         print(sess.get_messages())
 """
 
+from typing import TYPE_CHECKING, Any
+
 from .backend import BranchQuery, MessageHit, NewCheckpoint, StorageBackend
 from .connect import connect
 from .context import current_session, session_from_context, use_session
@@ -38,6 +40,19 @@ from .sql.backend import SQLBackend
 from .types import Checkpoint, EntryType, Message, SessionEntry, SessionMetadata
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from . import aio as aio
+else:
+
+    def __getattr__(name: str) -> Any:
+        # ``sdb.aio`` is imported on first use: the sync API does not pay for asyncio.
+        if name == "aio":
+            import importlib  # noqa: PLC0415
+
+            return importlib.import_module(".aio", __name__)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "BranchQuery",

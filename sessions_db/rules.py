@@ -49,6 +49,29 @@ def _call(method: str, *args: Any, **kwargs: Any) -> Call:
     return Call(method, args, kwargs)
 
 
+def performer(backend: object) -> Callable[[Call], Any]:
+    """Return the function that performs a plan's calls on ``backend``.
+
+    For an async backend the calls return awaitables, which ``adrive`` awaits.
+    """
+
+    def perform(call: Call) -> Any:
+        return call.target(backend)(*call.args, **call.kwargs)
+
+    return perform
+
+
+def find_or_create_fallback(meta: SessionMetadata) -> Plan[Call, SessionMetadata]:
+    """Find the latest session of the agent and user, else save ``meta`` (not atomic)."""
+    found: list[SessionMetadata] = yield _call(
+        "list_sessions", meta.agent_name, user_id=meta.user_id, limit=1
+    )
+    if found:
+        return found[0]
+    yield _call("save_session", meta)
+    return meta
+
+
 def _count(value: object, what: str) -> int | None:
     if value is None:
         return None
