@@ -12,7 +12,7 @@ from typing import Any, Self, TypeVar
 from . import rules
 from ._plan import Plan, drive
 from .backend import StorageBackend
-from .errors import StorageClosedError
+from .errors import InvalidArgumentError, StorageClosedError
 from .rules import Call, Clock
 from .types import Checkpoint, Message, SessionEntry, SessionMetadata, utcnow
 
@@ -42,11 +42,23 @@ class Manager(_ClosesOnExit):
     """Creates, finds, lists and deletes sessions kept by a :class:`StorageBackend`.
 
     Thread-safe. Closing the manager closes its backend; it is also a context manager.
+    With ``auto_checkpoint`` (an interval), appends of messages take automatic
+    checkpoints (see :func:`sessions_db.rules.auto_checkpoint_due`); ``clock``
+    gives the time of every timestamp and of that rule.
     """
 
-    def __init__(self, backend: StorageBackend, *, clock: Clock = utcnow) -> None:
+    def __init__(
+        self,
+        backend: StorageBackend,
+        *,
+        clock: Clock = utcnow,
+        auto_checkpoint: timedelta | None = None,
+    ) -> None:
+        if auto_checkpoint is not None and auto_checkpoint <= timedelta(0):
+            raise InvalidArgumentError("auto_checkpoint must be a positive interval or None")
         self._backend = backend
         self._clock = clock
+        self._auto_checkpoint = auto_checkpoint
         self._closed = False
         self._lock = threading.Lock()
 
@@ -59,6 +71,11 @@ class Manager(_ClosesOnExit):
     def clock(self) -> Clock:
         """The function that gives the current time (UTC) for timestamps."""
         return self._clock
+
+    @property
+    def auto_checkpoint(self) -> timedelta | None:
+        """The automatic checkpoint interval, or ``None`` when they are off."""
+        return self._auto_checkpoint
 
     def run(self, plan: Plan[Call, T]) -> T:
         """Run a plan of backend calls (see :mod:`sessions_db.rules`)."""
@@ -183,11 +200,13 @@ class Session(_ClosesOnExit):
 
     def append_message(self, message: Message) -> None:
         """Append ``message`` on the current branch; durable when this returns."""
-        self._run(rules.append_messages(self.id, [message], self._manager.clock))
+        manager = self._manager
+        self._run(rules.append_messages(self.id, [message], manager.clock, manager.auto_checkpoint))
 
     def append_messages(self, messages: Iterable[Message]) -> None:
         """Append ``messages`` in order, all or nothing."""
-        self._run(rules.append_messages(self.id, messages, self._manager.clock))
+        manager = self._manager
+        self._run(rules.append_messages(self.id, messages, manager.clock, manager.auto_checkpoint))
 
     def get_messages(self, *, limit: int | None = None, before: str | None = None) -> list[Message]:
         """Return the current branch's messages, oldest first.

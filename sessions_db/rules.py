@@ -9,6 +9,7 @@ against an async backend.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -25,10 +26,13 @@ from .errors import (
     InvalidArgumentError,
     PayloadError,
     SessionNotFoundError,
+    SessionsDBError,
 )
 from .types import Checkpoint, Message, SessionEntry, SessionMetadata, as_utc
 
 Clock = Callable[[], datetime]
+
+_log = logging.getLogger("sessions_db")
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,11 +180,71 @@ def message_entries(messages: Iterable[Message]) -> list[SessionEntry]:
     return entries
 
 
-def append_messages(session_id: str, messages: Iterable[Message], clock: Clock) -> Plan[Call, None]:
-    """Append messages on the current branch, all or nothing."""
+def append_messages(
+    session_id: str,
+    messages: Iterable[Message],
+    clock: Clock,
+    auto_checkpoint: timedelta | None = None,
+) -> Plan[Call, None]:
+    """Append messages on the current branch, all or nothing; then maybe an automatic checkpoint.
+
+    See :func:`auto_checkpoint_due` for when ``auto_checkpoint`` takes one.
+    """
     entries = message_entries(messages)
-    if entries:
-        yield _call("append_entries", session_id, entries, updated_at=clock())
+    if not entries:
+        return
+    now = clock()
+    yield _call("append_entries", session_id, entries, updated_at=now)
+    if auto_checkpoint is not None:
+        yield from auto_checkpoint_due(session_id, auto_checkpoint, now)
+
+
+#: The metadata of an automatic checkpoint.
+AUTO_CHECKPOINT_METADATA: dict[str, Any] = {"auto": True}
+
+
+def auto_checkpoint_due(
+    session_id: str, interval: timedelta, now: datetime
+) -> Plan[Call, Checkpoint | None]:
+    """Take an automatic checkpoint if ``interval`` has passed; return it (else ``None``).
+
+    The rule, exactly: after a successful append of messages at time ``now``
+    (the append's own ``updated_at``), a checkpoint is taken at the new leaf when
+    ``now - last >= interval``, where ``last`` is the timestamp of the session's
+    newest checkpoint of any kind (automatic or not), or the session's
+    ``created_at`` when it has none. Its metadata is ``{"auto": True}`` and its
+    timestamp ``now``, so the next one is due ``interval`` after it. Restores
+    and checkpoints do not trigger one; only message appends do.
+
+    The append is durable before this runs: if taking the checkpoint fails, the
+    error is logged (never raised, so that a caller does not retry an append
+    that was stored) and the next append tries again. Two appends racing past
+    the deadline may both take one.
+    """
+    if interval <= timedelta(0):
+        raise InvalidArgumentError("the automatic checkpoint interval must be positive")
+    try:
+        existing: list[Checkpoint] = yield _call("list_checkpoints", session_id)
+        if existing:
+            last = max(c.timestamp for c in existing)
+        else:
+            meta: SessionMetadata = yield _call("load_session", session_id)
+            last = meta.created_at
+        if now - last < interval:
+            return None
+        new = NewCheckpoint(
+            id=ids.new_id(),
+            entry_id=ids.new_id(),
+            timestamp=now,
+            metadata=dict(AUTO_CHECKPOINT_METADATA),
+        )
+        taken: Checkpoint = yield _call("create_checkpoint", session_id, new)
+    except SessionsDBError as exc:
+        _log.warning(
+            "automatic checkpoint of session %s... failed: %s", session_id[:8], type(exc).__name__
+        )
+        return None
+    return taken
 
 
 def get_messages(
