@@ -54,7 +54,7 @@ def _kind_of(url: str) -> str:
     return scheme
 
 
-def store_url(session: SessionConfig) -> str:
+def configured_store_url(session: SessionConfig) -> str:
     """Return the URL of the store a ``session:`` block configures.
 
     ``url`` when set (``store``, if also set, must agree with it); for ``store:
@@ -110,5 +110,7 @@ def connect(
     cfg = load_config(config).session
     if not cfg.enabled:
         return Manager(NullBackend())
-    backend = backend_for_url(url or store_url(cfg), migrate=migrate, schema=cfg.db_schema)
+    backend = backend_for_url(
+        url or configured_store_url(cfg), migrate=migrate, schema=cfg.db_schema
+    )
     return Manager(backend, auto_checkpoint=cfg.auto_checkpoint)

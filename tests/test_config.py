@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 import sessions_db as sdb
 from sessions_db.config import DEFAULT_BASE_DIR, load_config, parse_duration
-from sessions_db.connect import store_url
+from sessions_db.connect import configured_store_url
 
 SEED_DOCUMENT = """
 session:
@@ -212,7 +212,7 @@ def test_store_url_resolution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("HOME", str(tmp_path))
 
     def resolve(block: dict[str, Any]) -> str:
-        return store_url(load_config(block, environ={}).session)
+        return configured_store_url(load_config(block, environ={}).session)
 
     assert resolve({"store": "file", "base_dir": str(tmp_path / "s")}) == (tmp_path / "s").as_uri()
     assert resolve({"store": "file"}) == Path(DEFAULT_BASE_DIR).expanduser().as_uri()
