@@ -30,6 +30,7 @@ from .errors import (
     StorageClosedError,
     StorageUnavailableError,
 )
+from .file import FileBackend
 from .manager import Manager, Session
 from .sql.backend import SQLBackend
 from .types import Checkpoint, EntryType, Message, SessionEntry, SessionMetadata
@@ -45,6 +46,7 @@ __all__ = [
     "DuplicateEntryError",
     "EntryNotFoundError",
     "EntryType",
+    "FileBackend",
     "InvalidArgumentError",
     "InvalidIDError",
     "Manager",

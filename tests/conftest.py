@@ -1,4 +1,4 @@
-"""Fixtures: real PostgreSQL (through pytest-postgresql), real SQLite files.
+"""Fixtures: real PostgreSQL (through pytest-postgresql), real SQLite files, real directories.
 
 PostgreSQL tests never skip: when the server cannot be reached they fail. Point
 them at a server with SESSIONS_DB_TEST_PG (a URL of a role that may create
@@ -92,24 +92,30 @@ def make_store(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str
         path = tmp_path / "sessions.db"
         shutil.copy(request.getfixturevalue("sqlite_template"), path)
         return f"sqlite:///{path}"
+    if kind == "file":
+        return (tmp_path / "sessions").as_uri()
     raise AssertionError(kind)
 
 
-#: The SQL store kinds, marked so that `-m "not postgres"` can leave the server out.
-SQL_PARAMS = [pytest.param("sqlite"), pytest.param("postgres", marks=pytest.mark.postgres)]
+#: The store kinds, marked so that `-m "not postgres"` can leave the server out.
+STORE_PARAMS = [
+    pytest.param("sqlite"),
+    pytest.param("postgres", marks=pytest.mark.postgres),
+    pytest.param("file"),
+]
 
 
-@pytest.fixture(params=SQL_PARAMS)
-def sql_kind(request: pytest.FixtureRequest) -> str:
-    """Each SQL store kind in turn."""
+@pytest.fixture(params=STORE_PARAMS)
+def store_kind(request: pytest.FixtureRequest) -> str:
+    """Each store kind in turn."""
     kind: str = request.param
     return kind
 
 
 @pytest.fixture
-def store_url(sql_kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The URL of an empty SQL store of each kind."""
-    return make_store(sql_kind, request, tmp_path)
+def store_url(store_kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of an empty store of each kind."""
+    return make_store(store_kind, request, tmp_path)
 
 
 def sql_tamper(manager: sdb.Manager, session_id: str, entry_id: str, data: dict[str, Any]) -> None:
@@ -140,6 +146,23 @@ def sql_tamper(manager: sdb.Manager, session_id: str, entry_id: str, data: dict[
         )
 
 
+def file_tamper(manager: sdb.Manager, session_id: str, entry_id: str, data: dict[str, Any]) -> None:
+    """Change an entry behind the library's back: rewrite its line in the .jsonl file."""
+    backend = manager.backend
+    assert isinstance(backend, sdb.FileBackend)
+    agent = backend.load_session(session_id).agent_name
+    path = backend.base / agent / f"{session_id}.jsonl"
+    lines = path.read_bytes().splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        obj = json.loads(line)
+        if obj["id"] == entry_id and obj["type"] != "session":
+            obj["data"] = data
+            lines[i] = (json.dumps(obj, ensure_ascii=False) + "\n").encode()
+    edited = path.with_name(path.name + ".edited")
+    edited.write_bytes(b"".join(lines))
+    edited.replace(path)  # as an editor does: a new file under the old name
+
+
 @pytest.fixture
 def open_manager(store_url: str) -> Callable[[], sdb.Manager]:
     """Opens a new manager on the test's store (picklable, for worker processes)."""
@@ -147,6 +170,6 @@ def open_manager(store_url: str) -> Callable[[], sdb.Manager]:
 
 
 @pytest.fixture
-def tamper() -> Callable[..., None]:
+def tamper(store_kind: str) -> Callable[..., None]:
     """Changes a stored entry behind the library's back."""
-    return sql_tamper
+    return file_tamper if store_kind == "file" else sql_tamper
