@@ -548,9 +548,10 @@ class FileBackend(StorageBackend):
                 seen.add(entry.id)
                 if entry.type is EntryType.MESSAGE:
                     depth += 1
-            data, _ = entry_lines(list(entries), parent, Commit(updated_at, depth))
+            batch = list(entries)
+            data, _ = entry_lines(batch, parent, Commit(updated_at, depth))
             durable.append(fd, data, log.offset)
-            log.feed(data)
+            log.feed_own(batch, parent, data)
 
     @_io
     def load_entries(self, session_id: str) -> list[SessionEntry]:  # noqa: D102
@@ -633,7 +634,7 @@ class FileBackend(StorageBackend):
                 # The entry first: a crash before the checkpoint file is written
                 # leaves an entry no checkpoint points to, never the reverse.
                 durable.append(fd, data, log.offset)
-                log.feed(data)
+                log.feed_own([entry], leaf, data)
                 durable.replace(cfd, name, content)
                 self._checkpoint_agents[new.id] = agent
         return checkpoint

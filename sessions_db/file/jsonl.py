@@ -37,6 +37,7 @@ SESSION = "session"
 _TYPES = {t.value: t for t in EntryType}
 _TS = "%Y-%m-%dT%H:%M:%S.%fZ"
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_loads = json.JSONDecoder().decode
 
 
 class DamagedFileError(SessionsDBError):
@@ -132,7 +133,7 @@ class Record:
 
     def entry(self, parent_id: str | None) -> SessionEntry:
         """Return the entry (a fresh object: callers may change its data)."""
-        obj = json.loads(self.line)
+        obj = _loads(self.line.decode("utf-8"))
         return SessionEntry.model_construct(
             id=self.id,
             parent_id=parent_id,
@@ -180,11 +181,16 @@ class SessionLog:
         pos = 0
         pending: list[tuple[dict[str, Any], bytes]] = []
         bad: int | None = None
+        skim = not self.keep_entries
         while True:
             nl = data.find(b"\n", pos)
             if nl < 0:
                 break
             line = data[pos:nl]
+            if skim and b'"updated_at"' not in line and b'"session"' not in line:
+                # Listing needs only commit and session lines: skip parsing the rest.
+                pos = nl + 1
+                continue
             try:
                 obj = _parse(line)
             except ValueError:
@@ -205,6 +211,24 @@ class SessionLog:
                 pending = []
                 self.offset = start + pos
         self.seen = start + len(data)
+
+    def feed_own(self, entries: list[SessionEntry], parent_id: str | None, data: bytes) -> None:
+        """Take in the lines this process just appended (``entry_lines``), without parsing them."""
+        lines = data.split(b"\n")
+        for entry, line in zip(entries, lines, strict=False):
+            parent = -1 if parent_id is None else self.by_id.get(parent_id, -1)
+            depth = self.records[parent].depth if parent >= 0 else 0
+            if entry.type is EntryType.MESSAGE:
+                depth += 1
+            self.by_id[entry.id] = len(self.records)
+            self.records.append(Record(entry.id, parent, entry.type, depth, line))
+            parent_id = entry.id
+        commit = _parse(lines[len(entries) - 1])
+        self.leaf = parent_id
+        self.updated_at = parse_ts(commit["updated_at"])
+        self.message_count = self.records[-1].depth
+        self.offset += len(data)
+        self.seen = self.offset
 
     def _apply(self, lines: list[tuple[dict[str, Any], bytes]]) -> None:
         for obj, line in lines:
@@ -250,7 +274,7 @@ class SessionLog:
 
 def _parse(line: bytes) -> dict[str, Any]:
     """Parse and check one line; ``ValueError`` if it is not a well-formed line."""
-    obj = json.loads(line)  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+    obj = _loads(line.decode("utf-8"))  # JSONDecodeError, UnicodeDecodeError: ValueErrors
     if not isinstance(obj, dict):
         raise ValueError("not an object")
     if not isinstance(obj.get("id"), str) or not isinstance(obj.get("data"), dict):
