@@ -87,7 +87,7 @@ def _repair_session(
     except FileNotFoundError:
         return None
     with opened(fd), locked(fd):
-        log = SessionLog(session_id, keep_entries=False)
+        log = SessionLog(session_id)  # every line parsed: damage anywhere is found
         log.ino = os.fstat(fd).st_ino
         try:
             log.feed(os.pread(fd, os.fstat(fd).st_size, 0))
@@ -159,6 +159,8 @@ def repair_store(base_fd: int, base: Path) -> RepairReport:
                         report.refused.append(f"{agent}/{item.name}")
             for session_id in paths.session_files(agent_fd):
                 summary = _repair_session(session_id, agent, agent_fd, report)
+                if summary is None and old is not None:
+                    summary = old.get(session_id)  # damaged: keep what the index knew
                 if summary is not None:
                     summaries.append(summary)
             report.sessions += len(summaries)
