@@ -23,7 +23,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import sessions_db as sdb  # noqa: E402
+import sessions_db as sdb
 
 SEED_TARGETS_MS = {
     "create session": 1.0,
