@@ -35,6 +35,7 @@ from .errors import (
     StorageClosedError,
     StorageUnavailableError,
 )
+from .file import FileBackend
 from .logging_backend import LoggingBackend
 from .manager import Manager, Session
 from .memory import MemoryHit, SessionMemory
@@ -81,6 +82,7 @@ __all__ = [
     "EncryptionError",
     "EntryNotFoundError",
     "EntryType",
+    "FileBackend",
     "InvalidArgumentError",
     "InvalidIDError",
     "Keyring",

@@ -18,6 +18,7 @@ from .errors import (
     SessionsDBError,
     StorageUnavailableError,
 )
+from .file import DEFAULT_BASE, FileBackend
 
 #: Exit codes scripts can rely on.
 EXIT_OK = 0
@@ -97,6 +98,30 @@ def migrate(action: str, url: str, schema: str | None, as_sql: bool, revision: s
     else:
         migrations.upgrade(url, schema=schema, revision=revision or "head")
         click.echo(f"migrated to {migrations.current(url, schema=schema)}")
+
+
+@main.command()
+@click.option(
+    "--dir",
+    "directory",
+    envvar="AIXGO_SESSION_DIR",
+    default=None,
+    help="The file store's directory (default: $AIXGO_SESSION_DIR, else ~/.sessions_db/sessions).",
+)
+def repair(directory: str | None) -> None:
+    """Rebuild a file store's indexes from its .jsonl files and clean up after crashes.
+
+    Exits with 1 if a session file is damaged in a way repair cannot fix.
+    """
+    backend = FileBackend(directory or DEFAULT_BASE)
+    try:
+        report = backend.repair()
+    finally:
+        backend.close()
+    for line in report.lines():
+        click.echo(line)
+    if report.damaged_sessions:
+        sys.exit(EXIT_ERROR)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -4,26 +4,46 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from .backend import StorageBackend
 from .config import DEFAULT_BASE_DIR, ConfigSource, SessionConfig, load_config
 from .errors import ConfigurationError
+from .file import DEFAULT_BASE, FileBackend
 from .manager import Manager
 from .null import NullBackend
 from .sql.backend import SQLBackend
 
-#: Where the embedded default store lives.
-DEFAULT_DIR = Path("~/.sessions_db")
+#: Where the embedded default store (the file store) lives.
+DEFAULT_DIR = Path(DEFAULT_BASE)
+#: The SQLite file of ``store: sqlite`` when no URL is configured.
+DEFAULT_SQLITE = Path("~/.sessions_db/sessions.db")
 
 
 def default_url() -> str:
-    """Return the store URL used when none is given: ``SESSIONS_DB_URL``, else the default."""
+    """Return the store URL used when none is given.
+
+    ``SESSIONS_DB_URL`` if set, else the file store in ``AIXGO_SESSION_DIR`` (the
+    seed's variable), else the file store in ``~/.sessions_db/sessions``.
+    """
     url = os.environ.get("SESSIONS_DB_URL")
     if url:
         return url
-    path = DEFAULT_DIR.expanduser() / "sessions.db"
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return f"sqlite:///{path}"
+    directory = os.environ.get("AIXGO_SESSION_DIR") or str(DEFAULT_DIR)
+    return Path(directory).expanduser().absolute().as_uri()
+
+
+def file_path(url: str) -> Path:
+    """Return the directory a ``file://`` URL names (``file:///abs/path``, ``file://~/dir``)."""
+    parts = urlsplit(url)
+    path = unquote(parts.path)
+    if parts.netloc == "~":
+        path = "~" + path
+    elif parts.netloc not in ("", "localhost"):
+        raise ConfigurationError(f"file URL {url!r} names a host; use file:///absolute/path")
+    if not path:
+        raise ConfigurationError(f"file URL {url!r} names no directory")
+    return Path(path).expanduser()
 
 
 def backend_for_url(
@@ -31,12 +51,15 @@ def backend_for_url(
 ) -> StorageBackend:
     """Return the backend a store URL names.
 
+    ``file:///path`` gives a :class:`FileBackend` on that directory;
     ``sqlite:///path`` and ``postgresql://...`` give a :class:`SQLBackend`. SQLite
     files are migrated on open by default (the library owns them); PostgreSQL
     schemas are migrated only with ``migrate=True`` (or ``sessions-db migrate``).
     ``schema`` is the PostgreSQL schema of the tables.
     """
     scheme = url.split(":", 1)[0].lower()
+    if scheme == "file":
+        return FileBackend(file_path(url))
     if scheme.startswith(("sqlite", "postgres")):
         return SQLBackend(url, migrate=migrate_on_open(url, migrate), schema=schema)
     raise ConfigurationError(
@@ -82,6 +105,10 @@ def configured_store_url(session: SessionConfig) -> str:
             "session.url: store 'postgres' needs a URL (session.url, SESSIONS_DB_URL "
             "or POSTGRES_CONNECTION_STRING)"
         )
+    if session.store == "sqlite":
+        path = DEFAULT_SQLITE.expanduser().absolute()
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return f"sqlite:///{path}"
     return default_url()
 
 

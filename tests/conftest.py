@@ -1,4 +1,4 @@
-"""Fixtures: real PostgreSQL (through pytest-postgresql), real SQLite files.
+"""Fixtures: real PostgreSQL (through pytest-postgresql), real SQLite files, real directories.
 
 PostgreSQL tests never skip: when the server cannot be reached they fail. Point
 them at a server with SESSIONS_DB_TEST_PG (a URL of a role that may create
@@ -24,6 +24,7 @@ pytest.register_assert_rewrite("sessions_db.testing")
 import sessions_db as sdb  # noqa: E402
 import sessions_db.aio  # noqa: E402
 from sessions_db import migrations  # noqa: E402
+from sessions_db.connect import file_path  # noqa: E402
 from sessions_db.sql.engine import normalize_url  # noqa: E402
 from sessions_db.testing.blocking import open_blocking  # noqa: E402
 
@@ -94,11 +95,21 @@ def make_store(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str
         path = tmp_path / "sessions.db"
         shutil.copy(request.getfixturevalue("sqlite_template"), path)
         return f"sqlite:///{path}"
+    if kind == "file":
+        return (tmp_path / "sessions").as_uri()
     raise AssertionError(kind)
 
 
-#: The SQL store kinds, marked so that `-m "not postgres"` can leave the server out.
-SQL_PARAMS = [pytest.param("sqlite"), pytest.param("postgres", marks=pytest.mark.postgres)]
+#: The store kinds, marked so that `-m "not postgres"` can leave the server out.
+STORE_PARAMS = [
+    pytest.param("sqlite"),
+    pytest.param("postgres", marks=pytest.mark.postgres),
+    pytest.param("file"),
+]
+
+
+#: The SQL store kinds only, for tests of SQL specifics.
+SQL_PARAMS = STORE_PARAMS[:2]
 
 
 @pytest.fixture(params=SQL_PARAMS)
@@ -109,9 +120,22 @@ def sql_kind(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def store_url(sql_kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def sql_url(sql_kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """The URL of an empty SQL store of each kind."""
     return make_store(sql_kind, request, tmp_path)
+
+
+@pytest.fixture(params=STORE_PARAMS)
+def store_kind(request: pytest.FixtureRequest) -> str:
+    """Each store kind in turn."""
+    kind: str = request.param
+    return kind
+
+
+@pytest.fixture
+def store_url(store_kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of an empty store of each kind."""
+    return make_store(store_kind, request, tmp_path)
 
 
 def sql_tamper(
@@ -155,6 +179,22 @@ def opener(url: str, api: str) -> Callable[[], sdb.Manager]:
     return partial(open_blocking, partial(sdb.aio.connect, url))
 
 
+def file_tamper(
+    url: str, manager: sdb.Manager, session_id: str, entry_id: str, data: dict[str, Any]
+) -> None:
+    """Change an entry of the file store at ``url`` behind the library's back (its .jsonl line)."""
+    (path,) = file_path(url).glob(f"*/{session_id}.jsonl")
+    lines = path.read_bytes().splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        obj = json.loads(line)
+        if obj["id"] == entry_id and obj["type"] != "session":
+            obj["data"] = data
+            lines[i] = (json.dumps(obj, ensure_ascii=False) + "\n").encode()
+    edited = path.with_name(path.name + ".edited")
+    edited.write_bytes(b"".join(lines))
+    edited.replace(path)  # as an editor does: a new file under the old name
+
+
 @pytest.fixture
 def open_manager(store_url: str, api: str) -> Callable[[], sdb.Manager]:
     """Opens a new manager on the test's store (picklable, for worker processes)."""
@@ -162,9 +202,9 @@ def open_manager(store_url: str, api: str) -> Callable[[], sdb.Manager]:
 
 
 @pytest.fixture
-def tamper(store_url: str) -> Callable[..., None]:
+def tamper(store_url: str, store_kind: str) -> Callable[..., None]:
     """Changes a stored entry behind the library's back."""
-    return partial(sql_tamper, store_url)
+    return partial(file_tamper if store_kind == "file" else sql_tamper, store_url)
 
 
 #: The environment variables the configuration reads.

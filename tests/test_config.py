@@ -227,16 +227,18 @@ def test_store_url_resolution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 
 def _kind(mgr: sdb.Manager) -> str:
     backend = mgr.backend
+    if isinstance(backend, sdb.FileBackend):
+        return "file"
     assert isinstance(backend, sdb.SQLBackend)
     return "sqlite" if backend.dialect == "sqlite" else "postgres"
 
 
-def test_connect_with_configuration(store_url: str, sql_kind: str, tmp_path: Path) -> None:
+def test_connect_with_configuration(store_url: str, store_kind: str, tmp_path: Path) -> None:
     document = {
-        "session": {"store": sql_kind, "url": store_url, "checkpoint": {"auto_save": True}},
+        "session": {"store": store_kind, "url": store_url, "checkpoint": {"auto_save": True}},
     }
     with sdb.connect(config=document) as mgr:
-        assert _kind(mgr) == sql_kind
+        assert _kind(mgr) == store_kind
         assert mgr.auto_checkpoint == timedelta(minutes=5)
         sid = mgr.create("assistant").id
     path = tmp_path / "sessions_db.yaml"
@@ -246,14 +248,14 @@ def test_connect_with_configuration(store_url: str, sql_kind: str, tmp_path: Pat
 
 
 def test_connect_without_arguments_searches_in_order(
-    store_url: str, sql_kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    store_url: str, store_kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The environment alone.
     monkeypatch.setenv("SESSIONS_DB_URL", store_url)
     monkeypatch.setenv("SESSIONS_DB_CHECKPOINT_AUTO_SAVE", "true")
     monkeypatch.setenv("SESSIONS_DB_CHECKPOINT_INTERVAL", "30s")
     with sdb.connect() as mgr:
-        assert _kind(mgr) == sql_kind
+        assert _kind(mgr) == store_kind
         assert mgr.auto_checkpoint == timedelta(seconds=30)
         sid = mgr.create("assistant").id
     # The SESSIONS_DB_CONFIG file comes first; the environment fills in the rest.
@@ -265,10 +267,10 @@ def test_connect_without_arguments_searches_in_order(
         assert mgr.get(sid).id == sid
 
 
-def test_url_argument_wins(store_url: str, sql_kind: str) -> None:
+def test_url_argument_wins(store_url: str, store_kind: str) -> None:
     config = {"store": "postgres", "url": "postgresql://nobody@127.0.0.1:1/none"}
     with sdb.connect(store_url, config=config) as mgr:
-        assert _kind(mgr) == sql_kind
+        assert _kind(mgr) == store_kind
         mgr.create("assistant")
 
 

@@ -27,7 +27,7 @@ class TestLoggingContract(StorageContract):
     """The whole contract through a LoggingBackend wrapping SQLite."""
 
     @pytest.fixture
-    def sql_kind(self) -> str:
+    def store_kind(self) -> str:
         return "sqlite"
 
     @pytest.fixture

@@ -91,7 +91,7 @@ class Wrapper(StorageBackend):
 
 @pytest.fixture(params=["sql", "scan"])
 def mgr(request: pytest.FixtureRequest, store_url: str) -> Iterator[sdb.Manager]:
-    backend: StorageBackend = sdb.SQLBackend(store_url)
+    backend: StorageBackend = sdb.connect(store_url).backend
     if request.param == "scan":
         backend = Wrapper(backend)
     with sdb.Manager(backend) as manager:
@@ -261,7 +261,8 @@ def test_messages_stored_before_the_migration_are_indexed(
         assert contents(m.memory("alice").search("invoice")) == ["an old invoice"]
 
 
-def test_models_and_migrations_agree(store_url: str) -> None:
+def test_models_and_migrations_agree(sql_url: str) -> None:
+    store_url = sql_url
     """Autogenerate (through alembic/env.py) finds nothing to change after the migrations."""
     from alembic import command
 

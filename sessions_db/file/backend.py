@@ -1,0 +1,740 @@
+"""FileBackend: the StorageBackend on a directory of JSONL files (the seed's layout)."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import os
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from datetime import datetime
+from pathlib import Path
+from typing import Concatenate, ParamSpec, TypeVar
+
+from .. import ids
+from ..backend import WHOLE_BRANCH, BranchQuery, NewCheckpoint, StorageBackend, checkpoint_entry
+from ..checksum import branch_checksum
+from ..errors import (
+    CheckpointNotFoundError,
+    DuplicateEntryError,
+    EntryNotFoundError,
+    SessionNotFoundError,
+    SessionsDBError,
+    StorageClosedError,
+    StorageUnavailableError,
+)
+from ..types import Checkpoint, EntryType, SessionEntry, SessionMetadata
+from . import checkpoints, durable, index, paths
+from .jsonl import Commit, SessionLog, entry_lines, session_line
+from .locking import locked, try_lock, unlock
+from .paths import CHECKPOINTS, INDEX, opened
+from .repair import RepairReport, repair_store
+
+#: Where the store lives when no directory is given (``~`` is expanded).
+DEFAULT_BASE = "~/.sessions_db/sessions"
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _io(
+    method: Callable[Concatenate[FileBackend, P], T],
+) -> Callable[Concatenate[FileBackend, P], T]:
+    """Refuse calls after close, and turn OS errors into ``StorageUnavailableError`` (once)."""
+
+    @functools.wraps(method)
+    def wrapper(self: FileBackend, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        if self._closed:
+            raise StorageClosedError("the file store is closed")
+        try:
+            return method(self, *args, **kwargs)
+        except SessionsDBError:
+            raise
+        except OSError as exc:
+            raise StorageUnavailableError(f"file store {self._base}: {exc}") from exc
+
+    return wrapper
+
+
+def _read_from(fd: int, offset: int) -> bytes:
+    """Return the bytes of ``fd`` from ``offset`` to its end."""
+    size = os.fstat(fd).st_size
+    chunks: list[bytes] = []
+    while True:
+        chunk = os.pread(fd, max(size - offset, 1 << 16), offset)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        offset += len(chunk)
+
+
+class FileBackend(StorageBackend):
+    """Sessions as JSONL files in a directory: ``<base>/<agent>/<session-id>.jsonl``.
+
+    Appends are one ``O_APPEND`` write followed by fsync, under an OS lock on the
+    session's file, so threads and processes append to one chain and an append
+    that returned survives a crash. A session's entries are cached after the first
+    load (``release`` drops them); the cache reads only what other processes
+    appended since. See :mod:`sessions_db.file` for the format.
+    """
+
+    def __init__(self, base_dir: str | os.PathLike[str] = DEFAULT_BASE) -> None:
+        path = Path(base_dir).expanduser()
+        if not path.exists():
+            path.mkdir(parents=True, mode=paths.DIR_MODE)
+            path.chmod(paths.DIR_MODE)
+        self._base = Path(os.path.realpath(path))
+        self._base_fd = os.open(self._base, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self._closed = False
+        self._lock = threading.Lock()
+        self._session_locks: dict[str, threading.RLock] = {}
+        self._logs: dict[str, SessionLog] = {}  # full, until release
+        self._summaries: dict[str, SessionLog] = {}  # metadata only, for listing
+        self._indexes: dict[str, tuple[tuple[int, int, int], dict[str, SessionLog]]] = {}
+        self._damaged_indexes: set[str] = set()
+        self._agents: dict[str, str] = {}  # session ID -> agent
+        self._checkpoint_agents: dict[str, str] = {}
+
+    @property
+    def base(self) -> Path:
+        """The store's directory (symlinks resolved)."""
+        return self._base
+
+    def __repr__(self) -> str:
+        return f"FileBackend({str(self._base)!r})"
+
+    # -- locating -------------------------------------------------------------------
+
+    def _session_lock(self, session_id: str) -> threading.RLock:
+        with self._lock:
+            lock = self._session_locks.get(session_id)
+            if lock is None:
+                lock = self._session_locks[session_id] = threading.RLock()
+            return lock
+
+    def _exists(self, relative: str) -> bool:
+        try:
+            os.stat(relative, dir_fd=self._base_fd, follow_symlinks=False)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        return True
+
+    def _where(self, session_id: str) -> str:
+        """Return the agent whose directory holds the session: cached, else one stat per agent."""
+        name = paths.session_file(session_id)
+        agent = self._agents.get(session_id)
+        if agent is not None and self._exists(f"{agent}/{name}"):
+            return agent
+        for agent in paths.agent_dirs(self._base_fd):
+            if self._exists(f"{agent}/{name}"):
+                self._agents[session_id] = agent
+                return agent
+        self._forget(session_id)
+        raise SessionNotFoundError(f"session {session_id} not found")
+
+    def _forget(self, session_id: str) -> None:
+        self._agents.pop(session_id, None)
+        self._logs.pop(session_id, None)
+        self._summaries.pop(session_id, None)
+
+    @contextmanager
+    def _agent_dir(self, agent_name: str, *, create: bool = False) -> Iterator[int]:
+        fd = paths.open_dir(ids.agent_name(agent_name), self._base_fd, create=create)
+        with opened(fd):
+            yield fd
+
+    # -- reading a session file -----------------------------------------------------------
+
+    def _refresh(
+        self, log: SessionLog | None, session_id: str, fd: int, info: os.stat_result
+    ) -> SessionLog:
+        """Bring ``log`` (or a new log) up to date with the file open as ``fd``."""
+        keep = True if log is None else log.keep_entries
+        if log is not None and log.is_current(info.st_ino, info.st_size):
+            return log
+        if log is None or log.ino != info.st_ino or info.st_size < log.offset:
+            log = SessionLog(session_id, keep_entries=keep)
+            log.ino = info.st_ino
+        log.feed(_read_from(fd, log.offset))
+        return log
+
+    def _full(self, session_id: str, agent_fd: int) -> SessionLog:
+        """Return the session's cached entries, read up to date (hold its session lock)."""
+        name = paths.session_file(session_id)
+        info = paths.lstat(name, agent_fd)
+        if info is None:
+            self._forget(session_id)
+            raise SessionNotFoundError(f"session {session_id} not found")
+        log = self._logs.get(session_id)
+        if log is not None and log.is_current(info.st_ino, info.st_size):
+            return log
+        try:
+            fd = paths.open_file(name, agent_fd, os.O_RDONLY)
+        except FileNotFoundError:
+            self._forget(session_id)
+            raise SessionNotFoundError(f"session {session_id} not found") from None
+        with opened(fd):
+            log = self._refresh(log, session_id, fd, os.fstat(fd))
+        self._logs[session_id] = log
+        return log
+
+    @contextmanager
+    def _reading(self, session_id: str) -> Iterator[tuple[str, SessionLog]]:
+        """Yield the session's agent and its up-to-date entries."""
+        agent = self._where(session_id)
+        with self._session_lock(session_id), self._agent_dir(agent) as agent_fd:
+            yield agent, self._full(session_id, agent_fd)
+
+    @contextmanager
+    def _writing(self, session_id: str) -> Iterator[tuple[str, int, int, SessionLog]]:
+        """Lock the session's file (OS lock) and yield agent, agent dir, file and entries.
+
+        Whatever follows the last commit line (a torn or unfinished write of a
+        writer that died) is cut off first, so new lines never glue onto it.
+        """
+        agent = self._where(session_id)
+        name = paths.session_file(session_id)
+        with self._session_lock(session_id), self._agent_dir(agent) as agent_fd:
+            for _ in range(5):
+                try:
+                    fd = paths.open_file(name, agent_fd, os.O_RDWR | os.O_APPEND)
+                except FileNotFoundError:
+                    break
+                with opened(fd), locked(fd):
+                    info = os.fstat(fd)
+                    now = paths.lstat(name, agent_fd)
+                    if now is None or info.st_nlink == 0:
+                        break  # deleted while we waited for the lock
+                    if now.st_ino != info.st_ino:
+                        continue  # replaced while we waited: lock the new file
+                    log = self._refresh(self._logs.get(session_id), session_id, fd, info)
+                    if not log.keep_entries:
+                        log = self._refresh(None, session_id, fd, info)
+                    self._logs[session_id] = log
+                    if log.pending:
+                        os.ftruncate(fd, log.offset)
+                        os.fsync(fd)
+                        log.seen = log.offset
+                    yield agent, agent_fd, fd, log
+                    return
+            self._forget(session_id)
+            raise SessionNotFoundError(f"session {session_id} not found")
+
+    def _summary(
+        self, session_id: str, agent_fd: int, known: dict[str, SessionLog]
+    ) -> SessionLog | None:
+        """Return the session's metadata read up to date, ``None`` if its file is gone.
+
+        Starts from what this process read before, else from the index record
+        (``known``), and reads only the bytes appended since.
+        """
+        name = paths.session_file(session_id)
+        with self._session_lock(session_id):
+            info = paths.lstat(name, agent_fd)
+            if info is None:
+                self._forget(session_id)
+                return None
+            log = self._logs.get(session_id) or self._summaries.get(session_id)
+            if log is None or log.ino != info.st_ino:
+                record = known.get(session_id)
+                log = copy.copy(record) if record is not None else None
+            if log is not None and log.is_current(info.st_ino, info.st_size):
+                return log
+            try:
+                fd = paths.open_file(name, agent_fd, os.O_RDONLY)
+            except FileNotFoundError:
+                self._forget(session_id)
+                return None
+            with opened(fd):
+                if log is None:
+                    log = SessionLog(session_id, keep_entries=False)
+                    log.ino = info.st_ino
+                log = self._refresh(log, session_id, fd, os.fstat(fd))
+            if log.keep_entries:
+                self._logs[session_id] = log
+            else:
+                self._summaries[session_id] = log
+            return log
+
+    def _meta(self, log: SessionLog, agent: str) -> SessionMetadata:
+        if log.created_at is None or log.updated_at is None:
+            raise SessionNotFoundError(f"session {log.session_id} not found")
+        return SessionMetadata.model_construct(
+            id=log.session_id,
+            agent_name=agent,
+            user_id=log.user_id,
+            created_at=log.created_at,
+            updated_at=log.updated_at,
+            message_count=log.message_count,
+            current_leaf=log.leaf,
+            metadata=json.loads(json.dumps(log.metadata)),
+        )
+
+    # -- the index ------------------------------------------------------------------
+
+    def _index(self, agent: str, agent_fd: int) -> dict[str, SessionLog]:
+        """Return the agent's index records (cached while the file is unchanged)."""
+        info = paths.lstat(INDEX, agent_fd)
+        if info is None:
+            return {}
+        key = (info.st_ino, info.st_mtime_ns, info.st_size)
+        cached = self._indexes.get(agent)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        try:
+            fd = paths.open_file(INDEX, agent_fd, os.O_RDONLY)
+        except FileNotFoundError:
+            return {}
+        with opened(fd):
+            raw = _read_from(fd, 0)
+        try:
+            records = index.decode(raw, agent)
+            self._damaged_indexes.discard(agent)
+        except index.DamagedIndexError as exc:
+            if agent not in self._damaged_indexes:
+                index.log.warning(
+                    "%s/%s/%s is damaged (%s); it is rebuilt from the session files",
+                    self._base,
+                    agent,
+                    INDEX,
+                    exc,
+                )
+            self._damaged_indexes.add(agent)
+            records = {}
+        self._indexes[agent] = (key, records)
+        return records
+
+    def _scan(self, agent: str, agent_fd: int) -> tuple[list[SessionLog], bool]:
+        """Return every session of the agent, up to date, and whether the index is stale."""
+        known = self._index(agent, agent_fd)
+        found = paths.session_files(agent_fd)
+        stale = agent in self._damaged_indexes or len(found) != len(known)
+        summaries = []
+        for session_id in found:
+            summary = self._summary(session_id, agent_fd, known)
+            if summary is None or summary.created_at is None:
+                continue
+            self._agents[session_id] = agent
+            record = known.get(session_id)
+            if record is None or record.offset != summary.offset or record.ino != summary.ino:
+                stale = True
+            summaries.append(summary)
+        return summaries, stale
+
+    def _write_index(self, agent: str, agent_fd: int, summaries: list[SessionLog]) -> None:
+        """Rewrite the index if no one else holds the agent's lock (it is only a snapshot)."""
+        if not try_lock(agent_fd):
+            return
+        try:
+            index.write(agent_fd, agent, summaries)
+            self._damaged_indexes.discard(agent)
+        finally:
+            unlock(agent_fd)
+
+    # -- sessions -----------------------------------------------------------------------
+
+    def _create(self, agent: str, agent_fd: int, meta: SessionMetadata) -> bool:
+        """Create the session's file; ``False`` if it already exists."""
+        line = session_line(
+            meta.id,
+            meta.created_at,
+            agent,
+            meta.user_id,
+            meta.metadata,
+            Commit(meta.updated_at, 0),
+        )
+        name = paths.session_file(meta.id)
+        with self._session_lock(meta.id):
+            fd = durable.create(agent_fd, name, line)
+            if fd is None:
+                return False
+            with opened(fd):
+                log = SessionLog(meta.id)
+                log.ino = os.fstat(fd).st_ino
+                log.feed(line)
+            self._logs[meta.id] = log
+            self._agents[meta.id] = agent
+        return True
+
+    @_io
+    def save_session(self, meta: SessionMetadata) -> None:  # noqa: D102 - see StorageBackend
+        session_id = ids.session_id(meta.id)
+        agent = ids.agent_name(meta.agent_name)
+        try:
+            self._where(session_id)
+        except SessionNotFoundError:
+            with self._agent_dir(agent, create=True) as agent_fd:
+                if self._create(agent, agent_fd, meta):
+                    return
+        with self._writing(session_id) as (owner, _, fd, log):
+            assert log.created_at is not None
+            assert log.updated_at is not None
+            line = session_line(
+                session_id,
+                log.created_at,
+                log.agent_name or owner,
+                meta.user_id,
+                meta.metadata,
+                Commit(log.updated_at, log.message_count),
+            )
+            durable.append(fd, line, log.offset)
+            log.feed(line)
+
+    @_io
+    def load_session(self, session_id: str) -> SessionMetadata:  # noqa: D102
+        session_id = ids.session_id(session_id)
+        agent = self._where(session_id)
+        with self._agent_dir(agent) as agent_fd:
+            summary = self._summary(session_id, agent_fd, self._index(agent, agent_fd))
+        if summary is None:
+            raise SessionNotFoundError(f"session {session_id} not found")
+        return self._meta(summary, agent)
+
+    def _delete(self, session_id: str, *, updated_before: datetime | None = None) -> bool:
+        """Delete a session's file and checkpoints; ``False`` if it was updated meanwhile."""
+        with self._writing(session_id) as (_agent, agent_fd, _, log):
+            if updated_before is not None and (
+                log.updated_at is None or log.updated_at >= updated_before
+            ):
+                return False
+            checkpoint_ids = self._checkpoint_ids(log)
+            os.unlink(paths.session_file(session_id), dir_fd=agent_fd)
+            os.fsync(agent_fd)
+            self._forget(session_id)
+            self._remove_checkpoints(agent_fd, checkpoint_ids)
+        return True
+
+    def _remove_checkpoints(self, agent_fd: int, checkpoint_ids: list[str]) -> None:
+        try:
+            cfd = paths.open_dir(CHECKPOINTS, agent_fd)
+        except FileNotFoundError:
+            return
+        with opened(cfd):
+            for checkpoint_id in checkpoint_ids:
+                self._checkpoint_agents.pop(checkpoint_id, None)
+                with suppress(FileNotFoundError):
+                    os.unlink(paths.checkpoint_file(checkpoint_id), dir_fd=cfd)
+            os.fsync(cfd)
+
+    def _drop_from_index(self, agent: str, session_ids: list[str]) -> None:
+        with self._agent_dir(agent) as agent_fd, locked(agent_fd):
+            known = self._index(agent, agent_fd)
+            if not any(s in known for s in session_ids) and agent not in self._damaged_indexes:
+                return
+            gone = set(session_ids)
+            index.write(agent_fd, agent, [s for k, s in known.items() if k not in gone])
+
+    @_io
+    def delete_session(self, session_id: str) -> None:  # noqa: D102
+        session_id = ids.session_id(session_id)
+        agent = self._where(session_id)
+        self._delete(session_id)
+        self._drop_from_index(agent, [session_id])
+
+    @_io
+    def list_sessions(  # noqa: D102
+        self,
+        agent_name: str,
+        *,
+        user_id: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[SessionMetadata]:
+        agent = ids.agent_name(agent_name)
+        try:
+            with self._agent_dir(agent) as agent_fd:
+                summaries, stale = self._scan(agent, agent_fd)
+                if stale:
+                    self._write_index(agent, agent_fd, summaries)
+        except FileNotFoundError:
+            return []
+        if user_id is not None:
+            summaries = [s for s in summaries if s.user_id == user_id]
+        summaries.sort(key=lambda s: (s.updated_at, s.session_id), reverse=True)
+        end = None if limit is None else offset + limit
+        return [self._meta(s, agent) for s in summaries[offset:end]]
+
+    @_io
+    def list_agents(self) -> list[str]:  # noqa: D102
+        found = []
+        for agent in paths.agent_dirs(self._base_fd):
+            try:
+                with self._agent_dir(agent) as agent_fd:
+                    if paths.session_files(agent_fd):
+                        found.append(agent)
+            except (FileNotFoundError, SessionsDBError):
+                continue
+        return found
+
+    @_io
+    def prune_sessions(  # noqa: D102
+        self, updated_before: datetime, *, agent_name: str | None = None, dry_run: bool = False
+    ) -> list[str]:
+        agents = (
+            [ids.agent_name(agent_name)]
+            if agent_name is not None
+            else paths.agent_dirs(self._base_fd)
+        )
+        pruned: list[str] = []
+        for agent in agents:
+            try:
+                with self._agent_dir(agent) as agent_fd:
+                    summaries, _ = self._scan(agent, agent_fd)
+            except FileNotFoundError:
+                continue
+            expired = [
+                s.session_id
+                for s in summaries
+                if s.updated_at is not None and s.updated_at < updated_before
+            ]
+            if dry_run:
+                pruned += expired
+                continue
+            deleted = []
+            for session_id in expired:
+                try:
+                    if self._delete(session_id, updated_before=updated_before):
+                        deleted.append(session_id)
+                except SessionNotFoundError:
+                    continue
+            if deleted:
+                self._drop_from_index(agent, deleted)
+            pruned += deleted
+        return sorted(pruned)
+
+    @_io
+    def find_or_create_session(self, meta: SessionMetadata) -> SessionMetadata:  # noqa: D102
+        agent = ids.agent_name(meta.agent_name)
+        ids.session_id(meta.id)
+        with self._agent_dir(agent, create=True) as agent_fd, locked(agent_fd):
+            summaries, _ = self._scan(agent, agent_fd)
+            mine = [s for s in summaries if s.user_id == meta.user_id]
+            if mine:
+                latest = max(mine, key=lambda s: (s.updated_at, s.session_id))
+                return self._meta(latest, agent)
+            self._create(agent, agent_fd, meta)
+        return meta
+
+    # -- entries ------------------------------------------------------------------------
+
+    @_io
+    def append_entries(  # noqa: D102
+        self,
+        session_id: str,
+        entries: Sequence[SessionEntry],
+        *,
+        fork_from: str | None = None,
+        updated_at: datetime,
+    ) -> None:
+        session_id = ids.session_id(session_id)
+        if not entries:
+            return
+        with self._writing(session_id) as (_, _, fd, log):
+            if fork_from is None:
+                parent, depth = log.leaf, log.message_count
+            else:
+                at = log.by_id.get(fork_from)
+                if at is None:
+                    raise EntryNotFoundError(f"entry {fork_from} not found in session {session_id}")
+                parent, depth = fork_from, log.records[at].depth
+            seen: set[str] = set()
+            for entry in entries:
+                if entry.id in log.by_id or entry.id in seen:
+                    raise DuplicateEntryError(
+                        f"entry {entry.id} is already in session {session_id}"
+                    )
+                seen.add(entry.id)
+                if entry.type is EntryType.MESSAGE:
+                    depth += 1
+            batch = list(entries)
+            data, _ = entry_lines(batch, parent, Commit(updated_at, depth))
+            durable.append(fd, data, log.offset)
+            log.feed_own(batch, parent, data)
+
+    @_io
+    def load_entries(self, session_id: str) -> list[SessionEntry]:  # noqa: D102
+        session_id = ids.session_id(session_id)
+        with self._reading(session_id) as (_, log):
+            return [log.entry(i) for i in range(len(log.records))]
+
+    @staticmethod
+    def _branch(log: SessionLog, query: BranchQuery) -> list[SessionEntry]:
+        session_id = log.session_id
+        if query.before is not None:
+            at = log.by_id.get(query.before)
+            if at is None or log.records[at].type is not EntryType.MESSAGE:
+                raise EntryNotFoundError(
+                    f"message {query.before} not found in session {session_id}"
+                )
+            start = log.records[at].parent
+        elif query.leaf is not None:
+            found = log.by_id.get(query.leaf)
+            if found is None:
+                raise EntryNotFoundError(f"entry {query.leaf} not found in session {session_id}")
+            start = found
+        else:
+            start = -1 if log.leaf is None else log.by_id[log.leaf]
+        picked: list[int] = []
+        limit = query.limit
+        at = start
+        while at >= 0 and (limit is None or len(picked) < limit):
+            record = log.records[at]
+            if not query.messages_only or record.type is EntryType.MESSAGE:
+                picked.append(at)
+            at = record.parent
+        picked.reverse()
+        return [log.entry(i) for i in picked]
+
+    @_io
+    def load_branch(  # noqa: D102
+        self, session_id: str, query: BranchQuery = WHOLE_BRANCH
+    ) -> list[SessionEntry]:
+        session_id = ids.session_id(session_id)
+        with self._reading(session_id) as (_, log):
+            return self._branch(log, query)
+
+    # -- checkpoints ------------------------------------------------------------------
+
+    @staticmethod
+    def _checkpoint_ids(log: SessionLog) -> list[str]:
+        found = []
+        for record in log.records:
+            if record.type is EntryType.CHECKPOINT:
+                value = json.loads(record.line)["data"].get("checkpoint_id")
+                if isinstance(value, str):
+                    found.append(value)
+        return found
+
+    @_io
+    def create_checkpoint(self, session_id: str, new: NewCheckpoint) -> Checkpoint:  # noqa: D102
+        session_id = ids.session_id(session_id)
+        name = paths.checkpoint_file(new.id)
+        with self._writing(session_id) as (agent, agent_fd, fd, log):
+            cfd = paths.open_dir(CHECKPOINTS, agent_fd, create=True)
+            with opened(cfd):
+                if new.entry_id in log.by_id:
+                    raise DuplicateEntryError(
+                        f"entry {new.entry_id} is already in session {session_id}"
+                    )
+                leaf = log.leaf
+                branch = self._branch(log, BranchQuery(leaf=leaf)) if leaf is not None else []
+                entry = checkpoint_entry(new, leaf)
+                checkpoint = Checkpoint.model_construct(
+                    id=new.id,
+                    session_id=session_id,
+                    timestamp=new.timestamp,
+                    entry_id=entry.id,
+                    checksum=branch_checksum([*branch, entry]),
+                    metadata=new.metadata,
+                )
+                content = checkpoints.encode(checkpoint)
+                data, _ = entry_lines([entry], leaf, Commit(new.timestamp, log.message_count))
+                # The entry first: a crash before the checkpoint file is written
+                # leaves an entry no checkpoint points to, never the reverse.
+                durable.append(fd, data, log.offset)
+                log.feed_own([entry], leaf, data)
+                durable.replace(cfd, name, content)
+                self._checkpoint_agents[new.id] = agent
+        return checkpoint
+
+    @_io
+    def save_checkpoint(self, checkpoint: Checkpoint) -> None:  # noqa: D102
+        session_id = ids.session_id(checkpoint.session_id)
+        name = paths.checkpoint_file(checkpoint.id)
+        content = checkpoints.encode(checkpoint)
+        with self._writing(session_id) as (agent, agent_fd, _, log):
+            if checkpoint.entry_id not in log.by_id:
+                raise EntryNotFoundError(
+                    f"entry {checkpoint.entry_id} not found in session {session_id}"
+                )
+            with opened(paths.open_dir(CHECKPOINTS, agent_fd, create=True)) as cfd:
+                durable.replace(cfd, name, content)
+            self._checkpoint_agents[checkpoint.id] = agent
+
+    def _read_checkpoint(self, agent: str, checkpoint_id: str) -> Checkpoint | None:
+        name = paths.checkpoint_file(checkpoint_id)
+        try:
+            with (
+                self._agent_dir(agent) as agent_fd,
+                opened(paths.open_dir(CHECKPOINTS, agent_fd)) as cfd,
+                opened(paths.open_file(name, cfd, os.O_RDONLY)) as fd,
+            ):
+                found = checkpoints.decode(_read_from(fd, 0), name)
+                # A checkpoint whose session is gone (a delete interrupted by a
+                # crash) is not found.
+                if paths.lstat(paths.session_file(found.session_id), agent_fd) is None:
+                    return None
+                return found
+        except FileNotFoundError:
+            return None
+
+    @_io
+    def load_checkpoint(self, checkpoint_id: str) -> Checkpoint:  # noqa: D102
+        checkpoint_id = ids.checkpoint_id(checkpoint_id)
+        name = paths.checkpoint_file(checkpoint_id)
+        agent = self._checkpoint_agents.get(checkpoint_id)
+        candidates = [agent] if agent is not None else []
+        candidates += [
+            a
+            for a in paths.agent_dirs(self._base_fd)
+            if a != agent and self._exists(f"{a}/{CHECKPOINTS}/{name}")
+        ]
+        for candidate in candidates:
+            found = self._read_checkpoint(candidate, checkpoint_id)
+            if found is not None:
+                self._checkpoint_agents[checkpoint_id] = candidate
+                return found
+        self._checkpoint_agents.pop(checkpoint_id, None)
+        raise CheckpointNotFoundError(f"checkpoint {checkpoint_id} not found")
+
+    @_io
+    def list_checkpoints(self, session_id: str) -> list[Checkpoint]:  # noqa: D102
+        session_id = ids.session_id(session_id)
+        with self._reading(session_id) as (agent, log):
+            checkpoint_ids = self._checkpoint_ids(log)
+        found = []
+        for checkpoint_id in checkpoint_ids:
+            checkpoint = self._read_checkpoint(agent, checkpoint_id)
+            if checkpoint is not None and checkpoint.session_id == session_id:
+                found.append(checkpoint)
+        found.sort(key=lambda c: (c.timestamp, c.id))
+        return found
+
+    # -- maintenance ----------------------------------------------------------------
+
+    @_io
+    def repair(self) -> RepairReport:
+        """Rebuild every agent's index from the session files, and clean up after crashes.
+
+        Cuts torn or unfinished writes off the session files, removes temporary
+        files of interrupted rewrites and checkpoint files whose session is gone,
+        rewrites each ``sessions.json`` from the ``.jsonl`` files, and reports what
+        it found and fixed. Safe to run while the store is in use.
+        """
+        with self._lock:
+            self._logs.clear()
+            self._summaries.clear()
+            self._indexes.clear()
+            self._damaged_indexes.clear()
+        return repair_store(self._base_fd, self._base)
+
+    def release(self, session_id: str) -> None:
+        """Drop the session's cached entries (``Session.close``)."""
+        with self._lock:
+            self._logs.pop(session_id, None)
+
+    def close(self) -> None:
+        """Close the store. Idempotent; later calls raise ``StorageClosedError``."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._logs.clear()
+            self._summaries.clear()
+            self._indexes.clear()
+        os.close(self._base_fd)
+
+
+__all__ = ["DEFAULT_BASE", "FileBackend"]
