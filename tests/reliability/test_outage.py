@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 
 import pytest
 
@@ -53,7 +54,7 @@ class Writer(threading.Thread):
 
 def _call_during_outage(mgr: sdb.Manager, session_id: str, n: int) -> float:
     """Make one call while the server is down; return how long it took to fail."""
-    calls = [
+    calls: list[Callable[[], object]] = [
         lambda: mgr.get(session_id).append_message(sdb.Message.new("user", {"down": n})),
         lambda: mgr.list("outage"),
         lambda: mgr.create("outage"),
