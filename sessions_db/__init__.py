@@ -11,14 +11,18 @@ JSONL directory, behind one small typed API::
         print(sess.get_messages())
 """
 
-from .backend import BranchQuery, NewCheckpoint, StorageBackend
+from typing import TYPE_CHECKING, Any
+
+from .backend import BranchQuery, MessageHit, NewCheckpoint, StorageBackend
 from .connect import connect
 from .context import current_session, session_from_context, use_session
+from .crypto import Keyring
 from .errors import (
     CheckpointNotFoundError,
     ChecksumMismatchError,
     ConfigurationError,
     DuplicateEntryError,
+    EncryptionError,
     EntryNotFoundError,
     InvalidArgumentError,
     InvalidIDError,
@@ -31,10 +35,24 @@ from .errors import (
     StorageUnavailableError,
 )
 from .manager import Manager, Session
+from .memory import MemoryHit, SessionMemory
 from .sql.backend import SQLBackend
 from .types import Checkpoint, EntryType, Message, SessionEntry, SessionMetadata
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from . import aio as aio
+else:
+
+    def __getattr__(name: str) -> Any:
+        # ``sdb.aio`` is imported on first use: the sync API does not pay for asyncio.
+        if name == "aio":
+            import importlib  # noqa: PLC0415
+
+            return importlib.import_module(".aio", __name__)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "BranchQuery",
@@ -43,18 +61,23 @@ __all__ = [
     "ChecksumMismatchError",
     "ConfigurationError",
     "DuplicateEntryError",
+    "EncryptionError",
     "EntryNotFoundError",
     "EntryType",
     "InvalidArgumentError",
     "InvalidIDError",
+    "Keyring",
     "Manager",
+    "MemoryHit",
     "Message",
+    "MessageHit",
     "NewCheckpoint",
     "PayloadError",
     "SQLBackend",
     "SchemaError",
     "Session",
     "SessionEntry",
+    "SessionMemory",
     "SessionMetadata",
     "SessionNotFoundError",
     "SessionNotInContextError",

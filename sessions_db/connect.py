@@ -32,13 +32,18 @@ def backend_for_url(url: str, *, migrate: bool | None = None) -> StorageBackend:
     schemas are migrated only with ``migrate=True`` (or ``sessions-db migrate``).
     """
     scheme = url.split(":", 1)[0].lower()
-    if scheme.startswith("sqlite"):
-        return SQLBackend(url, migrate=True if migrate is None else migrate)
-    if scheme.startswith("postgres"):
-        return SQLBackend(url, migrate=bool(migrate))
+    if scheme.startswith(("sqlite", "postgres")):
+        return SQLBackend(url, migrate=migrate_on_open(url, migrate))
     raise ConfigurationError(
         f"unsupported store URL {url!r}: use file://, sqlite:// or postgresql://"
     )
+
+
+def migrate_on_open(url: str, migrate: bool | None) -> bool:
+    """Whether opening the SQL store ``url`` migrates it: ``migrate``, else SQLite only."""
+    if migrate is not None:
+        return migrate
+    return url.split(":", 1)[0].lower().startswith("sqlite")
 
 
 def connect(url: str | None = None, *, migrate: bool | None = None) -> Manager:

@@ -22,8 +22,10 @@ from sqlalchemy import create_engine, make_url, text
 pytest.register_assert_rewrite("sessions_db.testing")
 
 import sessions_db as sdb  # noqa: E402
+import sessions_db.aio  # noqa: E402
 from sessions_db import migrations  # noqa: E402
 from sessions_db.sql.engine import normalize_url  # noqa: E402
+from sessions_db.testing.blocking import open_blocking  # noqa: E402
 
 PG_URL = os.environ.get(
     "SESSIONS_DB_TEST_PG", "postgresql://sessions_db:sessions_db@127.0.0.1:5432/postgres"
@@ -112,41 +114,54 @@ def store_url(sql_kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> 
     return make_store(sql_kind, request, tmp_path)
 
 
-def sql_tamper(manager: sdb.Manager, session_id: str, entry_id: str, data: dict[str, Any]) -> None:
-    """Change an entry behind the library's back, with plain SQL."""
-    backend = manager.backend
-    assert isinstance(backend, sdb.SQLBackend)
-    with backend.engine.begin() as conn:
-        conn.execute(
-            text(
-                "UPDATE sessions_db_entries SET payload = :payload, role = :role "
-                "WHERE session_id = :sid AND id = :id"
-            ).bindparams(
-                payload=json.dumps(data.get("payload", data)),
-                role=data.get("role"),
-                sid=session_id,
-                id=entry_id,
+def sql_tamper(
+    url: str, manager: sdb.Manager, session_id: str, entry_id: str, data: dict[str, Any]
+) -> None:
+    """Change an entry of the store at ``url`` behind the library's back, with plain SQL."""
+    engine = create_engine(normalize_url(url))
+    payload = ":payload" if engine.dialect.name == "sqlite" else "CAST(:payload AS JSONB)"
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    f"UPDATE sessions_db_entries SET payload = {payload}, role = :role "
+                    "WHERE session_id = :sid AND id = :id"
+                ).bindparams(
+                    payload=json.dumps(data.get("payload", data)),
+                    role=data.get("role"),
+                    sid=session_id,
+                    id=entry_id,
+                )
             )
-            if backend.dialect == "sqlite"
-            else text(
-                "UPDATE sessions_db_entries SET payload = CAST(:payload AS JSONB), role = :role "
-                "WHERE session_id = :sid AND id = :id"
-            ).bindparams(
-                payload=json.dumps(data.get("payload", data)),
-                role=data.get("role"),
-                sid=session_id,
-                id=entry_id,
-            )
-        )
+    finally:
+        engine.dispose()
+
+
+#: The APIs the contract runs through: the sync one, and the asyncio one behind a facade.
+API_PARAMS = ["sync", "async"]
+
+
+@pytest.fixture(params=API_PARAMS)
+def api(request: pytest.FixtureRequest) -> str:
+    """Each API in turn."""
+    kind: str = request.param
+    return kind
+
+
+def opener(url: str, api: str) -> Callable[[], sdb.Manager]:
+    """Return a picklable factory of new managers on ``url`` through ``api``."""
+    if api == "sync":
+        return partial(sdb.connect, url)
+    return partial(open_blocking, partial(sdb.aio.connect, url))
 
 
 @pytest.fixture
-def open_manager(store_url: str) -> Callable[[], sdb.Manager]:
+def open_manager(store_url: str, api: str) -> Callable[[], sdb.Manager]:
     """Opens a new manager on the test's store (picklable, for worker processes)."""
-    return partial(sdb.connect, store_url)
+    return opener(store_url, api)
 
 
 @pytest.fixture
-def tamper() -> Callable[..., None]:
+def tamper(store_url: str) -> Callable[..., None]:
     """Changes a stored entry behind the library's back."""
-    return sql_tamper
+    return partial(sql_tamper, store_url)

@@ -164,9 +164,8 @@ def test_bad_options(tmp_path: Path) -> None:
         sdb.connect("mysql://x/y")
     with pytest.raises(sdb.ConfigurationError):
         sdb.connect("not a url")
-    backend = sdb.SQLBackend(url, migrate=True, synchronous="sometimes")
     with pytest.raises(sdb.ConfigurationError):
-        sdb.Manager(backend).create("assistant")
+        sdb.SQLBackend(url, migrate=True, synchronous="sometimes")
 
 
 @pytest.mark.postgres

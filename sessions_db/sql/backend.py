@@ -3,25 +3,25 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from .. import migrations
+from .. import migrations, search
 from .._plan import drive
-from ..backend import WHOLE_BRANCH, BranchQuery, NewCheckpoint, StorageBackend
-from ..errors import ConfigurationError, StorageClosedError
+from ..backend import WHOLE_BRANCH, BranchQuery, MessageHit, NewCheckpoint, StorageBackend
+from ..errors import StorageClosedError
 from ..types import Checkpoint, SessionEntry, SessionMetadata
-from .engine import build_engine, sqlite_prepare
+from .engine import PREPARED, build_engine
 from .errors import translate
-from .plans import SQLPlan, SQLPlans, Stmt
-from .schema import tables_in
+from .plans import SQLPlan, Stmt
+from .setup import ROLLBACK, SQLITE_START, SQLBackendBase
 
 
-class SQLBackend(StorageBackend):
+class SQLBackend(SQLBackendBase[Engine], StorageBackend):
     """Sessions in PostgreSQL (psycopg 3) or SQLite, through SQLAlchemy 2.
 
     Give it a URL (``postgresql://...``, ``sqlite:///path.db``) and it builds and
@@ -49,34 +49,24 @@ class SQLBackend(StorageBackend):
     ) -> None:
         if isinstance(engine_or_url, str):
             engine = build_engine(engine_or_url, connect_timeout=connect_timeout)
-            self._owns_engine = True
         else:
             engine = engine_or_url
-            self._owns_engine = False
-        self._dialect = engine.dialect.name
-        if self._dialect not in ("postgresql", "sqlite"):
-            raise ConfigurationError(f"unsupported database dialect {self._dialect!r}")
-        if schema is not None and self._dialect != "postgresql":
-            raise ConfigurationError("a schema can only be set on PostgreSQL")
-        self._base_engine = engine
-        # Every statement of ours runs in autocommit; transactions are opened
-        # explicitly (BEGIN / BEGIN IMMEDIATE) only where a plan needs one. The
-        # host's engine keeps its own settings: this is a copy sharing its pool.
-        self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
-        self._schema = schema
-        self._plans = SQLPlans(tables_in(schema), self._dialect)
-        self._busy_ms = int(busy_timeout * 1000)
-        self._synchronous = synchronous
-        self._closed = False
+        self._configure(
+            engine,
+            owns_engine=isinstance(engine_or_url, str),
+            schema=schema,
+            busy_timeout=busy_timeout,
+            synchronous=synchronous,
+        )
         self._lock = threading.Lock()
         try:
             if self._dialect == "sqlite":
                 with self._engine.connect() as conn:
-                    conn.exec_driver_sql("PRAGMA journal_mode = WAL")
+                    conn.exec_driver_sql(SQLITE_START)
             if migrate:
-                migrations.upgrade(self._base_engine, schema=schema)
+                migrations.upgrade(engine, schema=schema)
             elif check_schema:
-                migrations.check(self._base_engine, schema=schema)
+                migrations.check(engine, schema=schema)
         except SQLAlchemyError as exc:
             self._dispose()
             raise translate(exc, self._dialect) from exc
@@ -84,30 +74,12 @@ class SQLBackend(StorageBackend):
             self._dispose()
             raise
 
-    @property
-    def engine(self) -> Engine:
-        """The engine this backend runs on (the host's, when one was given)."""
-        return self._base_engine
-
-    @property
-    def dialect(self) -> str:
-        """``"postgresql"`` or ``"sqlite"``."""
-        return self._dialect
-
-    @property
-    def schema(self) -> str | None:
-        """The PostgreSQL schema of the tables (``None``: the search path)."""
-        return self._schema
-
-    @property
-    def plans(self) -> SQLPlans:
-        """The statement plans (shared with the asyncio backend)."""
-        return self._plans
-
-    def _perform(self, conn: Connection) -> Any:
+    def _perform(self, conn: Connection) -> Callable[[Stmt], Any]:
         dialect = self._dialect
 
         def perform(stmt: Stmt) -> Any:
+            if stmt is ROLLBACK:
+                return _rollback(conn)
             try:
                 return conn.execute(stmt.statement, stmt.params)
             except SQLAlchemyError as exc:
@@ -121,32 +93,26 @@ class SQLBackend(StorageBackend):
             raise StorageClosedError("the SQL backend is closed")
         try:
             with self._engine.connect() as conn:
-                if self._dialect == "sqlite":
-                    sqlite_prepare(conn, self._busy_ms, self._synchronous)
-                if not sql_plan.atomic:
-                    return drive(sql_plan.plan, self._perform(conn))
-                conn.exec_driver_sql(self._plans.begin)
-                try:
-                    result = drive(sql_plan.plan, self._perform(conn))
-                except BaseException:
-                    _rollback(conn)
-                    raise
-                conn.exec_driver_sql("COMMIT")
-                return result
+                info = conn.connection.info
+                if self._setup.pragmas and not info.get(PREPARED):
+                    for pragma in self._setup.pragmas:
+                        conn.exec_driver_sql(pragma)
+                    info[PREPARED] = True
+                return drive(self._setup.transaction(sql_plan), self._perform(conn))
         except SQLAlchemyError as exc:
             raise translate(exc, self._dialect) from exc
         finally:
             sql_plan.plan.close()
 
     def save_session(self, meta: SessionMetadata) -> None:  # noqa: D102 - see StorageBackend
-        self._run(self._plans.save_session(meta))
+        self._run(self.plans.save_session(meta))
 
     def load_session(self, session_id: str) -> SessionMetadata:  # noqa: D102
-        result: SessionMetadata = self._run(self._plans.load_session(session_id))
+        result: SessionMetadata = self._run(self.plans.load_session(session_id))
         return result
 
     def delete_session(self, session_id: str) -> None:  # noqa: D102
-        self._run(self._plans.delete_session(session_id))
+        self._run(self.plans.delete_session(session_id))
 
     def list_sessions(  # noqa: D102
         self,
@@ -157,24 +123,24 @@ class SQLBackend(StorageBackend):
         offset: int = 0,
     ) -> list[SessionMetadata]:
         result: list[SessionMetadata] = self._run(
-            self._plans.list_sessions(agent_name, user_id, limit, offset)
+            self.plans.list_sessions(agent_name, user_id, limit, offset)
         )
         return result
 
     def list_agents(self) -> list[str]:  # noqa: D102
-        result: list[str] = self._run(self._plans.list_agents())
+        result: list[str] = self._run(self.plans.list_agents())
         return result
 
     def prune_sessions(  # noqa: D102
         self, updated_before: datetime, *, agent_name: str | None = None, dry_run: bool = False
     ) -> list[str]:
         result: list[str] = self._run(
-            self._plans.prune_sessions(updated_before, agent_name, dry_run)
+            self.plans.prune_sessions(updated_before, agent_name, dry_run)
         )
         return result
 
     def find_or_create_session(self, meta: SessionMetadata) -> SessionMetadata:  # noqa: D102
-        result: SessionMetadata = self._run(self._plans.find_or_create_session(meta))
+        result: SessionMetadata = self._run(self.plans.find_or_create_session(meta))
         return result
 
     def append_entries(  # noqa: D102
@@ -186,31 +152,58 @@ class SQLBackend(StorageBackend):
         updated_at: datetime,
     ) -> None:
         if entries:
-            self._run(self._plans.append_entries(session_id, entries, fork_from, updated_at))
+            self._run(self.plans.append_entries(session_id, entries, fork_from, updated_at))
 
     def load_entries(self, session_id: str) -> list[SessionEntry]:  # noqa: D102
-        result: list[SessionEntry] = self._run(self._plans.load_entries(session_id))
+        result: list[SessionEntry] = self._run(self.plans.load_entries(session_id))
         return result
 
     def load_branch(  # noqa: D102
         self, session_id: str, query: BranchQuery = WHOLE_BRANCH
     ) -> list[SessionEntry]:
-        result: list[SessionEntry] = self._run(self._plans.load_branch(session_id, query))
+        result: list[SessionEntry] = self._run(self.plans.load_branch(session_id, query))
         return result
 
     def create_checkpoint(self, session_id: str, new: NewCheckpoint) -> Checkpoint:  # noqa: D102
-        result: Checkpoint = self._run(self._plans.create_checkpoint(session_id, new))
+        result: Checkpoint = self._run(self.plans.create_checkpoint(session_id, new))
         return result
 
     def save_checkpoint(self, checkpoint: Checkpoint) -> None:  # noqa: D102
-        self._run(self._plans.save_checkpoint(checkpoint))
+        self._run(self.plans.save_checkpoint(checkpoint))
 
     def load_checkpoint(self, checkpoint_id: str) -> Checkpoint:  # noqa: D102
-        result: Checkpoint = self._run(self._plans.load_checkpoint(checkpoint_id))
+        result: Checkpoint = self._run(self.plans.load_checkpoint(checkpoint_id))
         return result
 
     def list_checkpoints(self, session_id: str) -> list[Checkpoint]:  # noqa: D102
-        result: list[Checkpoint] = self._run(self._plans.list_checkpoints(session_id))
+        result: list[Checkpoint] = self._run(self.plans.list_checkpoints(session_id))
+        return result
+
+    def search_messages(  # noqa: D102
+        self,
+        user_id: str,
+        query: str,
+        *,
+        agent_name: str | None = None,
+        limit: int = 5,
+    ) -> list[MessageHit]:
+        result: list[MessageHit] = self._run(
+            self.plans.search_messages(user_id, search.terms(query), agent_name, limit)
+        )
+        return result
+
+    def list_messages(  # noqa: D102
+        self,
+        user_id: str,
+        *,
+        agent_name: str | None = None,
+        message_id: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[MessageHit]:
+        result: list[MessageHit] = self._run(
+            self.plans.list_messages(user_id, agent_name, message_id, limit, offset)
+        )
         return result
 
     def close(self) -> None:

@@ -17,6 +17,9 @@ uses, and pytest runs the whole contract against your backend::
 ``open_manager`` returns a new :class:`~sessions_db.Manager` on the same store
 each time it is called (also in another process, so it must be picklable);
 ``tamper`` changes a stored entry's data behind the library's back.
+
+An asyncio backend runs the same suite through the synchronous facade of
+:mod:`sessions_db.testing.blocking` (see :func:`~sessions_db.testing.blocking.open_blocking`).
 """
 
 from .contract import StorageContract

@@ -251,7 +251,7 @@ class StorageContract:
         clock = _Clock(datetime(2026, 1, 1, tzinfo=UTC))
         with open_manager() as plain:
             backend = plain.backend
-            mgr = sdb.Manager(backend, clock=clock)
+            mgr = type(plain)(backend, clock=clock)  # the same API, with a clock of ours
             old = mgr.create("assistant")
             old.append_message(msg("old"))
             old.checkpoint()

@@ -1,0 +1,190 @@
+"""The asyncio API: :class:`AsyncManager` and :class:`AsyncSession`.
+
+They run the very plans of :mod:`sessions_db.rules` that the synchronous
+:class:`~sessions_db.Manager` runs, with :func:`~sessions_db._plan.adrive`
+instead of ``drive``: every validation, payload check, checksum and branching
+rule is the same code. Methods have the names and meaning of the sync ones.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+from .. import rules
+from .._handles import ManagerFields, SessionFields
+from .._plan import Plan, adrive
+from ..crypto import Keyring
+from ..errors import StorageClosedError
+from ..privacy import Privacy, Redactor
+from ..rules import Call, Clock
+from ..types import Checkpoint, Message, SessionEntry, SessionMetadata, utcnow
+from .backend import AsyncStorageBackend
+
+T = TypeVar("T")
+
+
+class AsyncManager(ManagerFields[AsyncStorageBackend]):
+    """Creates, finds, lists and deletes sessions: :class:`~sessions_db.Manager`, awaited.
+
+    Use it from one event loop; any number of tasks may share it. ``async with``
+    closes it.
+    """
+
+    def __init__(
+        self,
+        backend: AsyncStorageBackend,
+        *,
+        clock: Clock = utcnow,
+        redact: Redactor | None = None,
+        keyring: Keyring | None = None,
+    ) -> None:
+        super().__init__(backend, clock=clock, privacy=Privacy(redact, keyring))
+
+    async def run(self, plan: Plan[Call, T]) -> T:
+        """Run a plan of backend calls (see :mod:`sessions_db.rules`)."""
+        if self._closed:
+            plan.close()
+            raise StorageClosedError("the session manager is closed")
+        return await adrive(plan, rules.performer(self._backend))
+
+    async def create(
+        self,
+        agent_name: str,
+        *,
+        user_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> AsyncSession:
+        """See :meth:`Manager.create`."""
+        plan = self._create_plan(agent_name, user_id, metadata)
+        return AsyncSession(self, await self.run(plan))
+
+    async def get(self, session_id: str, *, user_id: str | None = None) -> AsyncSession:
+        """See :meth:`Manager.get`."""
+        return AsyncSession(self, await self.run(self._get_plan(session_id, user_id)))
+
+    async def get_or_create(self, agent_name: str, user_id: str | None) -> AsyncSession:
+        """See :meth:`Manager.get_or_create`."""
+        plan = self._get_or_create_plan(agent_name, user_id)
+        return AsyncSession(self, await self.run(plan))
+
+    async def list(
+        self,
+        agent_name: str,
+        *,
+        user_id: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> builtins.list[SessionMetadata]:
+        """See :meth:`Manager.list`."""
+        return await self.run(self._list_plan(agent_name, user_id, limit, offset))
+
+    async def delete(self, session_id: str) -> None:
+        """See :meth:`Manager.delete`."""
+        await self.run(rules.delete(session_id))
+
+    async def list_agents(self) -> builtins.list[str]:
+        """See :meth:`Manager.list_agents`."""
+        return await self.run(rules.list_agents())
+
+    async def prune(
+        self,
+        older_than: timedelta | datetime,
+        *,
+        agent_name: str | None = None,
+        dry_run: bool = False,
+    ) -> builtins.list[str]:
+        """See :meth:`Manager.prune`."""
+        return await self.run(self._prune_plan(older_than, agent_name, dry_run))
+
+    async def close(self) -> None:
+        """Close the manager and its backend (after the calls under way). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._backend.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+class AsyncSession(SessionFields):
+    """One conversation: :class:`~sessions_db.Session`, awaited; from :class:`AsyncManager`."""
+
+    def __init__(self, manager: AsyncManager, meta: SessionMetadata) -> None:
+        super().__init__(manager, meta)
+        self._manager = manager
+
+    @property
+    def manager(self) -> AsyncManager:
+        """The manager this session came from."""
+        return self._manager
+
+    async def _run(self, plan: Plan[Call, T]) -> T:
+        if self._closed:
+            plan.close()
+            raise StorageClosedError(f"session {self.id} is closed; get it again from the manager")
+        return await self._manager.run(plan)
+
+    async def append_message(self, message: Message) -> None:
+        """See :meth:`Session.append_message`."""
+        await self._run(self._append_plan([message]))
+
+    async def append_messages(self, messages: Iterable[Message]) -> None:
+        """See :meth:`Session.append_messages`."""
+        await self._run(self._append_plan(messages))
+
+    async def get_messages(
+        self, *, limit: int | None = None, before: str | None = None
+    ) -> list[Message]:
+        """See :meth:`Session.get_messages`."""
+        return await self._run(self._get_messages_plan(limit, before))
+
+    async def checkpoint(self, *, metadata: dict[str, Any] | None = None) -> Checkpoint:
+        """See :meth:`Session.checkpoint`."""
+        return await self._run(self._checkpoint_plan(metadata))
+
+    async def restore(self, checkpoint_id: str) -> Checkpoint:
+        """See :meth:`Session.restore`."""
+        return await self._run(self._restore_plan(checkpoint_id))
+
+    async def list_checkpoints(self) -> list[Checkpoint]:
+        """See :meth:`Session.list_checkpoints`."""
+        return await self._run(self._list_checkpoints_plan())
+
+    async def info(self) -> SessionMetadata:
+        """See :meth:`Session.info`."""
+        return await self._run(self._info_plan())
+
+    async def get_entries(self) -> list[SessionEntry]:
+        """See :meth:`Session.get_entries`."""
+        return await self._run(self._entries_plan())
+
+    async def close(self) -> None:
+        """See :meth:`Session.close`."""
+        if not self._closed:
+            self._closed = True
+            if not self._manager.closed:
+                await self._manager.backend.release(self.id)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

@@ -1,0 +1,118 @@
+"""What the sync and asyncio SQL backends share beyond the statements themselves.
+
+:class:`SQLSetup` checks the options once and holds the plans, the per-connection
+pragmas and the transaction wrapper; a backend only opens connections and
+performs the statements a plan yields, with blocking or awaited calls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from sqlalchemy import text
+
+from ..errors import ConfigurationError
+from .engine import sqlite_pragmas
+from .plans import Plan, SQLPlan, SQLPlans, Stmt
+from .schema import tables_in
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+E = TypeVar("E", "Engine", "AsyncEngine")
+
+#: The statement that ends a write transaction.
+COMMIT = Stmt(text("COMMIT"))
+#: The statement that abandons one; a backend that cannot run it drops the connection.
+ROLLBACK = Stmt(text("ROLLBACK"))
+#: Run once when a SQLite backend starts (a property of the database file).
+SQLITE_START = "PRAGMA journal_mode = WAL"
+
+
+@dataclass(frozen=True, slots=True)
+class SQLSetup:
+    """The checked options of a SQL backend, for one dialect and schema."""
+
+    dialect: str
+    schema: str | None
+    plans: SQLPlans
+    #: Statements each new connection runs once (SQLite pragmas; none on PostgreSQL).
+    pragmas: tuple[str, ...]
+
+    @classmethod
+    def of(
+        cls, dialect: str, *, schema: str | None, busy_timeout: float, synchronous: str
+    ) -> SQLSetup:
+        """Check the options for ``dialect`` and build the setup."""
+        if dialect not in ("postgresql", "sqlite"):
+            raise ConfigurationError(f"unsupported database dialect {dialect!r}")
+        if schema is not None and dialect != "postgresql":
+            raise ConfigurationError("a schema can only be set on PostgreSQL")
+        pragmas = sqlite_pragmas(busy_timeout, synchronous) if dialect == "sqlite" else ()
+        return cls(dialect, schema, SQLPlans(tables_in(schema), dialect), pragmas)
+
+    def transaction(self, sql_plan: SQLPlan) -> Plan:
+        """Return ``sql_plan`` as it runs on an autocommit connection.
+
+        An atomic plan is wrapped in ``BEGIN`` (``BEGIN IMMEDIATE`` on SQLite, so
+        that the write lock is taken up front) and ``COMMIT``, and yields
+        :data:`ROLLBACK` when a statement fails; a single-statement plan runs as is.
+        """
+        if not sql_plan.atomic:
+            result: Any = yield from sql_plan.plan
+            return result
+        yield Stmt(text(self.plans.begin))
+        try:
+            result = yield from sql_plan.plan
+        except Exception:
+            yield ROLLBACK
+            raise
+        yield COMMIT
+        return result
+
+
+class SQLBackendBase(Generic[E]):
+    """The engine handling and properties the sync and asyncio SQL backends share."""
+
+    def _configure(
+        self,
+        engine: E,
+        *,
+        owns_engine: bool,
+        schema: str | None,
+        busy_timeout: float,
+        synchronous: str,
+    ) -> None:
+        self._setup = SQLSetup.of(
+            engine.dialect.name, schema=schema, busy_timeout=busy_timeout, synchronous=synchronous
+        )
+        self._dialect = self._setup.dialect
+        self._owns_engine = owns_engine
+        self._base_engine: E = engine
+        # Every statement of ours runs in autocommit; transactions are opened
+        # explicitly (BEGIN / BEGIN IMMEDIATE) only where a plan needs one. The
+        # host's engine keeps its own settings: this is a copy sharing its pool.
+        self._engine: E = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._closed = False
+
+    @property
+    def engine(self) -> E:
+        """The engine this backend runs on (the host's, when one was given)."""
+        return self._base_engine
+
+    @property
+    def dialect(self) -> str:
+        """``"postgresql"`` or ``"sqlite"``."""
+        return self._dialect
+
+    @property
+    def schema(self) -> str | None:
+        """The PostgreSQL schema of the tables (``None``: the search path)."""
+        return self._setup.schema
+
+    @property
+    def plans(self) -> SQLPlans:
+        """The statement plans (the same for the sync and asyncio backends)."""
+        return self._setup.plans
