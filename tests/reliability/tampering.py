@@ -8,33 +8,46 @@ the session's ``.jsonl``).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Connection, create_engine, text
 
-import sessions_db as sdb
+from sessions_db.sql.engine import normalize_url
 
-
-def _sql(mgr: sdb.Manager) -> sdb.SQLBackend:
-    backend = mgr.backend
-    if not isinstance(backend, sdb.SQLBackend):
-        pytest.fail(f"no tampering helper for {type(backend).__name__} yet: add one here")
-    return backend
+from .support import store_kind
 
 
-def _execute(mgr: sdb.Manager, sql: str, **params: Any) -> None:
-    backend = _sql(mgr)
-    with backend.engine.begin() as conn:
+@contextmanager
+def _sql(url: str) -> Iterator[Connection]:
+    """A transaction on the store at ``url``, outside the library."""
+    if store_kind(url) not in ("sqlite", "postgres"):
+        pytest.fail(f"no tampering helper for {url} yet: add one here")
+    engine = create_engine(normalize_url(url))
+    try:
+        with engine.begin() as conn:
+            yield conn
+    finally:
+        engine.dispose()
+
+
+def _pg(url: str) -> bool:
+    return store_kind(url) == "postgres"
+
+
+def _execute(url: str, sql: str, **params: Any) -> None:
+    with _sql(url) as conn:
         conn.execute(text(sql), params)
 
 
-def set_payload(mgr: sdb.Manager, sid: str, entry_id: str, value: dict[str, Any]) -> None:
+def set_payload(url: str, sid: str, entry_id: str, value: dict[str, Any]) -> None:
     """Replace an entry's payload (or checkpoint/metadata data)."""
-    cast = "CAST(:p AS JSONB)" if _sql(mgr).dialect == "postgresql" else ":p"
+    cast = "CAST(:p AS JSONB)" if _pg(url) else ":p"
     _execute(
-        mgr,
+        url,
         f"UPDATE sessions_db_entries SET payload = {cast} WHERE session_id = :s AND id = :i",
         p=json.dumps(value),
         s=sid,
@@ -42,10 +55,10 @@ def set_payload(mgr: sdb.Manager, sid: str, entry_id: str, value: dict[str, Any]
     )
 
 
-def set_role(mgr: sdb.Manager, sid: str, entry_id: str, role: str) -> None:
+def set_role(url: str, sid: str, entry_id: str, role: str) -> None:
     """Change a message's role."""
     _execute(
-        mgr,
+        url,
         "UPDATE sessions_db_entries SET role = :r WHERE session_id = :s AND id = :i",
         r=role,
         s=sid,
@@ -53,21 +66,21 @@ def set_role(mgr: sdb.Manager, sid: str, entry_id: str, role: str) -> None:
     )
 
 
-def set_timestamp(mgr: sdb.Manager, sid: str, entry_id: str, when: datetime) -> None:
+def set_timestamp(url: str, sid: str, entry_id: str, when: datetime) -> None:
     """Change an entry's timestamp."""
     _execute(
-        mgr,
+        url,
         "UPDATE sessions_db_entries SET created_at = :t WHERE session_id = :s AND id = :i",
-        t=when if _sql(mgr).dialect == "postgresql" else when.strftime("%Y-%m-%d %H:%M:%S.%f"),
+        t=when if _pg(url) else when.strftime("%Y-%m-%d %H:%M:%S.%f"),
         s=sid,
         i=entry_id,
     )
 
 
-def set_parent(mgr: sdb.Manager, sid: str, entry_id: str, parent_id: str | None) -> None:
+def set_parent(url: str, sid: str, entry_id: str, parent_id: str | None) -> None:
     """Link an entry to another parent."""
     _execute(
-        mgr,
+        url,
         "UPDATE sessions_db_entries SET parent_id = :p WHERE session_id = :s AND id = :i",
         p=parent_id,
         s=sid,
@@ -75,10 +88,9 @@ def set_parent(mgr: sdb.Manager, sid: str, entry_id: str, parent_id: str | None)
     )
 
 
-def remove(mgr: sdb.Manager, sid: str, entry_id: str) -> None:
+def remove(url: str, sid: str, entry_id: str) -> None:
     """Delete an entry, splicing its children onto its parent so the chain still links."""
-    backend = _sql(mgr)
-    with backend.engine.begin() as conn:
+    with _sql(url) as conn:
         parent = conn.execute(
             text("SELECT parent_id FROM sessions_db_entries WHERE session_id = :s AND id = :i"),
             {"s": sid, "i": entry_id},

@@ -12,7 +12,7 @@ import sessions_db as sdb
 from . import tampering
 from .support import COUNTS, snapshot
 
-Change = Callable[[sdb.Manager, str, list[sdb.SessionEntry]], None]
+Change = Callable[[str, str, list[sdb.SessionEntry]], None]
 
 CHANGES: dict[str, Change] = {
     "payload": lambda m, s, e: tampering.set_payload(m, s, e[1].id, {"content": "forged"}),
@@ -31,7 +31,7 @@ CHANGES: dict[str, Change] = {
 
 @pytest.mark.parametrize("change", CHANGES)
 def test_tampering_is_caught_and_restore_changes_nothing(
-    open_manager: Callable[[], sdb.Manager], change: str
+    open_manager: Callable[[], sdb.Manager], store_url: str, change: str
 ) -> None:
     with open_manager() as mgr:
         session = mgr.create("tamper")
@@ -39,7 +39,7 @@ def test_tampering_is_caught_and_restore_changes_nothing(
         cp = session.checkpoint()
         session.append_message(sdb.Message.new("user", {"content": "later"}))
         entries = session.get_entries()
-        CHANGES[change](mgr, session.id, entries)
+        CHANGES[change](store_url, session.id, entries)
         before = snapshot(mgr)
         with pytest.raises(sdb.ChecksumMismatchError):
             session.restore(cp.id)
@@ -48,7 +48,7 @@ def test_tampering_is_caught_and_restore_changes_nothing(
 
 
 def test_tampering_elsewhere_leaves_other_checkpoints_valid(
-    open_manager: Callable[[], sdb.Manager],
+    open_manager: Callable[[], sdb.Manager], store_url: str
 ) -> None:
     with open_manager() as mgr:
         session = mgr.create("tamper")
@@ -56,7 +56,9 @@ def test_tampering_elsewhere_leaves_other_checkpoints_valid(
         early = session.checkpoint()
         session.append_message(sdb.Message.new("user", {"content": "later"}))
         late = session.checkpoint()
-        tampering.set_payload(mgr, session.id, session.get_messages()[-1].id, {"content": "x"})
+        tampering.set_payload(
+            store_url, session.id, session.get_messages()[-1].id, {"content": "x"}
+        )
         with pytest.raises(sdb.ChecksumMismatchError):
             session.restore(late.id)
         session.restore(early.id)
