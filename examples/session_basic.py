@@ -1,7 +1,8 @@
 """The basic session example: create, append, read, checkpoint, restore, resume.
 
 Run it twice: the second run resumes the same conversation from the store.
-It uses the embedded default store unless SESSIONS_DB_URL names another.
+It uses the configured store (the YAML file SESSIONS_DB_CONFIG names, the
+SESSIONS_DB_* variables) or, by default, the embedded default store.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ JSONL directory, behind one small typed API::
 from typing import TYPE_CHECKING, Any
 
 from .backend import BranchQuery, MessageHit, NewCheckpoint, StorageBackend
+from .config import Config, load_config
 from .connect import connect
 from .context import current_session, session_from_context, use_session
 from .crypto import Keyring
@@ -34,8 +35,21 @@ from .errors import (
     StorageClosedError,
     StorageUnavailableError,
 )
+from .logging_backend import LoggingBackend
 from .manager import Manager, Session
 from .memory import MemoryHit, SessionMemory
+from .null import NullBackend
+from .runtime import (
+    Agent,
+    CheckpointableAgent,
+    MemoryAwareAgent,
+    MemoryReader,
+    Runtime,
+    SessionAwareAgent,
+    is_checkpointable,
+    is_memory_aware,
+    is_session_aware,
+)
 from .sql.backend import SQLBackend
 from .types import Checkpoint, EntryType, Message, SessionEntry, SessionMetadata
 
@@ -55,10 +69,13 @@ else:
 
 
 __all__ = [
+    "Agent",
     "BranchQuery",
     "Checkpoint",
     "CheckpointNotFoundError",
+    "CheckpointableAgent",
     "ChecksumMismatchError",
+    "Config",
     "ConfigurationError",
     "DuplicateEntryError",
     "EncryptionError",
@@ -67,15 +84,21 @@ __all__ = [
     "InvalidArgumentError",
     "InvalidIDError",
     "Keyring",
+    "LoggingBackend",
     "Manager",
+    "MemoryAwareAgent",
     "MemoryHit",
+    "MemoryReader",
     "Message",
     "MessageHit",
     "NewCheckpoint",
+    "NullBackend",
     "PayloadError",
+    "Runtime",
     "SQLBackend",
     "SchemaError",
     "Session",
+    "SessionAwareAgent",
     "SessionEntry",
     "SessionMemory",
     "SessionMetadata",
@@ -88,6 +111,10 @@ __all__ = [
     "__version__",
     "connect",
     "current_session",
+    "is_checkpointable",
+    "is_memory_aware",
+    "is_session_aware",
+    "load_config",
     "session_from_context",
     "use_session",
 ]

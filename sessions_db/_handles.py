@@ -13,6 +13,7 @@ from typing import Any, Generic, TypeVar
 
 from . import rules
 from ._plan import Plan
+from .errors import InvalidArgumentError
 from .privacy import Privacy
 from .rules import Call, Clock
 from .types import Checkpoint, Message, SessionEntry, SessionMetadata
@@ -21,12 +22,22 @@ B = TypeVar("B")
 
 
 class ManagerFields(Generic[B]):
-    """A manager's backend, clock, payload privacy and closed flag."""
+    """A manager's backend, clock, payload privacy, automatic checkpoints and closed flag."""
 
-    def __init__(self, backend: B, *, clock: Clock, privacy: Privacy) -> None:
+    def __init__(
+        self,
+        backend: B,
+        *,
+        clock: Clock,
+        privacy: Privacy,
+        auto_checkpoint: timedelta | None = None,
+    ) -> None:
+        if auto_checkpoint is not None and auto_checkpoint <= timedelta(0):
+            raise InvalidArgumentError("auto_checkpoint must be a positive interval or None")
         self._backend = backend
         self._clock = clock
         self._privacy = privacy
+        self._auto_checkpoint = auto_checkpoint
         self._closed = False
 
     @property
@@ -43,6 +54,11 @@ class ManagerFields(Generic[B]):
     def privacy(self) -> Privacy:
         """The redaction and encryption applied to payloads."""
         return self._privacy
+
+    @property
+    def auto_checkpoint(self) -> timedelta | None:
+        """The automatic checkpoint interval, or ``None`` when they are off."""
+        return self._auto_checkpoint
 
     @property
     def closed(self) -> bool:
@@ -106,7 +122,7 @@ class SessionFields:
 
     def _append_plan(self, messages: Iterable[Message]) -> Plan[Call, None]:
         m = self._settings
-        return rules.append_messages(self.id, messages, m.clock, m.privacy)
+        return rules.append_messages(self.id, messages, m.clock, m.privacy, m.auto_checkpoint)
 
     def _get_messages_plan(
         self, limit: int | None, before: str | None

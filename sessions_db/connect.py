@@ -1,4 +1,4 @@
-"""``connect()``: a Manager from a store URL (or from the environment)."""
+"""``connect()``: a Manager from a store URL, or from the configuration."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import os
 from pathlib import Path
 
 from .backend import StorageBackend
+from .config import DEFAULT_BASE_DIR, ConfigSource, SessionConfig, load_config
 from .errors import ConfigurationError
 from .manager import Manager
+from .null import NullBackend
 from .sql.backend import SQLBackend
 
 #: Where the embedded default store lives.
@@ -24,16 +26,19 @@ def default_url() -> str:
     return f"sqlite:///{path}"
 
 
-def backend_for_url(url: str, *, migrate: bool | None = None) -> StorageBackend:
+def backend_for_url(
+    url: str, *, migrate: bool | None = None, schema: str | None = None
+) -> StorageBackend:
     """Return the backend a store URL names.
 
     ``sqlite:///path`` and ``postgresql://...`` give a :class:`SQLBackend`. SQLite
     files are migrated on open by default (the library owns them); PostgreSQL
     schemas are migrated only with ``migrate=True`` (or ``sessions-db migrate``).
+    ``schema`` is the PostgreSQL schema of the tables.
     """
     scheme = url.split(":", 1)[0].lower()
     if scheme.startswith(("sqlite", "postgres")):
-        return SQLBackend(url, migrate=migrate_on_open(url, migrate))
+        return SQLBackend(url, migrate=migrate_on_open(url, migrate), schema=schema)
     raise ConfigurationError(
         f"unsupported store URL {url!r}: use file://, sqlite:// or postgresql://"
     )
@@ -46,6 +51,80 @@ def migrate_on_open(url: str, migrate: bool | None) -> bool:
     return url.split(":", 1)[0].lower().startswith("sqlite")
 
 
-def connect(url: str | None = None, *, migrate: bool | None = None) -> Manager:
-    """Return a :class:`Manager` on the store ``url`` names (the default store if ``None``)."""
-    return Manager(backend_for_url(url or default_url(), migrate=migrate))
+def _kind_of(url: str) -> str:
+    scheme = url.split(":", 1)[0].lower()
+    for kind, prefix in (("file", "file"), ("sqlite", "sqlite"), ("postgres", "postgres")):
+        if scheme.startswith(prefix):
+            return kind
+    return scheme
+
+
+def configured_store_url(session: SessionConfig) -> str:
+    """Return the URL of the store a ``session:`` block configures.
+
+    ``url`` when set (``store``, if also set, must agree with it); for ``store:
+    file`` the directory ``base_dir`` (default ``~/.sessions_db/sessions``); for
+    ``store: sqlite`` without a URL the default SQLite file; with neither, the
+    default store. ``store: postgres`` needs a URL.
+    """
+    if session.url:
+        kind = _kind_of(session.url)
+        if session.store is not None and session.store != kind:
+            raise ConfigurationError(
+                f"session.url: a {kind} URL, but session.store is {session.store!r}"
+            )
+        return session.url
+    if session.store == "file":
+        base = Path(session.base_dir or DEFAULT_BASE_DIR).expanduser().absolute()
+        return base.as_uri()
+    if session.store == "postgres":
+        raise ConfigurationError(
+            "session.url: store 'postgres' needs a URL (session.url, SESSIONS_DB_URL "
+            "or POSTGRES_CONNECTION_STRING)"
+        )
+    return default_url()
+
+
+def configured(url: str | None, config: ConfigSource | None) -> tuple[str | None, SessionConfig]:
+    """Return the store URL to open (``None`` when sessions are disabled) and the configuration.
+
+    The one place both :func:`connect` and ``sessions_db.aio.connect`` read it.
+    """
+    cfg = load_config(config).session
+    if not cfg.enabled:
+        return None, cfg
+    return url or configured_store_url(cfg), cfg
+
+
+def connect(
+    url: str | None = None,
+    *,
+    config: ConfigSource | None = None,
+    migrate: bool | None = None,
+) -> Manager:
+    """Return a :class:`Manager` on the store ``url`` names, or on the configured store.
+
+    ``config`` is a YAML file's path or a dict: the whole document (with a
+    ``session:`` key) or the ``session:`` block alone. The configuration is
+    looked up, for each field, in this order (the first that sets it wins):
+
+    1. ``config``, or, when it is ``None``, the YAML file named by the
+       ``SESSIONS_DB_CONFIG`` environment variable;
+    2. the environment variables ``SESSIONS_DB_ENABLED``, ``SESSIONS_DB_STORE``,
+       ``SESSIONS_DB_URL``, ``SESSIONS_DB_BASE_DIR``, ``SESSIONS_DB_SCHEMA``,
+       ``SESSIONS_DB_CHECKPOINT_AUTO_SAVE``, ``SESSIONS_DB_CHECKPOINT_INTERVAL``,
+       and the seed's ``AIXGO_SESSION_DIR`` (file store directory) and
+       ``POSTGRES_CONNECTION_STRING`` (URL of a ``postgres`` store);
+    3. the defaults (sessions enabled, the embedded default store, no automatic
+       checkpoints).
+
+    ``url``, when given, wins over the configured store (``store``, ``url``,
+    ``base_dir``); the rest of the configuration still applies. With
+    ``enabled: false`` the manager keeps nothing (see :class:`NullBackend`).
+    ``ConfigurationError`` names any invalid field.
+    """
+    store, cfg = configured(url, config)
+    if store is None:
+        return Manager(NullBackend())
+    backend = backend_for_url(store, migrate=migrate, schema=cfg.db_schema)
+    return Manager(backend, auto_checkpoint=cfg.auto_checkpoint)

@@ -33,6 +33,9 @@ class Manager(ManagerFields[StorageBackend]):
     ``redact`` (a function ``payload -> payload``) runs on every message payload
     before it is stored; ``keyring`` (a :class:`~sessions_db.crypto.Keyring`)
     stores payloads and metadata encrypted. See :mod:`sessions_db.privacy`.
+    With ``auto_checkpoint`` (an interval), appends of messages take automatic
+    checkpoints (see :func:`sessions_db.rules.auto_checkpoint_due`); ``clock``
+    gives the time of every timestamp and of that rule.
     """
 
     def __init__(
@@ -42,8 +45,14 @@ class Manager(ManagerFields[StorageBackend]):
         clock: Clock = utcnow,
         redact: Redactor | None = None,
         keyring: Keyring | None = None,
+        auto_checkpoint: timedelta | None = None,
     ) -> None:
-        super().__init__(backend, clock=clock, privacy=Privacy(redact, keyring))
+        super().__init__(
+            backend,
+            clock=clock,
+            privacy=Privacy(redact, keyring),
+            auto_checkpoint=auto_checkpoint,
+        )
         self._lock = threading.Lock()
 
     def memory(self, user_id: str, *, agent_name: str | None = None) -> SessionMemory:

@@ -9,6 +9,7 @@ against an async backend.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -25,11 +26,14 @@ from .errors import (
     InvalidArgumentError,
     PayloadError,
     SessionNotFoundError,
+    SessionsDBError,
 )
 from .privacy import PLAIN, Privacy
 from .types import Checkpoint, Message, SessionEntry, SessionMetadata, as_utc
 
 Clock = Callable[[], datetime]
+
+_log = logging.getLogger("sessions_db")
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,12 +212,67 @@ def message_entries(messages: Iterable[Message], privacy: Privacy = PLAIN) -> li
 
 
 def append_messages(
-    session_id: str, messages: Iterable[Message], clock: Clock, privacy: Privacy = PLAIN
+    session_id: str,
+    messages: Iterable[Message],
+    clock: Clock,
+    privacy: Privacy = PLAIN,
+    auto_checkpoint: timedelta | None = None,
 ) -> Plan[Call, None]:
-    """Append messages on the current branch, all or nothing (redacted, encrypted if set)."""
+    """Append messages on the current branch, all or nothing; then maybe an automatic checkpoint.
+
+    Payloads are redacted and encrypted first when the manager says so. See
+    :func:`auto_checkpoint_due` for when ``auto_checkpoint`` takes a checkpoint.
+    """
     entries = [privacy.seal_entry(session_id, e) for e in message_entries(messages, privacy)]
-    if entries:
-        yield _call("append_entries", session_id, entries, updated_at=clock())
+    if not entries:
+        return
+    now = clock()
+    yield _call("append_entries", session_id, entries, updated_at=now)
+    if auto_checkpoint is not None:
+        yield from auto_checkpoint_due(session_id, auto_checkpoint, now, privacy)
+
+
+#: The metadata of an automatic checkpoint.
+AUTO_CHECKPOINT_METADATA: dict[str, Any] = {"auto": True}
+
+
+def auto_checkpoint_due(
+    session_id: str, interval: timedelta, now: datetime, privacy: Privacy = PLAIN
+) -> Plan[Call, Checkpoint | None]:
+    """Take an automatic checkpoint if ``interval`` has passed; return it (else ``None``).
+
+    The rule, exactly: after a successful append of messages at time ``now``
+    (the append's own ``updated_at``), a checkpoint is taken at the new leaf when
+    ``now - last >= interval``, where ``last`` is the timestamp of the session's
+    newest checkpoint of any kind (automatic or not), or the session's
+    ``created_at`` when it has none. Its metadata is ``{"auto": True}`` and its
+    timestamp ``now``, so the next one is due ``interval`` after it. Restores
+    and checkpoints do not trigger one; only message appends do.
+
+    The append is durable before this runs: if taking the checkpoint fails, the
+    error is logged (never raised, so that a caller does not retry an append
+    that was stored) and the next append tries again. Two appends racing past
+    the deadline may both take one.
+    """
+    if interval <= timedelta(0):
+        raise InvalidArgumentError("the automatic checkpoint interval must be positive")
+    try:
+        existing: list[Checkpoint] = yield _call("list_checkpoints", session_id)
+        if existing:
+            last = max(c.timestamp for c in existing)
+        else:
+            meta: SessionMetadata = yield _call("load_session", session_id)
+            last = meta.created_at
+        if now - last < interval:
+            return None
+        new = _new_checkpoint(session_id, dict(AUTO_CHECKPOINT_METADATA), now, privacy)
+        taken: Checkpoint = yield _call("create_checkpoint", session_id, new)
+    except SessionsDBError as exc:
+        _log.warning(
+            "automatic checkpoint of session %s... failed: %s", session_id[:8], type(exc).__name__
+        )
+        return None
+    return privacy.open_checkpoint(taken)
 
 
 def get_messages(
@@ -235,19 +294,22 @@ def checkpoint(
     session_id: str, metadata: dict[str, Any] | None, clock: Clock, privacy: Privacy = PLAIN
 ) -> Plan[Call, Checkpoint]:
     """Take a checkpoint at the current leaf."""
-    checkpoint_id = ids.new_id()
-    new = NewCheckpoint(
-        id=checkpoint_id,
-        entry_id=ids.new_id(),
-        timestamp=clock(),
-        metadata=privacy.seal_checkpoint_metadata(
-            session_id,
-            checkpoint_id,
-            payload.check({} if metadata is None else metadata, "checkpoint metadata"),
-        ),
-    )
+    checked = payload.check({} if metadata is None else metadata, "checkpoint metadata")
+    new = _new_checkpoint(session_id, checked, clock(), privacy)
     result: Checkpoint = yield _call("create_checkpoint", session_id, new)
     return privacy.open_checkpoint(result)
+
+
+def _new_checkpoint(
+    session_id: str, metadata: dict[str, Any], timestamp: datetime, privacy: Privacy
+) -> NewCheckpoint:
+    checkpoint_id = ids.new_id()
+    return NewCheckpoint(
+        id=checkpoint_id,
+        entry_id=ids.new_id(),
+        timestamp=timestamp,
+        metadata=privacy.seal_checkpoint_metadata(session_id, checkpoint_id, metadata),
+    )
 
 
 def restore(

@@ -165,3 +165,25 @@ def open_manager(store_url: str, api: str) -> Callable[[], sdb.Manager]:
 def tamper(store_url: str) -> Callable[..., None]:
     """Changes a stored entry behind the library's back."""
     return partial(sql_tamper, store_url)
+
+
+#: The environment variables the configuration reads.
+CONFIG_VARIABLES = (
+    "SESSIONS_DB_CONFIG",
+    "SESSIONS_DB_ENABLED",
+    "SESSIONS_DB_STORE",
+    "SESSIONS_DB_URL",
+    "SESSIONS_DB_BASE_DIR",
+    "SESSIONS_DB_SCHEMA",
+    "SESSIONS_DB_CHECKPOINT_AUTO_SAVE",
+    "SESSIONS_DB_CHECKPOINT_INTERVAL",
+    "AIXGO_SESSION_DIR",
+    "POSTGRES_CONNECTION_STRING",
+)
+
+
+@pytest.fixture(autouse=True)
+def _no_config_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the developer's own configuration variables out of every test."""
+    for name in CONFIG_VARIABLES:
+        monkeypatch.delenv(name, raising=False)

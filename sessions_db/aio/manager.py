@@ -41,8 +41,14 @@ class AsyncManager(ManagerFields[AsyncStorageBackend]):
         clock: Clock = utcnow,
         redact: Redactor | None = None,
         keyring: Keyring | None = None,
+        auto_checkpoint: timedelta | None = None,
     ) -> None:
-        super().__init__(backend, clock=clock, privacy=Privacy(redact, keyring))
+        super().__init__(
+            backend,
+            clock=clock,
+            privacy=Privacy(redact, keyring),
+            auto_checkpoint=auto_checkpoint,
+        )
 
     async def run(self, plan: Plan[Call, T]) -> T:
         """Run a plan of backend calls (see :mod:`sessions_db.rules`)."""

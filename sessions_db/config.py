@@ -1,0 +1,285 @@
+"""Configuration: the seed's YAML ``session:`` block, its ``agents:`` list, and the environment.
+
+A configuration document looks like the seed's::
+
+    session:
+      enabled: true            # false: a manager that keeps nothing (stateless agents)
+      store: sqlite            # file | sqlite | postgres
+      base_dir: ~/.sessions_db/sessions   # the file store's directory
+      url: sqlite:///sessions.db          # the SQL store's URL
+      schema: sessions_db      # PostgreSQL schema of the tables (optional)
+      checkpoint:
+        auto_save: true        # take checkpoints automatically
+        interval: 5m           # 30s, 5m, 1h, 1d, or combined: 1h30m
+    agents:
+      - name: assistant
+        session:
+          enabled: false       # this agent runs statelessly in the Runtime
+
+Where the values come from (:func:`load_config`), for each field, the first that
+sets it wins:
+
+1. the configuration given (``connect(config=...)``: a YAML file or a dict), or,
+   when none is given, the YAML file named by ``SESSIONS_DB_CONFIG``;
+2. the environment: ``SESSIONS_DB_ENABLED``, ``SESSIONS_DB_STORE``,
+   ``SESSIONS_DB_URL``, ``SESSIONS_DB_BASE_DIR``, ``SESSIONS_DB_SCHEMA``,
+   ``SESSIONS_DB_CHECKPOINT_AUTO_SAVE``, ``SESSIONS_DB_CHECKPOINT_INTERVAL``, and
+   the seed's ``AIXGO_SESSION_DIR`` (the file store's directory, after
+   ``SESSIONS_DB_BASE_DIR``) and ``POSTGRES_CONNECTION_STRING`` (the URL, after
+   ``SESSIONS_DB_URL``, used only when the store is ``postgres``);
+3. the defaults.
+
+Every invalid value raises :class:`~sessions_db.ConfigurationError` naming the
+field (``session.checkpoint.interval: ...``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ConfigurationError
+
+#: The file store's directory when none is configured.
+DEFAULT_BASE_DIR = "~/.sessions_db/sessions"
+
+StoreKind = Literal["file", "sqlite", "postgres"]
+
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+
+
+def parse_duration(value: object) -> timedelta:
+    """Return the duration ``value`` names: ``"30s"``, ``"5m"``, ``"1h30m"``, ``"2d"``.
+
+    A :class:`~datetime.timedelta` or a number of seconds is taken as is. The
+    duration must be positive. ``ValueError`` otherwise.
+    """
+    if isinstance(value, timedelta):
+        result = value
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        result = timedelta(seconds=value)
+    elif isinstance(value, str):
+        text = value.strip().lower()
+        if not text or _PART.sub("", text):
+            raise ValueError(f"{value!r} is not a duration like 30s, 5m, 1h or 1h30m")
+        seconds = sum(float(n) * _UNITS[unit] for n, unit in _PART.findall(text))
+        result = timedelta(seconds=seconds)
+    else:
+        raise ValueError(f"{value!r} is not a duration like 30s, 5m, 1h or 1h30m")
+    if result <= timedelta(0):
+        raise ValueError(f"{value!r}: the duration must be positive")
+    return result
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class CheckpointConfig(_Model):
+    """The ``session.checkpoint`` block: automatic checkpoints."""
+
+    auto_save: bool = False
+    interval: timedelta = timedelta(minutes=5)
+
+    @field_validator("interval", mode="before")
+    @classmethod
+    def _interval(cls, value: object) -> timedelta:
+        return parse_duration(value)
+
+
+class SessionConfig(_Model):
+    """The ``session:`` block."""
+
+    enabled: bool = True
+    store: StoreKind | None = None
+    base_dir: str | None = None
+    url: str | None = None
+    db_schema: str | None = Field(default=None, alias="schema")
+    checkpoint: CheckpointConfig = CheckpointConfig()
+
+    @property
+    def auto_checkpoint(self) -> timedelta | None:
+        """The automatic checkpoint interval, or ``None`` when ``auto_save`` is off."""
+        return self.checkpoint.interval if self.checkpoint.auto_save else None
+
+
+class AgentSessionConfig(_Model):
+    """An agent's ``session:`` block."""
+
+    enabled: bool = True
+
+
+class AgentConfig(BaseModel):
+    """One entry of the ``agents:`` list (other keys, like ``role`` or ``model``, are kept)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str
+    session: AgentSessionConfig = AgentSessionConfig()
+
+
+class Config(_Model):
+    """A whole configuration document: ``session:`` and ``agents:``."""
+
+    session: SessionConfig = SessionConfig()
+    agents: list[AgentConfig] = []
+
+    def agent_session_enabled(self, agent_name: str) -> bool:
+        """Whether ``agent_name`` keeps sessions (``False`` if sessions are off altogether)."""
+        if not self.session.enabled:
+            return False
+        for agent in self.agents:
+            if agent.name == agent_name:
+                return agent.session.enabled
+        return True
+
+
+ConfigSource = Config | SessionConfig | Mapping[str, Any] | str | os.PathLike[str]
+
+_ENV_FIELDS: list[tuple[str, tuple[str, ...]]] = [
+    ("SESSIONS_DB_ENABLED", ("enabled",)),
+    ("SESSIONS_DB_STORE", ("store",)),
+    ("SESSIONS_DB_URL", ("url",)),
+    ("SESSIONS_DB_BASE_DIR", ("base_dir",)),
+    ("AIXGO_SESSION_DIR", ("base_dir",)),
+    ("SESSIONS_DB_SCHEMA", ("schema",)),
+    ("SESSIONS_DB_CHECKPOINT_AUTO_SAVE", ("checkpoint", "auto_save")),
+    ("SESSIONS_DB_CHECKPOINT_INTERVAL", ("checkpoint", "interval")),
+]
+
+
+def _is_set(block: Mapping[str, Any], path: tuple[str, ...]) -> bool:
+    for key in path:
+        if not isinstance(block, Mapping) or key not in block:
+            return False
+        block = block[key]
+    return True
+
+
+def _env_block(
+    environ: Mapping[str, str], given: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Return the fields of the ``session:`` block that the environment sets and ``given`` lacks.
+
+    Also returns, for each of them, the name of the variable that set it.
+    """
+    block: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    for name, path in _ENV_FIELDS:
+        value = environ.get(name)
+        if value is None or value == "" or _is_set(given, path):
+            continue
+        target = block
+        for key in path[:-1]:
+            target = target.setdefault(key, {})
+        if path[-1] not in target:
+            target[path[-1]] = value
+            origin[".".join(path)] = name
+    return block, origin
+
+
+def _merge(base: dict[str, Any], fallback: Mapping[str, Any]) -> dict[str, Any]:
+    """Return ``base`` with the fields it lacks taken from ``fallback`` (recursively)."""
+    merged = dict(base)
+    for key, value in fallback.items():
+        if key not in merged:
+            merged[key] = value
+        elif isinstance(merged[key], Mapping) and isinstance(value, Mapping):
+            merged[key] = _merge(dict(merged[key]), value)
+    return merged
+
+
+def _read_yaml(path: str | os.PathLike[str]) -> Any:
+    try:
+        text = Path(path).expanduser().read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot read configuration file {os.fspath(path)!r}: {exc}"
+        ) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigurationError(f"{os.fspath(path)!r} is not valid YAML: {exc}") from None
+
+
+def _document(source: ConfigSource) -> dict[str, Any]:
+    """Return ``source`` as a plain document with a ``session`` key."""
+    if isinstance(source, Config):
+        return source.model_dump(by_alias=True, exclude_unset=True)
+    if isinstance(source, SessionConfig):
+        return {"session": source.model_dump(by_alias=True, exclude_unset=True)}
+    data = _read_yaml(source) if isinstance(source, str | os.PathLike) else source
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise ConfigurationError(f"a configuration must be a mapping, got {type(data).__name__}")
+    if "session" in data or "agents" in data:
+        return dict(data)
+    return {"session": dict(data)}  # the session block on its own
+
+
+def _field_name(loc: tuple[int | str, ...], origin: Mapping[str, str]) -> str:
+    name = ".".join(str(part) for part in loc)
+    if loc and loc[0] == "session":
+        variable = origin.get(".".join(str(part) for part in loc[1:]))
+        if variable:
+            return f"{name} (from ${variable})"
+    return name
+
+
+def load_config(
+    config: ConfigSource | None = None, *, environ: Mapping[str, str] | None = None
+) -> Config:
+    """Return the configuration, from ``config``, the environment and the defaults.
+
+    ``config`` is a YAML file's path, a dict (the whole document, with a
+    ``session:`` key, or the ``session`` block alone) or a :class:`Config`. When
+    it is ``None``, the YAML file named by ``SESSIONS_DB_CONFIG`` is read, if the
+    variable is set. Fields the configuration leaves out come from the
+    environment (see the module's documentation), then from the defaults.
+    ``ConfigurationError`` names the field of any invalid value.
+    """
+    env = os.environ if environ is None else environ
+    if config is None and env.get("SESSIONS_DB_CONFIG"):
+        config = env["SESSIONS_DB_CONFIG"]
+    document = {} if config is None else _document(config)
+    session = document.get("session") or {}
+    if not isinstance(session, Mapping):
+        raise ConfigurationError(f"session: expected a mapping, got {type(session).__name__}")
+    from_env, origin = _env_block(env, session)
+    merged = _merge(dict(session), from_env)
+    # The seed's POSTGRES_CONNECTION_STRING names the PostgreSQL store's URL.
+    if "url" not in merged and merged.get("store") == "postgres":
+        pg = env.get("POSTGRES_CONNECTION_STRING")
+        if pg:
+            merged["url"] = pg
+            origin["url"] = "POSTGRES_CONNECTION_STRING"
+    try:
+        return Config.model_validate({**document, "session": merged})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{_field_name(err['loc'], origin)}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigurationError(f"invalid configuration: {problems}") from None
+
+
+__all__ = [
+    "DEFAULT_BASE_DIR",
+    "AgentConfig",
+    "AgentSessionConfig",
+    "CheckpointConfig",
+    "Config",
+    "ConfigSource",
+    "SessionConfig",
+    "StoreKind",
+    "load_config",
+    "parse_duration",
+]

@@ -1,0 +1,267 @@
+"""``LoggingBackend``: logs every call of a backend, without what is private.
+
+Each call is logged with :mod:`logging` as one record: the operation, the first
+8 characters of the session (or checkpoint) ID, counts and entry types, and the
+duration; a failed call is logged with the error's class. Payloads, metadata,
+user IDs, error messages (they may quote IDs) and full IDs are never logged::
+
+    import logging
+    logging.basicConfig(level=logging.DEBUG)
+    mgr = sdb.Manager(sdb.LoggingBackend(sdb.SQLBackend("sqlite:///sessions.db")))
+    # DEBUG sessions_db.storage: append_entries session=3f2a9c1e entries=1 (message) 1.8ms
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import TypeVar
+
+from .backend import WHOLE_BRANCH, BranchQuery, NewCheckpoint, StorageBackend
+from .types import Checkpoint, SessionEntry, SessionMetadata
+
+T = TypeVar("T")
+
+#: How many characters of an ID are logged.
+SHORT_ID = 8
+
+
+def short_id(value: object) -> str:
+    """Return the first :data:`SHORT_ID` characters of an ID, for logs."""
+    return str(value)[:SHORT_ID]
+
+
+def _entry_types(entries: Sequence[SessionEntry]) -> str:
+    counts = Counter(str(getattr(e, "type", "?")) for e in entries)
+    return ",".join(t if n == 1 else f"{t}x{n}" for t, n in sorted(counts.items()))
+
+
+class LoggingBackend(StorageBackend):
+    """Wraps any :class:`StorageBackend` and logs each call (see the module's documentation).
+
+    Successful calls are logged at ``level`` (``DEBUG`` by default), failed ones at
+    ``error_level`` (``WARNING``); the logger is ``sessions_db.storage`` unless
+    one is given. Behaviour is the wrapped backend's, unchanged.
+    """
+
+    def __init__(
+        self,
+        inner: StorageBackend,
+        logger: logging.Logger | None = None,
+        level: int = logging.DEBUG,
+        *,
+        error_level: int = logging.WARNING,
+    ) -> None:
+        self._inner = inner
+        self._logger = logger or logging.getLogger("sessions_db.storage")
+        self._level = level
+        self._error_level = error_level
+
+    @property
+    def inner(self) -> StorageBackend:
+        """The wrapped backend."""
+        return self._inner
+
+    def _run(self, op: str, target: str, detail: str, call: Callable[[], T]) -> T:
+        start = time.perf_counter()
+        try:
+            result = call()
+        except Exception as exc:
+            elapsed = (time.perf_counter() - start) * 1000
+            if self._logger.isEnabledFor(self._error_level):
+                self._logger.log(
+                    self._error_level,
+                    "%s%s%s failed: %s %.1fms",
+                    op,
+                    target,
+                    detail,
+                    type(exc).__name__,
+                    elapsed,
+                )
+            raise
+        if self._logger.isEnabledFor(self._level):
+            elapsed = (time.perf_counter() - start) * 1000
+            self._logger.log(self._level, "%s%s%s %.1fms", op, target, detail, elapsed)
+        return result
+
+    @staticmethod
+    def _session(session_id: object) -> str:
+        return f" session={short_id(session_id)}"
+
+    def save_session(self, meta: SessionMetadata) -> None:
+        """See :meth:`StorageBackend.save_session`."""
+        self._run(
+            "save_session",
+            self._session(meta.id),
+            f" agent={meta.agent_name}",
+            lambda: self._inner.save_session(meta),
+        )
+
+    def load_session(self, session_id: str) -> SessionMetadata:
+        """See :meth:`StorageBackend.load_session`."""
+        return self._run(
+            "load_session",
+            self._session(session_id),
+            "",
+            lambda: self._inner.load_session(session_id),
+        )
+
+    def delete_session(self, session_id: str) -> None:
+        """See :meth:`StorageBackend.delete_session`."""
+        self._run(
+            "delete_session",
+            self._session(session_id),
+            "",
+            lambda: self._inner.delete_session(session_id),
+        )
+
+    def list_sessions(
+        self,
+        agent_name: str,
+        *,
+        user_id: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[SessionMetadata]:
+        """See :meth:`StorageBackend.list_sessions`."""
+        return self._run(
+            "list_sessions",
+            "",
+            f" agent={agent_name} by_user={user_id is not None} limit={limit} offset={offset}",
+            lambda: self._inner.list_sessions(
+                agent_name, user_id=user_id, limit=limit, offset=offset
+            ),
+        )
+
+    def list_agents(self) -> list[str]:
+        """See :meth:`StorageBackend.list_agents`."""
+        return self._run("list_agents", "", "", self._inner.list_agents)
+
+    def prune_sessions(
+        self, updated_before: datetime, *, agent_name: str | None = None, dry_run: bool = False
+    ) -> list[str]:
+        """See :meth:`StorageBackend.prune_sessions`."""
+        return self._run(
+            "prune_sessions",
+            "",
+            f" before={updated_before.isoformat()} agent={agent_name} dry_run={dry_run}",
+            lambda: self._inner.prune_sessions(
+                updated_before, agent_name=agent_name, dry_run=dry_run
+            ),
+        )
+
+    def find_or_create_session(self, meta: SessionMetadata) -> SessionMetadata:
+        """See :meth:`StorageBackend.find_or_create_session` (the wrapped one, atomic if it is)."""
+        return self._run(
+            "find_or_create_session",
+            "",
+            f" agent={meta.agent_name}",
+            lambda: self._inner.find_or_create_session(meta),
+        )
+
+    def append_entries(
+        self,
+        session_id: str,
+        entries: Sequence[SessionEntry],
+        *,
+        fork_from: str | None = None,
+        updated_at: datetime,
+    ) -> None:
+        """See :meth:`StorageBackend.append_entries`."""
+        detail = f" entries={len(entries)} ({_entry_types(entries)})"
+        if fork_from is not None:
+            detail += " fork"
+        self._run(
+            "append_entries",
+            self._session(session_id),
+            detail,
+            lambda: self._inner.append_entries(
+                session_id, entries, fork_from=fork_from, updated_at=updated_at
+            ),
+        )
+
+    def append_entry(
+        self,
+        session_id: str,
+        entry: SessionEntry,
+        *,
+        fork_from: str | None = None,
+        updated_at: datetime,
+    ) -> None:
+        """See :meth:`StorageBackend.append_entry`."""
+        self._run(
+            "append_entry",
+            self._session(session_id),
+            f" ({_entry_types([entry])})" + (" fork" if fork_from is not None else ""),
+            lambda: self._inner.append_entry(
+                session_id, entry, fork_from=fork_from, updated_at=updated_at
+            ),
+        )
+
+    def load_entries(self, session_id: str) -> list[SessionEntry]:
+        """See :meth:`StorageBackend.load_entries`."""
+        return self._run(
+            "load_entries",
+            self._session(session_id),
+            "",
+            lambda: self._inner.load_entries(session_id),
+        )
+
+    def load_branch(self, session_id: str, query: BranchQuery = WHOLE_BRANCH) -> list[SessionEntry]:
+        """See :meth:`StorageBackend.load_branch`."""
+        detail = f" messages_only={query.messages_only} limit={query.limit}"
+        if query.before is not None:
+            detail += " paged"
+        return self._run(
+            "load_branch",
+            self._session(session_id),
+            detail,
+            lambda: self._inner.load_branch(session_id, query),
+        )
+
+    def create_checkpoint(self, session_id: str, new: NewCheckpoint) -> Checkpoint:
+        """See :meth:`StorageBackend.create_checkpoint`."""
+        return self._run(
+            "create_checkpoint",
+            self._session(session_id),
+            f" checkpoint={short_id(new.id)}",
+            lambda: self._inner.create_checkpoint(session_id, new),
+        )
+
+    def save_checkpoint(self, checkpoint: Checkpoint) -> None:
+        """See :meth:`StorageBackend.save_checkpoint`."""
+        self._run(
+            "save_checkpoint",
+            self._session(checkpoint.session_id),
+            f" checkpoint={short_id(checkpoint.id)}",
+            lambda: self._inner.save_checkpoint(checkpoint),
+        )
+
+    def load_checkpoint(self, checkpoint_id: str) -> Checkpoint:
+        """See :meth:`StorageBackend.load_checkpoint`."""
+        return self._run(
+            "load_checkpoint",
+            "",
+            f" checkpoint={short_id(checkpoint_id)}",
+            lambda: self._inner.load_checkpoint(checkpoint_id),
+        )
+
+    def list_checkpoints(self, session_id: str) -> list[Checkpoint]:
+        """See :meth:`StorageBackend.list_checkpoints`."""
+        return self._run(
+            "list_checkpoints",
+            self._session(session_id),
+            "",
+            lambda: self._inner.list_checkpoints(session_id),
+        )
+
+    def release(self, session_id: str) -> None:
+        """See :meth:`StorageBackend.release`."""
+        self._run("release", self._session(session_id), "", lambda: self._inner.release(session_id))
+
+    def close(self) -> None:
+        """See :meth:`StorageBackend.close`."""
+        self._run("close", "", "", self._inner.close)
