@@ -284,8 +284,8 @@ def get_messages(
         messages_only=True,
         limit=_count(limit, "limit"),
     )
-    if query.limit == 0:
-        return []
+    # Even with limit=0 the store is asked: an absent session or an unknown
+    # ``before`` message raises, as it does for every other limit.
     entries: list[SessionEntry] = yield _call("load_branch", session_id, query)
     return [privacy.open_entry(session_id, entry).to_message() for entry in entries]
 

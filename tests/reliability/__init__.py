@@ -1,0 +1,1 @@
+"""Reliability and security suites: model-based, stress, crash, outage, hostile input."""
