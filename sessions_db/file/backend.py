@@ -83,8 +83,11 @@ class FileBackend(StorageBackend):
     def __init__(self, base_dir: str | os.PathLike[str] = DEFAULT_BASE) -> None:
         path = Path(base_dir).expanduser()
         if not path.exists():
-            path.mkdir(parents=True, mode=paths.DIR_MODE)
-            path.chmod(paths.DIR_MODE)
+            try:
+                path.mkdir(parents=True, mode=paths.DIR_MODE)
+                path.chmod(paths.DIR_MODE)
+            except FileExistsError:
+                pass  # another process made it first
         self._base = Path(os.path.realpath(path))
         self._base_fd = os.open(self._base, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         self._closed = False

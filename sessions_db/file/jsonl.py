@@ -255,10 +255,9 @@ class SessionLog:
                 self.records.append(Record(obj["id"], parent, entry_type, depth, line))
         last = lines[-1][0]
         self.updated_at = parse_ts(last["updated_at"])
-        if self.keep_entries:
-            self.message_count = self.records[self.by_id[self.leaf]].depth if self.leaf else 0
-        else:
-            self.message_count = int(last["message_count"])
+        # The count the last write recorded, whether or not the entries are kept,
+        # so that every read of one file agrees (even one edited behind our back).
+        self.message_count = int(last["message_count"])
 
     # -- walking the tree ----------------------------------------------------------
 
