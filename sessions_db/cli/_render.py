@@ -83,14 +83,31 @@ def entry_role(entry: SessionEntry) -> str:
     return str(entry.data.get("event", "metadata"))
 
 
-def entry_text(entry: SessionEntry) -> str:
-    """Return the readable content of an entry (markers for checkpoints and restores)."""
+def checkpoint_labels(checkpoints: Iterable[Checkpoint]) -> dict[str, str]:
+    """Return what to show next to each checkpoint: its ``label``, else its metadata."""
+    labels = {}
+    for checkpoint in checkpoints:
+        label = checkpoint.metadata.get("label")
+        if isinstance(label, str):
+            labels[checkpoint.id] = label
+        elif checkpoint.metadata:
+            labels[checkpoint.id] = json.dumps(
+                checkpoint.metadata, ensure_ascii=False, separators=(",", ":")
+            )
+    return labels
+
+
+def entry_text(entry: SessionEntry, labels: dict[str, str] | None = None) -> str:
+    """Return the readable content of an entry (checkpoints and restores name the checkpoint)."""
     if entry.type is EntryType.MESSAGE:
         return content_text(entry.data.get("payload", {}))
+    checkpoint_id = str(entry.data.get("checkpoint_id"))
+    label = (labels or {}).get(checkpoint_id)
+    suffix = f" ({label})" if label else ""
     if entry.type is EntryType.CHECKPOINT:
-        return f"checkpoint {entry.data.get('checkpoint_id')}"
+        return f"{checkpoint_id}{suffix}"
     if entry.data.get("event") == "restore":
-        return f"restored checkpoint {entry.data.get('checkpoint_id')}"
+        return f"to checkpoint {checkpoint_id}{suffix}"
     return json.dumps(entry.data, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -169,7 +186,9 @@ def tree_lines(entries: list[SessionEntry], leaf: str | None) -> list[TreeLine]:
     return lines
 
 
-def tree_text(lines: list[TreeLine], leaf: str | None, width: int) -> Text:
+def tree_text(
+    lines: list[TreeLine], leaf: str | None, width: int, labels: dict[str, str] | None = None
+) -> Text:
     """Return the rich text of a laid-out tree."""
     out = Text()
     for line in lines:
@@ -185,7 +204,7 @@ def tree_text(lines: list[TreeLine], leaf: str | None, width: int) -> Text:
         out.append(line.prefix, style="dim")
         out.append(f"{marker} {short(entry.id)} {when(entry.timestamp)} ", style=style)
         out.append(f"{entry_role(entry):<10} ", style=("bold " + style).strip())
-        text = entry_text(entry)
+        text = entry_text(entry, labels)
         room = max(20, width - len(line.prefix) - 41)
         out.append(one_line(text, room), style=style)
         if entry.id == leaf:

@@ -14,6 +14,7 @@ from ._app import main
 from ._common import console, emit_json, json_option, open_store, summarize, url_option, when
 from ._render import (
     checkpoint_json,
+    checkpoint_labels,
     entry_json,
     entry_role,
     entry_text,
@@ -111,6 +112,7 @@ def show(session_id: str, tree: bool, url: str, as_json: bool) -> None:
         )
         checkpoints = session.list_checkpoints()
     out = console()
+    labels = checkpoint_labels(checkpoints)
     if tree:
         lines = tree_lines(entries, meta.current_leaf)
         if as_json:
@@ -131,7 +133,7 @@ def show(session_id: str, tree: bool, url: str, as_json: bool) -> None:
             )
             return
         _header(out, meta, len(entries), len(checkpoints))
-        out.print(tree_text(lines, meta.current_leaf, out.width), end="")
+        out.print(tree_text(lines, meta.current_leaf, out.width, labels), end="")
         return
     if as_json:
         emit_json(
@@ -147,7 +149,7 @@ def show(session_id: str, tree: bool, url: str, as_json: bool) -> None:
     table.add_column("role", no_wrap=True, style="bold")
     table.add_column("content", overflow="fold")
     for entry in entries:
-        text = Text(entry_text(entry))
+        text = Text(entry_text(entry, labels))
         if entry.type.value != "message":
             text.stylize("cyan")
         table.add_row(when(entry.timestamp), entry_role(entry), text)
