@@ -205,7 +205,8 @@ def tree_text(
         out.append(f"{marker} {short(entry.id)} {when(entry.timestamp)} ", style=style)
         out.append(f"{entry_role(entry):<10} ", style=("bold " + style).strip())
         text = entry_text(entry, labels)
-        room = max(20, width - len(line.prefix) - 41)
+        room = width - len(line.prefix) - 43 - (16 if entry.id == leaf else 0)
+        room = max(20, room)
         out.append(one_line(text, room), style=style)
         if entry.id == leaf:
             out.append("  ◀ current leaf", style="bold green")

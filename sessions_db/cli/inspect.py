@@ -56,18 +56,16 @@ def list_(
         return
     table = Table(title=f"Sessions of {agent}", title_justify="left")
     table.add_column("session", no_wrap=True)
-    table.add_column("user", overflow="fold")
-    table.add_column("messages", justify="right")
+    table.add_column("user", min_width=6, overflow="fold")
+    table.add_column("messages", justify="right", no_wrap=True)
     table.add_column("updated (UTC)", no_wrap=True)
-    table.add_column("created (UTC)", no_wrap=True)
-    table.add_column("metadata", overflow="fold")
+    table.add_column("metadata", min_width=8, overflow="ellipsis")
     for meta in sessions:
         table.add_row(
             meta.id,
             meta.user_id or "-",
             str(meta.message_count),
             when(meta.updated_at),
-            when(meta.created_at),
             Text(summarize(meta.metadata)),
         )
     out.print(table)
@@ -164,6 +162,7 @@ def _header(out: Console, meta: SessionMetadata, entries: int, checkpoints: int)
         f"{plural(meta.message_count, 'message')} on the current branch",
         f"{plural(entries, 'entry', 'entries')} shown",
         plural(checkpoints, "checkpoint"),
+        f"created {when(meta.created_at)}",
         f"updated {when(meta.updated_at)} UTC",
     ]
     out.print(Text(", ".join(details), style="dim"))
@@ -188,7 +187,10 @@ def checkpoints(session_id: str, url: str, as_json: bool) -> None:
     if not found:
         out.print(f"session {session_id} has no checkpoints")
         return
-    table = Table(title=f"Checkpoints of {session_id}", title_justify="left")
+    table = Table(
+        title=f"Checkpoints of {session_id}",
+        title_justify="left",
+    )
     table.add_column("checkpoint", no_wrap=True)
     table.add_column("entry", no_wrap=True)
     table.add_column("time (UTC)", no_wrap=True)

@@ -33,6 +33,7 @@ from ._common import (
     url_option,
     when,
 )
+from ._render import plural
 
 
 @main.command()
@@ -64,7 +65,7 @@ def prune(older_than: str, agent: str | None, dry_run: bool, url: str, as_json: 
     verb = "would delete" if dry_run else "deleted"
     scope = f" of agent {agent}" if agent else ""
     out.print(
-        f"{verb} {len(removed)} sessions{scope} not updated since {when(cutoff)} UTC"
+        f"{verb} {plural(len(removed), 'session')}{scope} not updated since {when(cutoff)} UTC"
         + (":" if removed else "")
     )
     for session_id in sorted(removed):
@@ -156,7 +157,11 @@ def stats(url: str, as_json: bool) -> None:
         )
         return
     out = console()
-    table = Table(title="Sessions per agent", title_justify="left", show_footer=True)
+    table = Table(
+        title="Sessions per agent",
+        title_justify="left",
+        show_footer=True,
+    )
     table.add_column("agent", footer="total", no_wrap=True)
     table.add_column("sessions", footer=str(totals["sessions"]), justify="right")
     table.add_column("messages", footer=str(totals["messages"]), justify="right")
@@ -244,14 +249,17 @@ def verify(agent: str | None, url: str, as_json: bool) -> None:
     else:
         out = console()
         if problems:
-            table = Table(title="Checkpoints that do not verify", title_justify="left")
+            table = Table(
+                title="Checkpoints that do not verify",
+                title_justify="left",
+            )
             for column in ("agent", "session", "checkpoint", "problem"):
                 table.add_column(column, overflow="fold", no_wrap=column != "problem")
             for p in problems:
                 table.add_row(p["agent"], p["session_id"], p["checkpoint_id"], p["problem"])
             out.print(table)
         out.print(
-            f"checked {checked} checkpoints in {len(chosen)} sessions: "
+            f"checked {plural(checked, 'checkpoint')} in {plural(len(chosen), 'session')}: "
             + (f"{len(problems)} do not verify" if problems else "all verify")
         )
     if problems:

@@ -99,7 +99,9 @@ def _output(path: str | None) -> Iterator[IO[str]]:
 @click.option("--session", "session_id", default=None, help="Export this session.")
 @click.option("--agent", default=None, help="Export every session of this agent.")
 @click.option("--all", "everything", is_flag=True, help="Export every session of the store.")
-@click.option("-o", "--output", default=None, help="Write to FILE (default: stdout).")
+@click.option(
+    "-o", "--output", metavar="FILE", default=None, help="Write to FILE (default: stdout)."
+)
 @url_option
 @json_option
 def export(
@@ -229,7 +231,8 @@ def _finish(report: Report, verb: str, as_json: bool, extra: dict[str, Any]) -> 
     else:
         out = console()
         table = Table(
-            title=f"{verb.capitalize()} per agent (source → target)", title_justify="left"
+            title=f"{verb.capitalize()} per agent (source → target)",
+            title_justify="left",
         )
         table.add_column("agent", no_wrap=True)
         for column in ("sessions", "entries", "checkpoints"):
