@@ -304,7 +304,7 @@ def test_damaged_line_before_committed_data_is_reported(mgr: sdb.Manager, base: 
         report = backend_of(other).repair()
         assert len(report.damaged_sessions) == 1
     result = CliRunner().invoke(cli, ["repair", "--dir", str(base)])
-    assert result.exit_code == 1
+    assert result.exit_code == 6
     assert "DAMAGED" in result.output
 
 

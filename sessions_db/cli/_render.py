@@ -1,0 +1,214 @@
+"""Turning sessions, entries and checkpoints into JSON documents and readable text."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from rich.text import Text
+
+from ..types import Checkpoint, EntryType, SessionEntry, SessionMetadata
+from ._common import iso, when
+
+
+def session_json(meta: SessionMetadata) -> dict[str, Any]:
+    """Return the JSON form of a session's metadata."""
+    return {
+        "id": meta.id,
+        "agent_name": meta.agent_name,
+        "user_id": meta.user_id,
+        "created_at": iso(meta.created_at),
+        "updated_at": iso(meta.updated_at),
+        "message_count": meta.message_count,
+        "current_leaf": meta.current_leaf,
+        "metadata": meta.metadata,
+    }
+
+
+def entry_json(entry: SessionEntry) -> dict[str, Any]:
+    """Return the JSON form of an entry."""
+    return {
+        "id": entry.id,
+        "parent_id": entry.parent_id,
+        "timestamp": iso(entry.timestamp),
+        "type": entry.type.value,
+        "data": entry.data,
+    }
+
+
+def checkpoint_json(checkpoint: Checkpoint) -> dict[str, Any]:
+    """Return the JSON form of a checkpoint."""
+    return {
+        "id": checkpoint.id,
+        "session_id": checkpoint.session_id,
+        "timestamp": iso(checkpoint.timestamp),
+        "entry_id": checkpoint.entry_id,
+        "checksum": checkpoint.checksum,
+        "metadata": checkpoint.metadata,
+    }
+
+
+def content_text(payload: dict[str, Any]) -> str:
+    """Return what a person reads of a message payload.
+
+    ``content`` when it is text (or a list of parts with text), else the payload as JSON.
+    """
+    content = payload.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = [
+            part["text"]
+            for part in content
+            if isinstance(part, dict) and isinstance(part.get("text"), str)
+        ]
+        if texts:
+            return "\n".join(texts)
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+
+
+def short(identifier: str | None) -> str:
+    """Return the first 8 characters of an ID, enough to tell entries apart on screen."""
+    return "-" if identifier is None else identifier[:8]
+
+
+def entry_role(entry: SessionEntry) -> str:
+    """Return the role of a message entry, or the kind of another entry."""
+    if entry.type is EntryType.MESSAGE:
+        return str(entry.data.get("role", "?"))
+    if entry.type is EntryType.CHECKPOINT:
+        return "checkpoint"
+    return str(entry.data.get("event", "metadata"))
+
+
+def checkpoint_labels(checkpoints: Iterable[Checkpoint]) -> dict[str, str]:
+    """Return what to show next to each checkpoint: its ``label``, else its metadata."""
+    labels = {}
+    for checkpoint in checkpoints:
+        label = checkpoint.metadata.get("label")
+        if isinstance(label, str):
+            labels[checkpoint.id] = label
+        elif checkpoint.metadata:
+            labels[checkpoint.id] = json.dumps(
+                checkpoint.metadata, ensure_ascii=False, separators=(",", ":")
+            )
+    return labels
+
+
+def entry_text(entry: SessionEntry, labels: dict[str, str] | None = None) -> str:
+    """Return the readable content of an entry (checkpoints and restores name the checkpoint)."""
+    if entry.type is EntryType.MESSAGE:
+        return content_text(entry.data.get("payload", {}))
+    checkpoint_id = str(entry.data.get("checkpoint_id"))
+    label = (labels or {}).get(checkpoint_id)
+    suffix = f" ({label})" if label else ""
+    if entry.type is EntryType.CHECKPOINT:
+        return f"{checkpoint_id}{suffix}"
+    if entry.data.get("event") == "restore":
+        return f"to checkpoint {checkpoint_id}{suffix}"
+    return json.dumps(entry.data, ensure_ascii=False, separators=(",", ":"))
+
+
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """Return ``"1 checkpoint"``, ``"2 checkpoints"`` (``nouns``: an irregular plural)."""
+    return f"{count} {noun if count == 1 else nouns or noun + 's'}"
+
+
+def one_line(text: str, width: int) -> str:
+    """Return ``text`` on one line, cut to ``width`` characters."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+# -- the entry tree ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TreeLine:
+    """One line of a rendered entry tree: an entry or the header of a branch."""
+
+    prefix: str
+    entry: SessionEntry | None
+    depth: int
+    current: bool
+    label: str = ""
+
+
+def current_path(entries: Iterable[SessionEntry], leaf: str | None) -> set[str]:
+    """Return the IDs of the entries from the root to ``leaf`` (the current branch)."""
+    parents = {entry.id: entry.parent_id for entry in entries}
+    path: set[str] = set()
+    node = leaf
+    while node is not None and node not in path:
+        path.add(node)
+        node = parents.get(node)
+    return path
+
+
+def tree_lines(entries: list[SessionEntry], leaf: str | None) -> list[TreeLine]:
+    """Lay out the entry tree: chains straight down, each fork's branches indented under it.
+
+    Branches appear in the order they were started; the one holding the current
+    leaf is marked current. Iterative, so deeply forked sessions do not recurse.
+    """
+    known = {entry.id for entry in entries}
+    children: dict[str | None, list[SessionEntry]] = {}
+    for entry in entries:
+        parent = entry.parent_id if entry.parent_id in known else None
+        children.setdefault(parent, []).append(entry)
+    on_path = current_path(entries, leaf)
+    lines: list[TreeLine] = []
+    # Work to do: a branch header to print, or an entry to lay out with its chain.
+    stack: list[TreeLine | tuple[SessionEntry, str, int]] = [
+        (root, "", 0) for root in reversed(children.get(None, []))
+    ]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, TreeLine):
+            lines.append(item)
+            continue
+        node, prefix, depth = item
+        while True:
+            lines.append(TreeLine(prefix, node, depth, node.id in on_path))
+            kids = children.get(node.id, [])
+            if len(kids) != 1:
+                break
+            node = kids[0]
+        for number, kid in reversed(list(enumerate(kids, start=1))):
+            last = number == len(kids)
+            current = kid.id in on_path
+            label = f"branch {number}/{len(kids)}" + (" (current)" if current else "")
+            stack.append((kid, prefix + ("   " if last else "│  "), depth + 1))
+            head = prefix + ("└─ " if last else "├─ ")
+            stack.append(TreeLine(head, None, depth + 1, current, label))
+    return lines
+
+
+def tree_text(
+    lines: list[TreeLine], leaf: str | None, width: int, labels: dict[str, str] | None = None
+) -> Text:
+    """Return the rich text of a laid-out tree."""
+    out = Text()
+    for line in lines:
+        style = "" if line.current else "dim"
+        if line.entry is None:
+            out.append(line.prefix, style="dim")
+            out.append(line.label + "\n", style="bold cyan" if line.current else "cyan")
+            continue
+        entry = line.entry
+        marker = {"checkpoint": "◆", "metadata": "↺"}.get(entry.type.value, "•")
+        if entry.type is EntryType.METADATA and entry.data.get("event") != "restore":
+            marker = "·"
+        out.append(line.prefix, style="dim")
+        out.append(f"{marker} {short(entry.id)} {when(entry.timestamp)} ", style=style)
+        out.append(f"{entry_role(entry):<10} ", style=("bold " + style).strip())
+        text = entry_text(entry, labels)
+        room = width - len(line.prefix) - 43 - (16 if entry.id == leaf else 0)
+        room = max(20, room)
+        out.append(one_line(text, room), style=style)
+        if entry.id == leaf:
+            out.append("  ◀ current leaf", style="bold green")
+        out.append("\n")
+    return out
