@@ -72,6 +72,14 @@ def main(argv: list[str] | None = None) -> int:
         if kind == "postgres":
             out["machine"]["postgres"] = result.pop("server_version", None)
             out["machine"]["postgres_url_host"] = pg_admin_url().rsplit("@", 1)[-1]
+    print_tables(out)
+    report.write_json(args.json, out)
+    print(f"\nwrote {args.json}")
+    return 1 if failed else 0
+
+
+def print_tables(out: dict[str, Any]) -> None:
+    """Print each backend's tables and targets; turn the rows into JSON-ready dicts."""
     for kind, result in out["backends"].items():
         print()
         print(report.table(f"{kind} ({result['seconds']} s)", result["rows_obj"]))
@@ -84,9 +92,6 @@ def main(argv: list[str] | None = None) -> int:
     for result in out["backends"].values():
         result["rows"] = [r.as_json() for r in result.pop("rows_obj")]
         result["async_rows"] = [r.as_json() for r in result.pop("async_rows_obj")]
-    report.write_json(args.json, out)
-    print(f"\nwrote {args.json}")
-    return 1 if failed else 0
 
 
 def run_backend(kind: str, sizes: Sizes, with_async: bool, log: Callable[[str], None]) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -126,8 +127,13 @@ def targets(kind: str, rows: list[Row]) -> list[dict[str, Any]]:
     for key in ("threads1_one", "threads8_one", "threads8_each", "procs4_one", "procs4_each"):
         if key in r:
             out.append(
-                {"target": f"{key}: exact final counts", "value": r[key].extra.get("exact"),
-                 "limit": True, "met": bool(r[key].extra.get("exact")), "direction": "=="}
+                {
+                    "target": f"{key}: exact final counts",
+                    "value": r[key].extra.get("exact"),
+                    "limit": True,
+                    "met": bool(r[key].extra.get("exact")),
+                    "direction": "==",
+                }
             )
     check("memory: newest 50 of 100k <= 2x of 50", ratio("mem_newest50_of_100k"), 2.0)
     check("memory: a page among 10k sessions <= 2x among 50", ratio("mem_list_page_of_10k"), 2.0)
@@ -153,7 +159,7 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     disk = None
-    try:
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
         disk = subprocess.run(
             ["findmnt", "-n", "-o", "SOURCE,FSTYPE", "-T", os.getcwd()],
             capture_output=True,
@@ -161,8 +167,6 @@ def machine() -> dict[str, Any]:
             check=False,
             timeout=5,
         ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
     return {
         "nproc": os.cpu_count(),
         "cpu": model,

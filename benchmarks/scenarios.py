@@ -201,7 +201,7 @@ class Bench:
     def run_checkpoint_restore(self) -> None:
         s = self.sizes
         sess = self.mgr.get(self.store.seed_history(self.mgr, 100))
-        t = measure(lambda: sess.checkpoint(), s.reps)
+        t = measure(sess.checkpoint, s.reps)
         self.add(row("checkpoint", "checkpoint() of a 100-message branch", t))
         cp = sess.checkpoint()
         t = measure(lambda: sess.restore(cp.id), s.reps)
@@ -223,7 +223,9 @@ class Bench:
         ):
             page = self.mgr.list(agent, user_id="u7", limit=10)
             assert len(page) == 10, len(page)
-            results[key] = t = measure(lambda a=agent: self.mgr.list(a, user_id="u7", limit=10), s.reps)
+            results[key] = t = measure(
+                lambda a=agent: self.mgr.list(a, user_id="u7", limit=10), s.reps
+            )
             base = (
                 None
                 if isinstance(self.raw, RawFile)
@@ -445,8 +447,15 @@ def _process_worker(url: str, sid: str, k: int, barrier: Any, done: Any) -> None
 
 # -- asyncio ------------------------------------------------------------------------
 
-ASYNC_SCENARIOS = ["async_create", "async_append_10", "async_load_1k", "async_newest50_of_10k",
-                   "async_list_of_100k", "async_tasks8_one", "async_tasks8_each"]
+ASYNC_SCENARIOS = [
+    "async_create",
+    "async_append_10",
+    "async_load_1k",
+    "async_newest50_of_10k",
+    "async_list_of_100k",
+    "async_tasks8_one",
+    "async_tasks8_each",
+]
 
 
 def run_async(bench: Bench) -> list[Row]:
@@ -465,7 +474,7 @@ async def _ameasure(fn: Callable[[], Any], n: int, warmup: int = 2) -> Timing:
 
 
 async def _run_async(bench: Bench) -> list[Row]:
-    import sessions_db.aio as aio
+    from sessions_db import aio
 
     s = bench.sizes
     sync = {r.scenario: r for r in bench.rows}
@@ -491,7 +500,12 @@ async def _run_async(bench: Bench) -> list[Row]:
         sess = await mgr.get(bench.history(s.big_history))
         t = await _ameasure(lambda: sess.get_messages(limit=50), s.reps)
         rows.append(
-            row("async_newest50_of_10k", "await get_messages(limit=50)", t, **(vs("newest50_of_10k")))
+            row(
+                "async_newest50_of_10k",
+                "await get_messages(limit=50)",
+                t,
+                **(vs("newest50_of_10k")),
+            )
         )
         t = await _ameasure(lambda: mgr.list("list-many", user_id="u7", limit=10), s.reps)
         rows.append(

@@ -39,7 +39,9 @@ ROLES = ("user", "assistant")
 def pg_admin_url() -> str:
     """The server the PostgreSQL runs use (a role that may create databases)."""
     return (
-        os.environ.get("SESSIONS_DB_BENCH_PG") or os.environ.get("SESSIONS_DB_TEST_PG") or DEFAULT_PG
+        os.environ.get("SESSIONS_DB_BENCH_PG")
+        or os.environ.get("SESSIONS_DB_TEST_PG")
+        or DEFAULT_PG
     )
 
 
@@ -71,8 +73,10 @@ class Store:
     path: Path | None = None  # the SQLite file or the file store's directory
 
     def connect(self) -> sdb.Manager:
-        return sdb.connect(self.url, migrate=True) if self.kind == "postgres" else sdb.connect(
-            self.url
+        return (
+            sdb.connect(self.url, migrate=True)
+            if self.kind == "postgres"
+            else sdb.connect(self.url)
         )
 
     # -- seeding ---------------------------------------------------------------
@@ -110,7 +114,9 @@ class Store:
                     "role, payload, created_at) FROM STDIN"
                 ) as copy:
                     for sid, eid, par, seq, depth, role, ts in rows:
-                        copy.write_row((sid, eid, par, seq, depth, "message", role, PAYLOAD_JSON, ts))
+                        copy.write_row(
+                            (sid, eid, par, seq, depth, "message", role, PAYLOAD_JSON, ts)
+                        )
                 conn.execute(
                     "UPDATE sessions_db_sessions SET current_leaf = %s, last_seq = %s, "
                     "message_count = %s WHERE id = %s",
@@ -123,7 +129,8 @@ class Store:
                 with conn:
                     conn.executemany(
                         "INSERT INTO sessions_db_entries (session_id, id, parent_id, seq, depth, "
-                        "type, role, payload, created_at) VALUES (?, ?, ?, ?, ?, 'message', ?, ?, ?)",
+                        "type, role, payload, created_at) "
+                        "VALUES (?, ?, ?, ?, ?, 'message', ?, ?, ?)",
                         (
                             (sid, eid, par, seq, depth, role, PAYLOAD_JSON, sqlite_ts(ts))
                             for sid, eid, par, seq, depth, role, ts in rows
@@ -168,7 +175,10 @@ class Store:
                         "INSERT INTO sessions_db_sessions (id, agent_name, user_id, created_at, "
                         "updated_at, message_count, current_leaf, last_seq, metadata) "
                         "VALUES (?, ?, ?, ?, ?, 0, NULL, 0, '{}')",
-                        ((sid, ag, user, sqlite_ts(ts), sqlite_ts(ts)) for sid, ag, user, ts in rows),
+                        (
+                            (sid, ag, user, sqlite_ts(ts), sqlite_ts(ts))
+                            for sid, ag, user, ts in rows
+                        ),
                     )
                 conn.execute("ANALYZE")
             finally:
