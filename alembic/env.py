@@ -15,7 +15,7 @@ from sqlalchemy import Connection, create_engine, text
 
 from sessions_db.migrations import include_object as _host_filter
 from sessions_db.sql.engine import normalize_url
-from sessions_db.sql.schema import PREFIX, VERSION_TABLE, Base
+from sessions_db.sql.schema import PREFIX, VERSION_TABLE, Base, is_fts_object
 
 config = context.config
 schema = (
@@ -27,6 +27,10 @@ schema = (
 
 
 def include_object(obj, name, type_, reflected, compare_to):
+    # The full-text search objects are dialect-specific and made by hand in
+    # migration 0002, outside the models: they take no part in comparisons.
+    if is_fts_object(name):
+        return False
     # Only our own tables take part in comparisons, whatever else the database holds.
     return not _host_filter(obj, name, type_, reflected, compare_to) or (
         type_ == "table" and (name or "").startswith(PREFIX)

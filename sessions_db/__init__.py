@@ -11,14 +11,16 @@ JSONL directory, behind one small typed API::
         print(sess.get_messages())
 """
 
-from .backend import BranchQuery, NewCheckpoint, StorageBackend
+from .backend import BranchQuery, MessageHit, NewCheckpoint, StorageBackend
 from .connect import connect
 from .context import current_session, session_from_context, use_session
+from .crypto import Keyring
 from .errors import (
     CheckpointNotFoundError,
     ChecksumMismatchError,
     ConfigurationError,
     DuplicateEntryError,
+    EncryptionError,
     EntryNotFoundError,
     InvalidArgumentError,
     InvalidIDError,
@@ -31,6 +33,7 @@ from .errors import (
     StorageUnavailableError,
 )
 from .manager import Manager, Session
+from .memory import MemoryHit, SessionMemory
 from .sql.backend import SQLBackend
 from .types import Checkpoint, EntryType, Message, SessionEntry, SessionMetadata
 
@@ -43,18 +46,23 @@ __all__ = [
     "ChecksumMismatchError",
     "ConfigurationError",
     "DuplicateEntryError",
+    "EncryptionError",
     "EntryNotFoundError",
     "EntryType",
     "InvalidArgumentError",
     "InvalidIDError",
+    "Keyring",
     "Manager",
+    "MemoryHit",
     "Message",
+    "MessageHit",
     "NewCheckpoint",
     "PayloadError",
     "SQLBackend",
     "SchemaError",
     "Session",
     "SessionEntry",
+    "SessionMemory",
     "SessionMetadata",
     "SessionNotFoundError",
     "SessionNotInContextError",

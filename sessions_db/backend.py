@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from ._plan import drive
 from .types import Checkpoint, EntryType, SessionEntry, SessionMetadata
 
 
@@ -35,6 +36,19 @@ class BranchQuery:
 
 #: The whole current branch, every entry type.
 WHOLE_BRANCH = BranchQuery()
+
+
+@dataclass(frozen=True, slots=True)
+class MessageHit:
+    """A stored message entry of a user, found by a search or a listing.
+
+    ``entry`` is the entry as stored; ``score`` is the relevance of a search hit
+    (larger is better; 0 in listings).
+    """
+
+    session_id: str
+    entry: SessionEntry
+    score: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +202,47 @@ class StorageBackend(ABC):
     @abstractmethod
     def list_checkpoints(self, session_id: str) -> list[Checkpoint]:
         """Return the session's checkpoints, oldest first; ``SessionNotFoundError`` if absent."""
+
+    def search_messages(
+        self,
+        user_id: str,
+        query: str,
+        *,
+        agent_name: str | None = None,
+        limit: int = 5,
+    ) -> list[MessageHit]:
+        """Return the user's message entries that match ``query``, most relevant first.
+
+        Searches the messages (every branch) of the sessions whose ``user_id`` is
+        ``user_id`` (and whose agent is ``agent_name`` if given), at most
+        ``limit`` of them; see :mod:`sessions_db.search` for the text searched and
+        the matching. This default reads every message of the user; stores with
+        a full-text index override it.
+        """
+        from .search import scan  # noqa: PLC0415 - search builds on this module
+
+        return drive(scan(user_id, query, agent_name, limit), self._perform_call)
+
+    def list_messages(
+        self,
+        user_id: str,
+        *,
+        agent_name: str | None = None,
+        message_id: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[MessageHit]:
+        """Return the user's message entries, newest first (by timestamp, then session and order).
+
+        With ``message_id``, only the entries with that ID. This default reads
+        every message of the user; SQL stores override it with one query.
+        """
+        from .search import scan_list  # noqa: PLC0415 - as above
+
+        return drive(scan_list(user_id, agent_name, message_id, limit, offset), self._perform_call)
+
+    def _perform_call(self, call: Any) -> Any:
+        return call.target(self)(*call.args, **call.kwargs)
 
     def release(self, session_id: str) -> None:  # noqa: B027 - optional hook, no-op by default
         """Drop whatever the backend caches for the session (``Session.close``)."""

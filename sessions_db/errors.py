@@ -68,11 +68,16 @@ class InvalidArgumentError(SessionsDBError, ValueError):
     """An argument other than an ID is out of range (a negative limit, a non-message)."""
 
 
+class EncryptionError(SessionsDBError):
+    """A payload cannot be encrypted or decrypted: unknown key ID, wrong key, altered ciphertext."""
+
+
 __all__ = [
     "CheckpointNotFoundError",
     "ChecksumMismatchError",
     "ConfigurationError",
     "DuplicateEntryError",
+    "EncryptionError",
     "EntryNotFoundError",
     "InvalidArgumentError",
     "InvalidIDError",

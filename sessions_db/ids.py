@@ -29,18 +29,20 @@ def _describe(value: object) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def session_id(value: object) -> str:
-    """Return ``value`` if it is a session ID (a canonical lowercase UUID)."""
+def _uuid(value: object, what: str) -> str:
     if isinstance(value, str) and _UUID.fullmatch(value):
         return value
-    raise InvalidIDError(f"malformed session ID {_describe(value)}: expected a UUID")
+    raise InvalidIDError(f"malformed {what} ID {_describe(value)}: expected a UUID")
+
+
+def session_id(value: object) -> str:
+    """Return ``value`` if it is a session ID (a canonical lowercase UUID)."""
+    return _uuid(value, "session")
 
 
 def checkpoint_id(value: object) -> str:
     """Return ``value`` if it is a checkpoint ID (a canonical lowercase UUID)."""
-    if isinstance(value, str) and _UUID.fullmatch(value):
-        return value
-    raise InvalidIDError(f"malformed checkpoint ID {_describe(value)}: expected a UUID")
+    return _uuid(value, "checkpoint")
 
 
 def entry_id(value: object) -> str:

@@ -7,27 +7,63 @@ import threading
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from . import rules
 from ._plan import Plan, drive
 from .backend import StorageBackend
+from .crypto import Keyring
 from .errors import StorageClosedError
+from .privacy import PLAIN, Privacy, Redactor
 from .rules import Call, Clock
 from .types import Checkpoint, Message, SessionEntry, SessionMetadata, utcnow
+
+if TYPE_CHECKING:
+    from .memory import SessionMemory
 
 T = TypeVar("T")
 
 
-class Manager:
+class _ClosesOnExit:
+    """``with x:`` closes ``x`` on exit."""
+
+    def close(self) -> None:
+        """Release what this object holds."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class Manager(_ClosesOnExit):
     """Creates, finds, lists and deletes sessions kept by a :class:`StorageBackend`.
 
     Thread-safe. Closing the manager closes its backend; it is also a context manager.
+
+    ``redact`` (a function ``payload -> payload``) runs on every message payload
+    before it is stored; ``keyring`` (a :class:`~sessions_db.crypto.Keyring`)
+    stores payloads and metadata encrypted. See :mod:`sessions_db.privacy`.
     """
 
-    def __init__(self, backend: StorageBackend, *, clock: Clock = utcnow) -> None:
+    def __init__(
+        self,
+        backend: StorageBackend,
+        *,
+        clock: Clock = utcnow,
+        redact: Redactor | None = None,
+        keyring: Keyring | None = None,
+    ) -> None:
         self._backend = backend
         self._clock = clock
+        self._privacy = PLAIN if redact is None and keyring is None else Privacy(redact, keyring)
         self._closed = False
         self._lock = threading.Lock()
 
@@ -40,6 +76,17 @@ class Manager:
     def clock(self) -> Clock:
         """The function that gives the current time (UTC) for timestamps."""
         return self._clock
+
+    @property
+    def privacy(self) -> Privacy:
+        """The redaction and encryption applied to payloads."""
+        return self._privacy
+
+    def memory(self, user_id: str, *, agent_name: str | None = None) -> SessionMemory:
+        """Return the long-term memory of ``user_id`` (across their sessions; of one agent)."""
+        from .memory import SessionMemory  # noqa: PLC0415 - memory builds on this module
+
+        return SessionMemory(self, user_id, agent_name=agent_name)
 
     def run(self, plan: Plan[Call, T]) -> T:
         """Run a plan of backend calls (see :mod:`sessions_db.rules`)."""
@@ -56,18 +103,22 @@ class Manager:
         metadata: dict[str, Any] | None = None,
     ) -> Session:
         """Create a new session for ``agent_name``."""
-        return Session(self, self.run(rules.create(agent_name, user_id, metadata, self._clock)))
+        return Session(
+            self, self.run(rules.create(agent_name, user_id, metadata, self._clock, self._privacy))
+        )
 
     def get(self, session_id: str, *, user_id: str | None = None) -> Session:
         """Return the session; ``SessionNotFoundError`` if absent or another user's."""
-        return Session(self, self.run(rules.get(session_id, user_id)))
+        return Session(self, self.run(rules.get(session_id, user_id, self._privacy)))
 
     def get_or_create(self, agent_name: str, user_id: str | None) -> Session:
         """Return the user's most recently updated session of the agent, else a new one.
 
         An empty or ``None`` ``user_id`` always creates a new session.
         """
-        return Session(self, self.run(rules.get_or_create(agent_name, user_id, self._clock)))
+        return Session(
+            self, self.run(rules.get_or_create(agent_name, user_id, self._clock, self._privacy))
+        )
 
     def list(
         self,
@@ -78,7 +129,7 @@ class Manager:
         offset: int = 0,
     ) -> builtins.list[SessionMetadata]:
         """Return the agent's sessions, most recently updated first."""
-        return self.run(rules.list_sessions(agent_name, user_id, limit, offset))
+        return self.run(rules.list_sessions(agent_name, user_id, limit, offset, self._privacy))
 
     def delete(self, session_id: str) -> None:
         """Delete the session, its entries and checkpoints; ``SessionNotFoundError`` if absent."""
@@ -115,19 +166,8 @@ class Manager:
         """Whether :meth:`close` was called."""
         return self._closed
 
-    def __enter__(self) -> Self:
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-class Session:
+class Session(_ClosesOnExit):
     """One conversation: its messages, checkpoints and branches.
 
     Get one from :class:`Manager`. Every method reads or writes the store, so
@@ -175,11 +215,15 @@ class Session:
 
     def append_message(self, message: Message) -> None:
         """Append ``message`` on the current branch; durable when this returns."""
-        self._run(rules.append_messages(self.id, [message], self._manager.clock))
+        self._run(
+            rules.append_messages(self.id, [message], self._manager.clock, self._manager.privacy)
+        )
 
     def append_messages(self, messages: Iterable[Message]) -> None:
         """Append ``messages`` in order, all or nothing."""
-        self._run(rules.append_messages(self.id, messages, self._manager.clock))
+        self._run(
+            rules.append_messages(self.id, messages, self._manager.clock, self._manager.privacy)
+        )
 
     def get_messages(self, *, limit: int | None = None, before: str | None = None) -> list[Message]:
         """Return the current branch's messages, oldest first.
@@ -188,11 +232,13 @@ class Session:
         messages older than that message on its branch, for paging back through a
         long session.
         """
-        return self._run(rules.get_messages(self.id, limit, before))
+        return self._run(rules.get_messages(self.id, limit, before, self._manager.privacy))
 
     def checkpoint(self, *, metadata: dict[str, Any] | None = None) -> Checkpoint:
         """Take a checkpoint at the current leaf."""
-        return self._run(rules.checkpoint(self.id, metadata, self._manager.clock))
+        return self._run(
+            rules.checkpoint(self.id, metadata, self._manager.clock, self._manager.privacy)
+        )
 
     def restore(self, checkpoint_id: str) -> Checkpoint:
         """Make the checkpoint's entry the current leaf; later appends start a new branch.
@@ -201,19 +247,21 @@ class Session:
         one of another session, ``ChecksumMismatchError`` when the stored history no
         longer matches the checkpoint's checksum (then nothing changes).
         """
-        return self._run(rules.restore(self.id, checkpoint_id, self._manager.clock))
+        return self._run(
+            rules.restore(self.id, checkpoint_id, self._manager.clock, self._manager.privacy)
+        )
 
     def list_checkpoints(self) -> list[Checkpoint]:
         """Return the session's checkpoints, oldest first."""
-        return self._run(rules.list_checkpoints(self.id))
+        return self._run(rules.list_checkpoints(self.id, self._manager.privacy))
 
     def info(self) -> SessionMetadata:
         """Return the session's current metadata (message count, leaf, times)."""
-        return self._run(rules.load_session(self.id))
+        return self._run(rules.load_session(self.id, self._manager.privacy))
 
     def get_entries(self) -> list[SessionEntry]:
         """Return every entry of the session's tree, all branches, in append order."""
-        return self._run(rules.load_entries(self.id))
+        return self._run(rules.load_entries(self.id, self._manager.privacy))
 
     def close(self) -> None:
         """Release cached state. The session can be fetched again with :meth:`Manager.get`."""
@@ -221,14 +269,3 @@ class Session:
             self._closed = True
             if not self._manager.closed:
                 self._manager.backend.release(self.id)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -26,6 +26,7 @@ from .errors import (
     PayloadError,
     SessionNotFoundError,
 )
+from .privacy import PLAIN, Privacy
 from .types import Checkpoint, Message, SessionEntry, SessionMetadata, as_utc
 
 Clock = Callable[[], datetime]
@@ -61,6 +62,7 @@ def create(
     user_id: str | None,
     metadata: dict[str, Any] | None,
     clock: Clock,
+    privacy: Privacy = PLAIN,
 ) -> Plan[Call, SessionMetadata]:
     """Create a session."""
     now = clock()
@@ -74,27 +76,29 @@ def create(
         current_leaf=None,
         metadata=payload.check({} if metadata is None else metadata, "metadata"),
     )
-    yield _call("save_session", meta)
+    yield _call("save_session", privacy.seal_meta(meta))
     return meta
 
 
-def get(session_id: str, user_id: str | None) -> Plan[Call, SessionMetadata]:
+def get(
+    session_id: str, user_id: str | None, privacy: Privacy = PLAIN
+) -> Plan[Call, SessionMetadata]:
     """Load a session; with ``user_id``, another user's session is not found."""
     sid = ids.session_id(session_id)
     uid = ids.user_id(user_id)
     meta: SessionMetadata = yield _call("load_session", sid)
     if uid is not None and meta.user_id != uid:
         raise SessionNotFoundError(f"session {sid} not found")
-    return meta
+    return privacy.open_meta(meta)
 
 
 def get_or_create(
-    agent_name: str, user_id: str | None, clock: Clock
+    agent_name: str, user_id: str | None, clock: Clock, privacy: Privacy = PLAIN
 ) -> Plan[Call, SessionMetadata]:
     """Return the user's most recently updated session of the agent, else a new one."""
     uid = ids.user_id(user_id)
     if uid is None:
-        return (yield from create(agent_name, None, None, clock))
+        return (yield from create(agent_name, None, None, clock, privacy))
     now = clock()
     candidate = SessionMetadata.model_construct(
         id=ids.new_id(),
@@ -106,12 +110,16 @@ def get_or_create(
         current_leaf=None,
         metadata={},
     )
-    found: SessionMetadata = yield _call("find_or_create_session", candidate)
-    return found
+    found: SessionMetadata = yield _call("find_or_create_session", privacy.seal_meta(candidate))
+    return privacy.open_meta(found)
 
 
 def list_sessions(
-    agent_name: str, user_id: str | None, limit: int | None, offset: int
+    agent_name: str,
+    user_id: str | None,
+    limit: int | None,
+    offset: int,
+    privacy: Privacy = PLAIN,
 ) -> Plan[Call, list[SessionMetadata]]:
     """List an agent's sessions, most recently updated first."""
     result: list[SessionMetadata] = yield _call(
@@ -121,7 +129,7 @@ def list_sessions(
         limit=_count(limit, "limit"),
         offset=_count(offset, "offset") or 0,
     )
-    return result
+    return [privacy.open_meta(meta) for meta in result]
 
 
 def list_agents() -> Plan[Call, list[str]]:
@@ -157,8 +165,8 @@ def delete(session_id: str) -> Plan[Call, None]:
     yield _call("delete_session", ids.session_id(session_id))
 
 
-def message_entries(messages: Iterable[Message]) -> list[SessionEntry]:
-    """Check ``messages`` and return the entries that record them.
+def message_entries(messages: Iterable[Message], privacy: Privacy = PLAIN) -> list[SessionEntry]:
+    """Check ``messages`` and return the entries that record them (payloads redacted).
 
     Payloads are checked again here: a message's payload is a dict, which the
     caller may have changed since the message was built.
@@ -172,19 +180,21 @@ def message_entries(messages: Iterable[Message]) -> list[SessionEntry]:
         if message.id in seen:
             raise DuplicateEntryError(f"message {message.id} appears twice in the batch")
         seen.add(message.id)
-        entries.append(SessionEntry.for_message(message))
+        entries.append(privacy.redact_entry(SessionEntry.for_message(message)))
     return entries
 
 
-def append_messages(session_id: str, messages: Iterable[Message], clock: Clock) -> Plan[Call, None]:
-    """Append messages on the current branch, all or nothing."""
-    entries = message_entries(messages)
+def append_messages(
+    session_id: str, messages: Iterable[Message], clock: Clock, privacy: Privacy = PLAIN
+) -> Plan[Call, None]:
+    """Append messages on the current branch, all or nothing (redacted, encrypted if set)."""
+    entries = [privacy.seal_entry(session_id, e) for e in message_entries(messages, privacy)]
     if entries:
         yield _call("append_entries", session_id, entries, updated_at=clock())
 
 
 def get_messages(
-    session_id: str, limit: int | None, before: str | None
+    session_id: str, limit: int | None, before: str | None, privacy: Privacy = PLAIN
 ) -> Plan[Call, list[Message]]:
     """Return the current branch's messages, oldest first."""
     query = BranchQuery(
@@ -195,24 +205,31 @@ def get_messages(
     if query.limit == 0:
         return []
     entries: list[SessionEntry] = yield _call("load_branch", session_id, query)
-    return [entry.to_message() for entry in entries]
+    return [privacy.open_entry(session_id, entry).to_message() for entry in entries]
 
 
 def checkpoint(
-    session_id: str, metadata: dict[str, Any] | None, clock: Clock
+    session_id: str, metadata: dict[str, Any] | None, clock: Clock, privacy: Privacy = PLAIN
 ) -> Plan[Call, Checkpoint]:
     """Take a checkpoint at the current leaf."""
+    checkpoint_id = ids.new_id()
     new = NewCheckpoint(
-        id=ids.new_id(),
+        id=checkpoint_id,
         entry_id=ids.new_id(),
         timestamp=clock(),
-        metadata=payload.check({} if metadata is None else metadata, "checkpoint metadata"),
+        metadata=privacy.seal_checkpoint_metadata(
+            session_id,
+            checkpoint_id,
+            payload.check({} if metadata is None else metadata, "checkpoint metadata"),
+        ),
     )
     result: Checkpoint = yield _call("create_checkpoint", session_id, new)
-    return result
+    return privacy.open_checkpoint(result)
 
 
-def restore(session_id: str, checkpoint_id: str, clock: Clock) -> Plan[Call, Checkpoint]:
+def restore(
+    session_id: str, checkpoint_id: str, clock: Clock, privacy: Privacy = PLAIN
+) -> Plan[Call, Checkpoint]:
     """Make the checkpoint's entry the current leaf, after verifying its checksum."""
     cid = ids.checkpoint_id(checkpoint_id)
     try:
@@ -233,22 +250,22 @@ def restore(session_id: str, checkpoint_id: str, clock: Clock) -> Plan[Call, Che
     now = clock()
     marker = restore_marker(ids.new_id(), cid, now)
     yield _call("append_entries", session_id, [marker], fork_from=found.entry_id, updated_at=now)
-    return found
+    return privacy.open_checkpoint(found)
 
 
-def list_checkpoints(session_id: str) -> Plan[Call, list[Checkpoint]]:
+def list_checkpoints(session_id: str, privacy: Privacy = PLAIN) -> Plan[Call, list[Checkpoint]]:
     """Return the session's checkpoints, oldest first."""
     result: list[Checkpoint] = yield _call("list_checkpoints", session_id)
-    return result
+    return [privacy.open_checkpoint(cp) for cp in result]
 
 
-def load_session(session_id: str) -> Plan[Call, SessionMetadata]:
+def load_session(session_id: str, privacy: Privacy = PLAIN) -> Plan[Call, SessionMetadata]:
     """Return the session's current metadata."""
     result: SessionMetadata = yield _call("load_session", session_id)
-    return result
+    return privacy.open_meta(result)
 
 
-def load_entries(session_id: str) -> Plan[Call, list[SessionEntry]]:
-    """Return every entry of the session, in append order."""
+def load_entries(session_id: str, privacy: Privacy = PLAIN) -> Plan[Call, list[SessionEntry]]:
+    """Return every entry of the session, in append order (payloads decrypted)."""
     result: list[SessionEntry] = yield _call("load_entries", session_id)
-    return result
+    return [privacy.open_entry(session_id, entry) for entry in result]

@@ -116,27 +116,20 @@ def sql_tamper(manager: sdb.Manager, session_id: str, entry_id: str, data: dict[
     """Change an entry behind the library's back, with plain SQL."""
     backend = manager.backend
     assert isinstance(backend, sdb.SQLBackend)
+    as_json = "CAST(:payload AS JSONB)" if backend.dialect == "postgresql" else ":payload"
+    statement = text(
+        f"UPDATE sessions_db_entries SET payload = {as_json}, role = :role "
+        "WHERE session_id = :sid AND id = :id"
+    )
     with backend.engine.begin() as conn:
         conn.execute(
-            text(
-                "UPDATE sessions_db_entries SET payload = :payload, role = :role "
-                "WHERE session_id = :sid AND id = :id"
-            ).bindparams(
-                payload=json.dumps(data.get("payload", data)),
-                role=data.get("role"),
-                sid=session_id,
-                id=entry_id,
-            )
-            if backend.dialect == "sqlite"
-            else text(
-                "UPDATE sessions_db_entries SET payload = CAST(:payload AS JSONB), role = :role "
-                "WHERE session_id = :sid AND id = :id"
-            ).bindparams(
-                payload=json.dumps(data.get("payload", data)),
-                role=data.get("role"),
-                sid=session_id,
-                id=entry_id,
-            )
+            statement,
+            {
+                "payload": json.dumps(data.get("payload", data)),
+                "role": data.get("role"),
+                "sid": session_id,
+                "id": entry_id,
+            },
         )
 
 

@@ -11,9 +11,9 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from .. import migrations
+from .. import migrations, search
 from .._plan import drive
-from ..backend import WHOLE_BRANCH, BranchQuery, NewCheckpoint, StorageBackend
+from ..backend import WHOLE_BRANCH, BranchQuery, MessageHit, NewCheckpoint, StorageBackend
 from ..errors import ConfigurationError, StorageClosedError
 from ..types import Checkpoint, SessionEntry, SessionMetadata
 from .engine import build_engine, sqlite_prepare
@@ -226,6 +226,33 @@ class SQLBackend(StorageBackend):
 
     def list_checkpoints(self, session_id: str) -> list[Checkpoint]:  # noqa: D102
         result: list[Checkpoint] = self._run(self._plans.list_checkpoints(session_id))
+        return result
+
+    def search_messages(  # noqa: D102
+        self,
+        user_id: str,
+        query: str,
+        *,
+        agent_name: str | None = None,
+        limit: int = 5,
+    ) -> list[MessageHit]:
+        result: list[MessageHit] = self._run(
+            self._plans.search_messages(user_id, search.terms(query), agent_name, limit)
+        )
+        return result
+
+    def list_messages(  # noqa: D102
+        self,
+        user_id: str,
+        *,
+        agent_name: str | None = None,
+        message_id: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[MessageHit]:
+        result: list[MessageHit] = self._run(
+            self._plans.list_messages(user_id, agent_name, message_id, limit, offset)
+        )
         return result
 
     def close(self) -> None:

@@ -21,11 +21,13 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Executable,
+    Float,
     Row,
     Text,
     and_,
     bindparam,
     cast,
+    column,
     delete,
     func,
     insert,
@@ -38,7 +40,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import CursorResult
 
 from .. import payload
-from ..backend import BranchQuery, NewCheckpoint, checkpoint_entry
+from ..backend import BranchQuery, MessageHit, NewCheckpoint, checkpoint_entry
 from ..checksum import branch_checksum
 from ..errors import (
     CheckpointNotFoundError,
@@ -46,7 +48,7 @@ from ..errors import (
     SessionNotFoundError,
 )
 from ..types import Checkpoint, EntryType, SessionEntry, SessionMetadata
-from .schema import Tables
+from .schema import FTS_DOCS, FTS_TABLE, PG_FTS_VECTOR, Tables
 
 Result = CursorResult[Any]
 
@@ -559,6 +561,93 @@ ORDER BY e.seq""")
                 for r in rows
                 if r.id is not None
             ]
+
+        return SQLPlan(plan())
+
+    # -- long-term memory -------------------------------------------------------
+
+    def _hit_columns(self) -> list[Any]:
+        e = self.tables.entries
+        return [e.c.session_id, e.c.id, e.c.parent_id, e.c.type, e.c.role, e.c.payload]
+
+    def _hit(self, row: Row[Any], score: float) -> MessageHit:
+        return MessageHit(
+            row.session_id,
+            self._entry(row.id, row.parent_id, row.type, row.role, row.payload, row.created_at),
+            score,
+        )
+
+    def search_messages(
+        self, user_id: str, words: Sequence[str], agent_name: str | None, limit: int
+    ) -> SQLPlan:
+        """Select the user's messages matching any of ``words``, best first, in one query.
+
+        PostgreSQL ranks with ``ts_rank`` over the GIN-indexed ``tsvector`` of the
+        payload's strings; SQLite with ``bm25`` over the FTS5 table (negated, so
+        that larger is better on both).
+        """
+        e = self.tables.entries
+        params: dict[str, Any] = {"uid": user_id, "agent": agent_name, "limit": limit}
+        by_agent = "AND s.agent_name = :agent" if agent_name is not None else ""
+        order = "ORDER BY score DESC, e.created_at DESC, e.session_id DESC, e.seq DESC LIMIT :limit"
+        if self.dialect == "postgresql":
+            query = " || ".join(f"plainto_tsquery('simple', :t{i})" for i in range(len(words)))
+            params.update({f"t{i}": word for i, word in enumerate(words)})
+            vector = PG_FTS_VECTOR.format(payload="e.payload")
+            sql = f"""
+SELECT e.session_id, e.id, e.parent_id, e.type, e.role, e.payload, e.created_at,
+       ts_rank({vector}, q.query) AS score
+FROM {self._entries} e JOIN {self._sessions} s ON s.id = e.session_id
+     CROSS JOIN (SELECT {query} AS query) q
+WHERE s.user_id = :uid {by_agent} AND e.type = 'message' AND {vector} @@ q.query
+{order}"""
+        else:
+            # Each word is a quoted FTS5 string (words are \w+, so hold no quote).
+            params["match"] = " OR ".join(f'"{word}"' for word in words)
+            sql = f"""
+SELECT e.session_id, e.id, e.parent_id, e.type, e.role, e.payload, e.created_at,
+       -bm25({FTS_TABLE}) AS score
+FROM {FTS_TABLE}
+     JOIN {FTS_DOCS} d ON d.docid = {FTS_TABLE}.rowid
+     JOIN {self._entries} e ON e.session_id = d.session_id AND e.id = d.entry_id
+     JOIN {self._sessions} s ON s.id = e.session_id
+WHERE {FTS_TABLE} MATCH :match AND s.user_id = :uid {by_agent} AND e.type = 'message'
+{order}"""
+        stmt = text(sql).columns(*self._hit_columns(), e.c.created_at, column("score", Float))
+
+        def plan() -> Plan:
+            if not words or limit <= 0:
+                return []
+            return [self._hit(row, float(row.score)) for row in (yield Stmt(stmt, params))]
+
+        return SQLPlan(plan())
+
+    def list_messages(
+        self,
+        user_id: str,
+        agent_name: str | None,
+        message_id: str | None,
+        limit: int | None,
+        offset: int,
+    ) -> SQLPlan:
+        """Select the user's messages, newest first."""
+        s, e = self.tables.sessions, self.tables.entries
+        stmt = (
+            select(*self._hit_columns(), e.c.created_at)
+            .select_from(e.join(s, s.c.id == e.c.session_id))
+            .where(s.c.user_id == user_id, e.c.type == EntryType.MESSAGE.value)
+            .order_by(e.c.created_at.desc(), e.c.session_id.desc(), e.c.seq.desc())
+            .offset(offset)
+        )
+        if agent_name is not None:
+            stmt = stmt.where(s.c.agent_name == agent_name)
+        if message_id is not None:
+            stmt = stmt.where(e.c.id == message_id)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+
+        def plan() -> Plan:
+            return [self._hit(row, 0.0) for row in (yield Stmt(stmt))]
 
         return SQLPlan(plan())
 

@@ -33,6 +33,21 @@ from .columns import UTCDateTime, json_type
 PREFIX = "sessions_db_"
 VERSION_TABLE = f"{PREFIX}alembic_version"
 
+#: Full-text search objects, made by migration 0002 outside the models (they are
+#: dialect-specific: a GIN expression index on PostgreSQL; on SQLite an FTS5
+#: table, its shadow tables, a table mapping its rows to entries, and triggers).
+FTS_INDEX = f"ix_{PREFIX}entries_fts"
+FTS_TABLE = f"{PREFIX}entries_fts"
+FTS_DOCS = f"{PREFIX}entries_fts_docs"
+#: The PostgreSQL text-search vector of a message payload (the index's expression).
+PG_FTS_VECTOR = "jsonb_to_tsvector('simple'::regconfig, {payload}, '[\"string\"]'::jsonb)"
+
+
+def is_fts_object(name: str | None) -> bool:
+    """Whether ``name`` is one of the full-text search objects (kept out of autogenerate)."""
+    return bool(name) and (name == FTS_INDEX or str(name).startswith(FTS_TABLE))
+
+
 #: Constraint names are fixed by convention, so SQLite, PostgreSQL and the
 #: migrations agree on them.
 NAMING_CONVENTION = {
@@ -73,6 +88,8 @@ class SessionRow(Base):
         Index(None, "agent_name", "updated_at", "id"),
         Index(None, "agent_name", "user_id", "updated_at", "id"),
         Index(None, "updated_at"),
+        # The long-term memory reads a user's sessions across agents.
+        Index(None, "user_id"),
     )
 
 

@@ -1,0 +1,142 @@
+"""Long-term memory: a user's past messages across all their sessions.
+
+:class:`SessionMemory` is the ``MemoryReader`` an agent gets through
+``set_memory``: ``search(query, limit)`` finds the user's most relevant past
+messages, ``read(message_id)`` returns one, ``list(limit=, offset=)`` pages
+through them newest first. It only ever sees the messages of its user (and of
+its agent, if it is given one).
+
+The search runs in the database where it can: PostgreSQL full-text search over
+a GIN index, SQLite FTS5; other backends scan (see :mod:`sessions_db.search` for
+the text searched and the ranking). With encryption at rest the database holds
+only ciphertext, so the search decrypts and scans the user's messages instead:
+it works on every backend, at the cost of reading all of the user's messages.
+"""
+
+from __future__ import annotations
+
+import builtins
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from . import ids, search
+from ._plan import Plan
+from .backend import MessageHit
+from .errors import EntryNotFoundError, InvalidArgumentError
+from .privacy import PLAIN, Privacy
+from .rules import Call
+from .types import Message
+
+if TYPE_CHECKING:
+    from .manager import Manager
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryHit:
+    """A past message of the user: its session, the message, and its relevance (larger: better)."""
+
+    session_id: str
+    message: Message
+    score: float
+
+
+def _user(user_id: object) -> str:
+    uid = ids.user_id(user_id)
+    if uid is None:
+        raise InvalidArgumentError("long-term memory needs a user ID")
+    return uid
+
+
+def _limit(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidArgumentError(f"{what} must be a non-negative integer, got {value!r}")
+    return value
+
+
+def _hits(found: builtins.list[MessageHit], privacy: Privacy) -> builtins.list[MemoryHit]:
+    return [
+        MemoryHit(h.session_id, privacy.open_entry(h.session_id, h.entry).to_message(), h.score)
+        for h in found
+    ]
+
+
+def search_plan(
+    user_id: str, query: str, agent_name: str | None, limit: int, privacy: Privacy = PLAIN
+) -> Plan[Call, builtins.list[MemoryHit]]:
+    """Find the user's messages most relevant to ``query``, best first."""
+    uid = _user(user_id)
+    agent = None if agent_name is None else ids.agent_name(agent_name)
+    count = _limit(limit, "limit")
+    if not isinstance(query, str):
+        raise InvalidArgumentError(f"query must be a string, got {type(query).__name__}")
+    if privacy.encrypted:
+        found = yield from search.scan(uid, query, agent, count, privacy)
+    else:
+        found = yield Call("search_messages", (uid, query), {"agent_name": agent, "limit": count})
+    return _hits(found, privacy)
+
+
+def list_plan(
+    user_id: str,
+    agent_name: str | None,
+    message_id: str | None,
+    limit: int | None,
+    offset: int,
+    privacy: Privacy = PLAIN,
+) -> Plan[Call, builtins.list[MemoryHit]]:
+    """List the user's messages newest first (only ``message_id``'s, if given)."""
+    kwargs = {
+        "agent_name": None if agent_name is None else ids.agent_name(agent_name),
+        "message_id": None if message_id is None else ids.entry_id(message_id),
+        "limit": None if limit is None else _limit(limit, "limit"),
+        "offset": _limit(offset, "offset"),
+    }
+    found = yield Call("list_messages", (_user(user_id),), kwargs)
+    return _hits(found, privacy)
+
+
+class SessionMemory:
+    """The long-term memory of one user (optionally of one agent), read through a manager.
+
+    Implements the ``MemoryReader`` protocol: :meth:`read`, :meth:`search`, :meth:`list`.
+    """
+
+    def __init__(self, manager: Manager, user_id: str, *, agent_name: str | None = None) -> None:
+        self._manager = manager
+        self._user_id = _user(user_id)
+        self._agent_name = None if agent_name is None else ids.agent_name(agent_name)
+
+    @property
+    def user_id(self) -> str:
+        """The user whose messages this memory reads."""
+        return self._user_id
+
+    @property
+    def agent_name(self) -> str | None:
+        """The agent whose sessions this memory is limited to (``None``: all of them)."""
+        return self._agent_name
+
+    def search(self, query: str, limit: int = 5) -> builtins.list[MemoryHit]:
+        """Return up to ``limit`` of the user's past messages most relevant to ``query``.
+
+        Messages match when they contain any word of the query; more of the words,
+        and more often, rank higher. Unrelated messages are not returned.
+        """
+        return self._manager.run(
+            search_plan(self._user_id, query, self._agent_name, limit, self._manager.privacy)
+        )
+
+    def read(self, message_id: str) -> Message:
+        """Return the user's message ``message_id``; ``EntryNotFoundError`` if it is not theirs."""
+        found = self._manager.run(
+            list_plan(self._user_id, self._agent_name, message_id, 1, 0, self._manager.privacy)
+        )
+        if not found:
+            raise EntryNotFoundError(f"message {message_id} not found")
+        return found[0].message
+
+    def list(self, *, limit: int | None = 20, offset: int = 0) -> builtins.list[MemoryHit]:
+        """Return the user's messages across their sessions, newest first (a page of them)."""
+        return self._manager.run(
+            list_plan(self._user_id, self._agent_name, None, limit, offset, self._manager.privacy)
+        )

@@ -1,0 +1,145 @@
+"""Finding a user's past messages: the text that is searched, and the scanning search.
+
+**What is indexed.** The text of a message is the string values of its payload,
+at any depth (``{"content": "..."}``, tool results, lists of parts), joined by
+spaces; keys, numbers and booleans are not searched, nor the role. Only message
+entries are searched, on every branch of every session of the user.
+
+**How a query matches.** The query is split into words (case-insensitive, up
+to :data:`MAX_TERMS`); a message matches when it contains any of them, and
+ranks higher the more of the words it contains and the more often. There is no
+stemming and there are no stop words, so any language works alike.
+
+* PostgreSQL: ``jsonb_to_tsvector('simple', payload, '["string"]')`` with a GIN
+  expression index, the words OR-ed into a ``tsquery``, ranked by ``ts_rank``.
+* SQLite: an FTS5 table kept in sync by triggers, ranked by ``bm25``.
+* Any other backend (the file store, a user's own): :func:`scan` reads the
+  user's messages and ranks them by term frequency (``sum(1 + ln(tf))`` over
+  the query words). So does every backend when payloads are encrypted.
+
+Scores are larger for better matches; they are comparable within one result
+list, not between backends. Equal scores are ordered newest first.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+from ._plan import Plan
+from .backend import MessageHit
+from .errors import SessionNotFoundError
+from .privacy import PLAIN, Privacy
+from .rules import Call
+from .types import EntryType, SessionEntry, SessionMetadata
+
+#: Words of a query beyond this many are ignored.
+MAX_TERMS = 32
+
+_WORD = re.compile(r"\w+")
+
+
+def terms(query: str) -> list[str]:
+    """Return the distinct lower-case words of ``query``, in order (at most :data:`MAX_TERMS`)."""
+    seen: dict[str, None] = {}
+    for word in _WORD.findall(query.lower()):
+        seen.setdefault(word, None)
+        if len(seen) == MAX_TERMS:
+            break
+    return list(seen)
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+def payload_text(payload: dict[str, Any]) -> str:
+    """Return the searchable text of a payload: its string values, joined by spaces."""
+    return " ".join(_strings(payload))
+
+
+def score(query_terms: list[str], text: str) -> float:
+    """Return the term-frequency score of ``text`` for ``query_terms`` (0: no match)."""
+    counts = Counter(_WORD.findall(text.lower()))
+    total = 0.0
+    for term in query_terms:
+        tf = counts.get(term, 0)
+        if tf:
+            total += 1.0 + math.log(tf)
+    return total
+
+
+def _user_sessions(user_id: str, agent_name: str | None) -> Plan[Call, list[SessionMetadata]]:
+    agents: list[str] = [agent_name] if agent_name is not None else (yield Call("list_agents"))
+    found: list[SessionMetadata] = []
+    for agent in agents:
+        found.extend((yield Call("list_sessions", (agent,), {"user_id": user_id})))
+    return found
+
+
+def _user_messages(
+    user_id: str, agent_name: str | None, privacy: Privacy
+) -> Plan[Call, list[tuple[MessageHit, int]]]:
+    """Return every message entry of the user's sessions, with its place in its session."""
+    found: list[tuple[MessageHit, int]] = []
+    for meta in (yield from _user_sessions(user_id, agent_name)):
+        try:
+            entries: list[SessionEntry] = yield Call("load_entries", (meta.id,))
+        except SessionNotFoundError:
+            continue  # deleted since it was listed
+        for seq, entry in enumerate(entries):
+            if entry.type is EntryType.MESSAGE:
+                found.append((MessageHit(meta.id, privacy.open_entry(meta.id, entry)), seq))
+    return found
+
+
+def _newest_first(item: tuple[MessageHit, int]) -> tuple[Any, ...]:
+    hit, seq = item
+    return (hit.entry.timestamp, hit.session_id, seq)
+
+
+def scan(
+    user_id: str,
+    query: str,
+    agent_name: str | None,
+    limit: int,
+    privacy: Privacy = PLAIN,
+) -> Plan[Call, list[MessageHit]]:
+    """Search the user's messages by reading them all (any backend; decrypts when needed)."""
+    words = terms(query)
+    if not words or limit <= 0:
+        return []
+    scored: list[tuple[MessageHit, int]] = []
+    for hit, seq in (yield from _user_messages(user_id, agent_name, privacy)):
+        value = score(words, payload_text(hit.entry.data["payload"]))
+        if value > 0:
+            scored.append((MessageHit(hit.session_id, hit.entry, value), seq))
+    scored.sort(key=_newest_first, reverse=True)
+    scored.sort(key=lambda item: item[0].score, reverse=True)
+    return [hit for hit, _ in scored[:limit]]
+
+
+def scan_list(
+    user_id: str,
+    agent_name: str | None,
+    message_id: str | None,
+    limit: int | None,
+    offset: int,
+) -> Plan[Call, list[MessageHit]]:
+    """List the user's messages newest first by reading them all (any backend)."""
+    found = yield from _user_messages(user_id, agent_name, PLAIN)
+    if message_id is not None:
+        found = [item for item in found if item[0].entry.id == message_id]
+    found.sort(key=_newest_first, reverse=True)
+    end = None if limit is None else offset + limit
+    return [hit for hit, _ in found[offset:end]]
