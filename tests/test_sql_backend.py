@@ -100,6 +100,11 @@ def test_sqlite_statements_per_operation(tmp_path: Path) -> None:
     assert statements == ["BEGIN", "SELECT", "INSERT", "UPDATE", "COMMIT"]
     statements.clear()
     session.get_messages()
+    # One statement: the whole branch is one range scan of the session's entries.
+    assert statements == ["SELECT"]
+    statements.clear()
+    session.get_messages(limit=1)
+    # The newest N: a recursive walk that stops after N messages.
     assert statements == ["WITH"]
     mgr.close()
 

@@ -11,9 +11,10 @@ part of the branch it returns.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -70,6 +71,8 @@ class SQLPlan:
     plan: Plan
     atomic: bool = False
 
+
+_ENTRY_TYPES = {kind.value: kind for kind in EntryType}
 
 _ENTRY_COLUMNS = "id, parent_id, seq, depth, type, role, payload, created_at"
 
@@ -138,14 +141,41 @@ class SQLPlans:
         data: Any,
         created_at: datetime,
     ) -> SessionEntry:
-        kind = EntryType(type)
-        return SessionEntry.model_construct(
-            id=id,
-            parent_id=parent_id,
-            timestamp=created_at,
-            type=kind,
-            data={"role": role, "payload": data} if kind is EntryType.MESSAGE else data,
+        kind = _ENTRY_TYPES[type]
+        return SessionEntry._trusted(
+            {
+                "id": id,
+                "parent_id": parent_id,
+                "timestamp": created_at,
+                "type": kind,
+                "data": {"role": role, "payload": data} if kind is EntryType.MESSAGE else data,
+            }
         )
+
+    def _raw_entries(self, rows: Sequence[Any]) -> list[SessionEntry]:
+        """Return the entries of rows read without column types (the branch walk).
+
+        The walk hands back the driver's own values, not SQLAlchemy-processed
+        ones: on PostgreSQL psycopg has already parsed ``jsonb`` and made aware
+        timestamps; on SQLite the payload is JSON text and the timestamp the
+        fixed-width UTC text the column stores. One pass here is much cheaper
+        than SQLAlchemy's per-column processors.
+        """
+        entry = self._entry
+        out: list[SessionEntry] = []
+        append = out.append
+        if self.dialect == "postgresql":
+            for _, id, parent_id, kind, role, data, ts in rows:
+                if id is not None:
+                    append(entry(id, parent_id, kind, role, data, ts.astimezone(UTC)))
+        else:
+            loads = json.loads
+            parse = datetime.fromisoformat
+            for _, id, parent_id, kind, role, data, ts in rows:
+                if id is not None:
+                    when = parse(ts).replace(tzinfo=UTC)
+                    append(entry(id, parent_id, kind, role, loads(data), when))
+        return out
 
     @staticmethod
     def _checkpoint(row: Row[Any]) -> Checkpoint:
@@ -447,39 +477,49 @@ SELECT s.id AS sid, b.id, b.parent_id, b.type, b.role, b.payload, b.created_at
 FROM {self._sessions} s LEFT JOIN branch b ON :all_types OR b.type = 'message'
 WHERE s.id = :sid
 ORDER BY b.seq"""
-        cols = self.tables.entries.c
-        stmt = text(sql).columns(
-            self.tables.sessions.c.id.label("sid"),
-            cols.id,
-            cols.parent_id,
-            cols.type,
-            cols.role,
-            cols.payload,
-            cols.created_at,
-        )
+        # No column types: the rows are converted by _raw_entries in one pass.
+        stmt = text(sql)
         self._walks[key] = stmt
         return stmt
+
+    def _scan(self) -> Executable:
+        """Return the read of a whole session in append order, with its current leaf.
+
+        A whole branch is read this way rather than by the recursive walk: one
+        range scan of the ``(session_id, seq)`` index costs a fraction of one
+        index probe per entry, and :func:`_follow` picks the branch out of it.
+        """
+        cached = self._walks.get(("scan", "all"))
+        if cached is None:
+            cached = text(f"""
+SELECT s.current_leaf, e.id, e.parent_id, e.type, e.role, e.payload, e.created_at
+FROM {self._sessions} s LEFT JOIN {self._entries} e ON e.session_id = s.id
+WHERE s.id = :sid
+ORDER BY e.seq""")
+            self._walks[("scan", "all")] = cached
+        return cached
 
     def load_branch(self, session_id: str, query: BranchQuery) -> SQLPlan:
         """Walk one branch from its leaf towards the root; return it root first."""
         start = "leaf" if query.leaf is None and query.before is None else "entry"
         bound = "all" if query.limit is None else ("older" if query.before else "newest")
-        stmt = self._walk(start, bound)
-        params: dict[str, Any] = {"sid": session_id, "all_types": not query.messages_only}
+        params: dict[str, Any] = {"sid": session_id}
         if start == "entry":
             params["start"] = query.before or query.leaf
-        if bound != "all":
+        if bound == "all":
+            stmt = self._scan()
+        else:
+            stmt = self._walk(start, bound)
+            params["all_types"] = not query.messages_only
             params["n"] = query.limit
 
         def plan() -> Plan:
             rows = (yield Stmt(stmt, params)).all()
             if not rows:
                 raise SessionNotFoundError(f"session {session_id} not found")
-            entries = [
-                self._entry(r.id, r.parent_id, r.type, r.role, r.payload, r.created_at)
-                for r in rows
-                if r.id is not None
-            ]
+            if bound == "all":
+                rows = _follow(rows, params.get("start") or rows[0][0], query.messages_only)
+            entries = self._raw_entries(rows)
             if start == "entry":
                 if not entries or entries[-1].id != params["start"]:
                     what = "message" if query.before else "entry"
@@ -702,6 +742,27 @@ WHERE {FTS_TABLE} MATCH :match AND s.user_id = :uid {by_agent} AND e.type = 'mes
             return [self._checkpoint(r) for r in rows if r.id is not None]
 
         return SQLPlan(plan())
+
+
+def _follow(rows: Sequence[Any], leaf: str | None, messages_only: bool) -> list[Any]:
+    """Return the rows on the path root -> ``leaf``, root first.
+
+    ``rows`` are a session's entries in append order; a parent is always older
+    than its child, so one backward pass following parent links finds the
+    branch (every row, in a session that was never restored).
+    """
+    picked = []
+    wanted = leaf
+    for r in reversed(rows):
+        if wanted is None:
+            break
+        if r[1] == wanted:
+            picked.append(r)
+            wanted = r[2]
+    picked.reverse()
+    if messages_only:
+        return [r for r in picked if r[3] == "message"]
+    return picked
 
 
 @lru_cache(maxsize=64)

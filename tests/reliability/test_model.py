@@ -319,7 +319,7 @@ class StoreMachine(RuleBasedStateMachine):
             return
         expected = ms.messages(ms.leaf if before is None else ms.nodes[before].parent)
         if limit is not None:
-            expected = expected[len(expected) - limit :] if limit else []
+            expected = expected[max(0, len(expected) - limit) :] if limit else []
         got = session.get_messages(limit=limit, before=before)
         assert [(m.id, m.type, m.payload, m.timestamp) for m in got] == [
             (m.id, m.type, m.payload, m.timestamp) for m in expected
