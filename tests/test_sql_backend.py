@@ -53,11 +53,20 @@ def pg_url(request: pytest.FixtureRequest) -> str:
     return url
 
 
+@pytest.mark.parametrize("engine_from", ["host", "own"])
 @pytest.mark.postgres
-def test_postgres_append_and_load_are_one_round_trip(pg_url: str) -> None:
-    # One pooled connection, so that every statement goes through the traced one.
-    engine = create_engine(normalize_url(pg_url), pool_size=1, max_overflow=0)
-    mgr = sdb.Manager(sdb.SQLBackend(engine))
+def test_postgres_append_and_load_are_one_round_trip(pg_url: str, engine_from: str) -> None:
+    if engine_from == "host":
+        # One pooled connection, so that every statement goes through the traced one.
+        engine = create_engine(normalize_url(pg_url), pool_size=1, max_overflow=0)
+        mgr = sdb.Manager(sdb.SQLBackend(engine))
+    else:
+        # The engine connect() builds: its liveness check on checkout costs no round
+        # trip. Used from one thread, its pool holds a single connection.
+        mgr = sdb.connect(pg_url)
+        backend = mgr.backend
+        assert isinstance(backend, sdb.SQLBackend)
+        engine = backend.engine
     session = mgr.create("assistant")
     # psycopg prepares a statement on its fifth use on a connection, which costs
     # one extra round trip once; warm up past that, then count.

@@ -14,7 +14,7 @@ from .. import migrations
 from .._plan import adrive
 from ..backend import WHOLE_BRANCH, BranchQuery, NewCheckpoint
 from ..errors import StorageClosedError
-from ..sql.engine import PREPARED, engine_options, normalize_url
+from ..sql.engine import PREPARED, drop_dead_connections, engine_options, normalize_url
 from ..sql.errors import translate
 from ..sql.plans import SQLPlan, Stmt
 from ..sql.setup import ROLLBACK, SQLITE_START, SQLBackendBase
@@ -53,6 +53,7 @@ class AsyncSQLBackend(SQLBackendBase[AsyncEngine], AsyncStorageBackend):
             engine = create_async_engine(
                 url, **engine_options(url, connect_timeout=connect_timeout)
             )
+            drop_dead_connections(engine.sync_engine)
         else:
             engine = engine_or_url
         self._configure(
@@ -121,7 +122,9 @@ class AsyncSQLBackend(SQLBackendBase[AsyncEngine], AsyncStorageBackend):
                     info[PREPARED] = True
                 return await adrive(self._setup.transaction(sql_plan), self._perform(conn))
         except SQLAlchemyError as exc:
-            raise translate(exc, self._dialect) from exc
+            # Statement errors were translated as they happened; what is left
+            # came from getting (or setting up) the connection.
+            raise translate(exc, self._dialect, connecting=True) from exc
         finally:
             sql_plan.plan.close()
 

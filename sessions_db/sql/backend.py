@@ -115,7 +115,9 @@ class SQLBackend(SQLBackendBase[Engine], StorageBackend):
                     info[PREPARED] = True
                 return drive(self._setup.transaction(sql_plan), self._perform(conn))
         except SQLAlchemyError as exc:
-            raise translate(exc, self._dialect) from exc
+            # Statement errors were translated as they happened; what is left
+            # came from getting (or setting up) the connection.
+            raise translate(exc, self._dialect, connecting=True) from exc
         finally:
             sql_plan.plan.close()
 

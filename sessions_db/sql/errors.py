@@ -82,13 +82,22 @@ def _sqlite(orig: BaseException | None, exc: sa_exc.DBAPIError) -> SessionsDBErr
     return SessionsDBError(f"SQLite error {name or type(orig).__name__}")
 
 
-def translate(exc: sa_exc.SQLAlchemyError, dialect: str) -> SessionsDBError:
-    """Return the sessions_db error for a SQLAlchemy/driver error."""
+def translate(
+    exc: sa_exc.SQLAlchemyError, dialect: str, *, connecting: bool = False
+) -> SessionsDBError:
+    """Return the sessions_db error for a SQLAlchemy/driver error.
+
+    With ``connecting``, ``exc`` came from getting a connection (the pool), where
+    any failure means the database cannot be reached: after a restart, for
+    example, the pool gives up once its attempts to reconnect are used up.
+    """
     if isinstance(exc, sa_exc.DBAPIError):
         orig = exc.orig
         error = _postgres(orig, exc) if dialect == "postgresql" else _sqlite(orig, exc)
     elif isinstance(exc, sa_exc.TimeoutError):
         error = StorageUnavailableError("no database connection became free in time")
+    elif connecting:
+        error = StorageUnavailableError(f"no working database connection: {type(exc).__name__}")
     else:
         error = SessionsDBError(f"database error: {type(exc).__name__}")
     error.__cause__ = exc
