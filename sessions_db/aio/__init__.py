@@ -18,6 +18,7 @@
 from .backend import AsyncStorageBackend
 from .connect import connect
 from .manager import AsyncManager, AsyncSession
+from .memory import AsyncSessionMemory
 from .sql import AsyncSQLBackend
 from .threaded import ThreadedBackend
 
@@ -25,6 +26,7 @@ __all__ = [
     "AsyncManager",
     "AsyncSQLBackend",
     "AsyncSession",
+    "AsyncSessionMemory",
     "AsyncStorageBackend",
     "ThreadedBackend",
     "connect",
