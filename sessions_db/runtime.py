@@ -17,6 +17,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Generic, Protocol, TypeGuard, TypeVar, runtime_checkable
 
 from . import ids
@@ -311,15 +312,10 @@ class Runtime(RuntimeFields[Manager]):
     agents when they are registered.
     """
 
-    def __init__(
-        self,
-        manager: Manager,
-        config: ConfigSource | None = None,
-        *,
-        memory: MemoryReader | None = None,
-    ) -> None:
-        super().__init__(manager, config, memory=memory)
-        self._stateless = Manager(NullBackend(), clock=manager.clock)
+    @cached_property
+    def _stateless(self) -> Manager:
+        """The manager of stateless agents' sessions (kept nowhere)."""
+        return Manager(NullBackend(), clock=self._manager.clock)
 
     def call_with_session(self, agent_name: str, message: Message, session_id: str) -> Message:
         """Run the agent on ``message`` within the session, and record both; return the answer.

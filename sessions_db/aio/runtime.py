@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Mapping
+from functools import cached_property
 from typing import Any
 
 from .._plan import adrive
@@ -51,7 +52,6 @@ class Runtime(RuntimeFields[AsyncManager]):
     ) -> None:
         super().__init__(manager, config, memory=memory)
         self._to_thread = to_thread
-        self._stateless: AsyncManager | None = None
 
     async def call_with_session(
         self, agent_name: str, message: Message, session_id: str
@@ -74,15 +74,16 @@ class Runtime(RuntimeFields[AsyncManager]):
         plan = self._restore_plan(session_id, checkpoint_id, agent_name)
         return await adrive(plan, self._perform)
 
-    def _stateless_manager(self) -> AsyncManager:
-        if self._stateless is None:
-            backend = ThreadedBackend(NullBackend(), max_workers=1)
-            self._stateless = AsyncManager(backend, clock=self._manager.clock)
-        return self._stateless
+    @cached_property
+    def _stateless(self) -> AsyncManager:
+        """The manager of stateless agents' sessions (kept nowhere)."""
+        return AsyncManager(
+            ThreadedBackend(NullBackend(), max_workers=1), clock=self._manager.clock
+        )
 
     async def _perform(self, request: Request) -> Any:
         if isinstance(request, OpenSession):
-            manager = self._stateless_manager() if request.stateless else self._manager
+            manager = self._stateless if request.stateless else self._manager
             return await manager.get(request.session_id)
         if isinstance(request, SessionCall):
             return await getattr(request.session, request.method)(*request.args, **request.kwargs)
