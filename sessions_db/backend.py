@@ -10,7 +10,7 @@ are taken at the leaf atomically. The contract suite in
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -221,7 +221,7 @@ class StorageBackend(ABC):
         """
         from .search import scan  # noqa: PLC0415 - search builds on this module
 
-        return drive(scan(user_id, query, agent_name, limit), self._perform_call)
+        return drive(scan(user_id, query, agent_name, limit), _performer(self))
 
     def list_messages(
         self,
@@ -239,10 +239,7 @@ class StorageBackend(ABC):
         """
         from .search import scan_list  # noqa: PLC0415 - as above
 
-        return drive(scan_list(user_id, agent_name, message_id, limit, offset), self._perform_call)
-
-    def _perform_call(self, call: Any) -> Any:
-        return call.target(self)(*call.args, **call.kwargs)
+        return drive(scan_list(user_id, agent_name, message_id, limit, offset), _performer(self))
 
     def release(self, session_id: str) -> None:  # noqa: B027 - optional hook, no-op by default
         """Drop whatever the backend caches for the session (``Session.close``)."""
@@ -250,6 +247,12 @@ class StorageBackend(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release the backend's resources. Idempotent; later calls raise ``StorageClosedError``."""
+
+
+def _performer(backend: StorageBackend) -> Callable[[Any], Any]:
+    from .rules import performer  # noqa: PLC0415 - the rules build on this module
+
+    return performer(backend)
 
 
 def restore_marker(entry_id: str, checkpoint_id: str, timestamp: datetime) -> SessionEntry:

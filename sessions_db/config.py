@@ -11,6 +11,10 @@ A configuration document looks like the seed's::
       checkpoint:
         auto_save: true        # take checkpoints automatically
         interval: 5m           # 30s, 5m, 1h, 1d, or combined: 1h30m
+      redact: myapp.pii:scrub  # a function payload -> payload, run before storage
+      encryption:              # payloads encrypted at rest (sessions_db.crypto)
+        keys: {"2025-06": "<base64 key>"}   # key ID -> key (generate_key())
+        active: "2025-06"      # the key new writes use (optional with one key)
     agents:
       - name: assistant
         session:
@@ -23,10 +27,12 @@ sets it wins:
    when none is given, the YAML file named by ``SESSIONS_DB_CONFIG``;
 2. the environment: ``SESSIONS_DB_ENABLED``, ``SESSIONS_DB_STORE``,
    ``SESSIONS_DB_URL``, ``SESSIONS_DB_BASE_DIR``, ``SESSIONS_DB_SCHEMA``,
-   ``SESSIONS_DB_CHECKPOINT_AUTO_SAVE``, ``SESSIONS_DB_CHECKPOINT_INTERVAL``, and
-   the seed's ``AIXGO_SESSION_DIR`` (the file store's directory, after
-   ``SESSIONS_DB_BASE_DIR``) and ``POSTGRES_CONNECTION_STRING`` (the URL, after
-   ``SESSIONS_DB_URL``, used only when the store is ``postgres``);
+   ``SESSIONS_DB_CHECKPOINT_AUTO_SAVE``, ``SESSIONS_DB_CHECKPOINT_INTERVAL``,
+   ``SESSIONS_DB_REDACT``, ``SESSIONS_DB_ENCRYPTION_KEYS`` (``kid1:key1,kid2:key2``),
+   ``SESSIONS_DB_ENCRYPTION_ACTIVE``, and the seed's ``AIXGO_SESSION_DIR`` (the
+   file store's directory, after ``SESSIONS_DB_BASE_DIR``) and
+   ``POSTGRES_CONNECTION_STRING`` (the URL, after ``SESSIONS_DB_URL``, used only
+   when the store is ``postgres``);
 3. the defaults.
 
 Every invalid value raises :class:`~sessions_db.ConfigurationError` naming the
@@ -35,16 +41,26 @@ field (``session.checkpoint.interval: ...``).
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from .crypto import Keyring
 from .errors import ConfigurationError
 
 #: The file store's directory when none is configured.
@@ -95,6 +111,60 @@ class CheckpointConfig(_Model):
         return parse_duration(value)
 
 
+def import_callable(path: str) -> Callable[..., Any]:
+    """Return the callable a ``"package.module:function"`` path names; ``ValueError`` if none."""
+    module_name, sep, attribute = path.partition(":")
+    if not sep or not module_name or not attribute:
+        raise ValueError(f"{path!r} is not an import path like 'package.module:function'")
+    try:
+        target: Any = importlib.import_module(module_name)
+        for name in attribute.split("."):
+            target = getattr(target, name)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"cannot import {path!r}: {exc}") from None
+    if not callable(target):
+        raise ValueError(f"{path!r} is not callable")
+    return target  # type: ignore[no-any-return]
+
+
+def _key_pairs(value: object) -> object:
+    """Read ``SESSIONS_DB_ENCRYPTION_KEYS`` text (``kid1:key1,kid2:key2``) as a mapping."""
+    if not isinstance(value, str):
+        return value
+    keys: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        key_id, sep, key = item.partition(":")
+        if not sep or not key_id.strip() or not key.strip():
+            raise ValueError("expected key_id:base64_key pairs separated by commas")
+        keys[key_id.strip()] = key.strip()
+    return keys
+
+
+class EncryptionConfig(_Model):
+    """The ``session.encryption`` block: the keyring payloads are encrypted with."""
+
+    keys: dict[str, SecretStr]
+    active: str | None = None
+
+    @field_validator("keys", mode="before")
+    @classmethod
+    def _keys(cls, value: object) -> object:
+        return _key_pairs(value)
+
+    @model_validator(mode="after")
+    def _valid_keyring(self) -> EncryptionConfig:
+        try:
+            self.keyring()
+        except ConfigurationError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+    def keyring(self) -> Keyring:
+        """Return the :class:`~sessions_db.crypto.Keyring` this block describes."""
+        keys = {key_id: key.get_secret_value() for key_id, key in self.keys.items()}
+        return Keyring.from_config({"keys": keys, "active": self.active})
+
+
 class SessionConfig(_Model):
     """The ``session:`` block."""
 
@@ -104,11 +174,32 @@ class SessionConfig(_Model):
     url: str | None = None
     db_schema: str | None = Field(default=None, alias="schema")
     checkpoint: CheckpointConfig = CheckpointConfig()
+    redact: str | None = None
+    encryption: EncryptionConfig | None = None
+
+    @field_validator("redact")
+    @classmethod
+    def _redact(cls, value: str | None) -> str | None:
+        if value is not None:
+            import_callable(value)
+        return value
 
     @property
     def auto_checkpoint(self) -> timedelta | None:
         """The automatic checkpoint interval, or ``None`` when ``auto_save`` is off."""
         return self.checkpoint.interval if self.checkpoint.auto_save else None
+
+    def manager_options(self) -> dict[str, Any]:
+        """Return the options of a manager this block configures.
+
+        ``redact`` (the imported function), ``keyring`` and ``auto_checkpoint``, as
+        :class:`~sessions_db.Manager` and the asyncio manager take them.
+        """
+        return {
+            "redact": None if self.redact is None else import_callable(self.redact),
+            "keyring": None if self.encryption is None else self.encryption.keyring(),
+            "auto_checkpoint": self.auto_checkpoint,
+        }
 
 
 class AgentSessionConfig(_Model):
@@ -153,6 +244,9 @@ _ENV_FIELDS: list[tuple[str, tuple[str, ...]]] = [
     ("SESSIONS_DB_SCHEMA", ("schema",)),
     ("SESSIONS_DB_CHECKPOINT_AUTO_SAVE", ("checkpoint", "auto_save")),
     ("SESSIONS_DB_CHECKPOINT_INTERVAL", ("checkpoint", "interval")),
+    ("SESSIONS_DB_REDACT", ("redact",)),
+    ("SESSIONS_DB_ENCRYPTION_KEYS", ("encryption", "keys")),
+    ("SESSIONS_DB_ENCRYPTION_ACTIVE", ("encryption", "active")),
 ]
 
 
@@ -278,8 +372,10 @@ __all__ = [
     "CheckpointConfig",
     "Config",
     "ConfigSource",
+    "EncryptionConfig",
     "SessionConfig",
     "StoreKind",
+    "import_callable",
     "load_config",
     "parse_duration",
 ]

@@ -140,18 +140,23 @@ def connect(
     2. the environment variables ``SESSIONS_DB_ENABLED``, ``SESSIONS_DB_STORE``,
        ``SESSIONS_DB_URL``, ``SESSIONS_DB_BASE_DIR``, ``SESSIONS_DB_SCHEMA``,
        ``SESSIONS_DB_CHECKPOINT_AUTO_SAVE``, ``SESSIONS_DB_CHECKPOINT_INTERVAL``,
-       and the seed's ``AIXGO_SESSION_DIR`` (file store directory) and
-       ``POSTGRES_CONNECTION_STRING`` (URL of a ``postgres`` store);
+       ``SESSIONS_DB_REDACT``, ``SESSIONS_DB_ENCRYPTION_KEYS``,
+       ``SESSIONS_DB_ENCRYPTION_ACTIVE``, and the seed's ``AIXGO_SESSION_DIR``
+       (file store directory) and ``POSTGRES_CONNECTION_STRING`` (URL of a
+       ``postgres`` store);
     3. the defaults (sessions enabled, the embedded default store, no automatic
        checkpoints).
 
     ``url``, when given, wins over the configured store (``store``, ``url``,
-    ``base_dir``); the rest of the configuration still applies. With
+    ``base_dir``); the rest of the configuration still applies: automatic
+    checkpoints, and the ``redact`` hook and ``encryption`` keyring of
+    :mod:`sessions_db.privacy`. With
     ``enabled: false`` the manager keeps nothing (see :class:`NullBackend`).
     ``ConfigurationError`` names any invalid field.
     """
     store, cfg = configured(url, config)
     if store is None:
         return Manager(NullBackend())
+    options = cfg.manager_options()
     backend = backend_for_url(store, migrate=migrate, schema=cfg.db_schema)
-    return Manager(backend, auto_checkpoint=cfg.auto_checkpoint)
+    return Manager(backend, **options)

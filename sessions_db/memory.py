@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import builtins
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import ids, search
+from ._handles import ManagerFields
 from ._plan import Plan
 from .backend import MessageHit
 from .errors import EntryNotFoundError, InvalidArgumentError
@@ -95,14 +96,23 @@ def list_plan(
     return _hits(found, privacy)
 
 
-class SessionMemory:
-    """The long-term memory of one user (optionally of one agent), read through a manager.
+def read_plan(
+    user_id: str, agent_name: str | None, message_id: str, privacy: Privacy = PLAIN
+) -> Plan[Call, Message]:
+    """Return the user's message ``message_id``; ``EntryNotFoundError`` if it is not theirs."""
+    found = yield from list_plan(user_id, agent_name, message_id, 1, 0, privacy)
+    if not found:
+        raise EntryNotFoundError(f"message {message_id} not found")
+    return found[0].message
 
-    Implements the ``MemoryReader`` protocol: :meth:`read`, :meth:`search`, :meth:`list`.
-    """
 
-    def __init__(self, manager: Manager, user_id: str, *, agent_name: str | None = None) -> None:
-        self._manager = manager
+class MemoryFields:
+    """A memory's user and agent, and the plans of its reads (shared by sync and asyncio)."""
+
+    def __init__(
+        self, manager: ManagerFields[Any], user_id: str, *, agent_name: str | None = None
+    ) -> None:
+        self._privacy = manager.privacy
         self._user_id = _user(user_id)
         self._agent_name = None if agent_name is None else ids.agent_name(agent_name)
 
@@ -116,27 +126,38 @@ class SessionMemory:
         """The agent whose sessions this memory is limited to (``None``: all of them)."""
         return self._agent_name
 
+    def _search_plan(self, query: str, limit: int) -> Plan[Call, builtins.list[MemoryHit]]:
+        return search_plan(self._user_id, query, self._agent_name, limit, self._privacy)
+
+    def _read_plan(self, message_id: str) -> Plan[Call, Message]:
+        return read_plan(self._user_id, self._agent_name, message_id, self._privacy)
+
+    def _list_plan(self, limit: int | None, offset: int) -> Plan[Call, builtins.list[MemoryHit]]:
+        return list_plan(self._user_id, self._agent_name, None, limit, offset, self._privacy)
+
+
+class SessionMemory(MemoryFields):
+    """The long-term memory of one user (optionally of one agent), read through a manager.
+
+    Implements the ``MemoryReader`` protocol: :meth:`read`, :meth:`search`, :meth:`list`.
+    """
+
+    def __init__(self, manager: Manager, user_id: str, *, agent_name: str | None = None) -> None:
+        super().__init__(manager, user_id, agent_name=agent_name)
+        self._manager = manager
+
     def search(self, query: str, limit: int = 5) -> builtins.list[MemoryHit]:
         """Return up to ``limit`` of the user's past messages most relevant to ``query``.
 
         Messages match when they contain any word of the query; more of the words,
         and more often, rank higher. Unrelated messages are not returned.
         """
-        return self._manager.run(
-            search_plan(self._user_id, query, self._agent_name, limit, self._manager.privacy)
-        )
+        return self._manager.run(self._search_plan(query, limit))
 
     def read(self, message_id: str) -> Message:
         """Return the user's message ``message_id``; ``EntryNotFoundError`` if it is not theirs."""
-        found = self._manager.run(
-            list_plan(self._user_id, self._agent_name, message_id, 1, 0, self._manager.privacy)
-        )
-        if not found:
-            raise EntryNotFoundError(f"message {message_id} not found")
-        return found[0].message
+        return self._manager.run(self._read_plan(message_id))
 
     def list(self, *, limit: int | None = 20, offset: int = 0) -> builtins.list[MemoryHit]:
         """Return the user's messages across their sessions, newest first (a page of them)."""
-        return self._manager.run(
-            list_plan(self._user_id, self._agent_name, None, limit, offset, self._manager.privacy)
-        )
+        return self._manager.run(self._list_plan(limit, offset))

@@ -6,8 +6,8 @@ The protocols are the seed's interfaces spelled in Python. An agent needs only
 
 What the runtime does is written once, as plans (see :mod:`sessions_db._plan`)
 that yield :class:`OpenSession`, :class:`SessionCall` and :class:`AgentCall`
-requests; :class:`Runtime` performs them with blocking calls, and an asyncio
-runtime can perform the same plans with awaited ones.
+requests; :class:`Runtime` performs them with blocking calls, and
+``sessions_db.aio.Runtime`` performs the same plans with awaited ones.
 """
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ from __future__ import annotations
 import inspect
 import threading
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeGuard, runtime_checkable
+from functools import cached_property
+from typing import Any, Generic, Protocol, TypeGuard, TypeVar, runtime_checkable
 
 from . import ids
 from ._plan import Plan, drive
@@ -203,23 +205,26 @@ def restore_plan(
     return found
 
 
-# -- the synchronous runtime ---------------------------------------------------------
+# -- what both runtimes share -----------------------------------------------------------
+
+M = TypeVar("M")
 
 
-class Runtime:
-    """Runs registered agents with their sessions (the seed's ``CallWithSession``).
+def bound(session: Any) -> AbstractContextManager[Any]:
+    """Bind ``session`` as the current session while an agent runs (nothing if ``None``)."""
+    return nullcontext() if session is None else use_session(session)
 
-    ``config`` (a :class:`~sessions_db.config.Config`, a YAML file or a dict, as
-    for :func:`sessions_db.connect`; by default the file ``SESSIONS_DB_CONFIG``
-    names and the environment) supplies the ``agents:`` list: an agent whose
-    ``session.enabled`` is false runs statelessly, and with ``session.enabled:
-    false`` every agent does. ``memory``, if given, is handed to memory-aware
-    agents when they are registered.
+
+class RuntimeFields(Generic[M]):
+    """A runtime's manager, configuration, memory and registered agents, and its plans.
+
+    The sync :class:`Runtime` and the asyncio ``sessions_db.aio.Runtime`` differ only
+    in how they perform the plans' requests.
     """
 
     def __init__(
         self,
-        manager: Manager,
+        manager: M,
         config: ConfigSource | None = None,
         *,
         memory: MemoryReader | None = None,
@@ -227,12 +232,11 @@ class Runtime:
         self._manager = manager
         self._config: Config = load_config(config)
         self._memory = memory
-        self._stateless = Manager(NullBackend(), clock=manager.clock)
         self._agents: dict[str, object] = {}
         self._lock = threading.Lock()
 
     @property
-    def session_manager(self) -> Manager:
+    def session_manager(self) -> M:
         """The manager the runtime keeps sessions with."""
         return self._manager
 
@@ -276,6 +280,43 @@ class Runtime:
         """Whether calls to ``agent_name`` are recorded in sessions (its ``session.enabled``)."""
         return self._config.agent_session_enabled(agent_name)
 
+    def _call_plan(
+        self, agent_name: str, message: Message, session_id: str
+    ) -> Plan[Request, Message]:
+        agent = self.agent(agent_name)
+        stateful = self.keeps_sessions(agent_name)
+        return call_plan(agent_name, agent, message, session_id, stateful=stateful)
+
+    def _checkpoint_plan(
+        self, session_id: str, agent_name: str, metadata: Mapping[str, Any] | None
+    ) -> Plan[Request, Checkpoint]:
+        return checkpoint_plan(agent_name, self.agent(agent_name), session_id, metadata)
+
+    def _restore_plan(
+        self, session_id: str, checkpoint_id: str, agent_name: str
+    ) -> Plan[Request, Checkpoint]:
+        return restore_plan(agent_name, self.agent(agent_name), session_id, checkpoint_id)
+
+
+# -- the synchronous runtime ---------------------------------------------------------
+
+
+class Runtime(RuntimeFields[Manager]):
+    """Runs registered agents with their sessions (the seed's ``CallWithSession``).
+
+    ``config`` (a :class:`~sessions_db.config.Config`, a YAML file or a dict, as
+    for :func:`sessions_db.connect`; by default the file ``SESSIONS_DB_CONFIG``
+    names and the environment) supplies the ``agents:`` list: an agent whose
+    ``session.enabled`` is false runs statelessly, and with ``session.enabled:
+    false`` every agent does. ``memory``, if given, is handed to memory-aware
+    agents when they are registered.
+    """
+
+    @cached_property
+    def _stateless(self) -> Manager:
+        """The manager of stateless agents' sessions (kept nowhere)."""
+        return Manager(NullBackend(), clock=self._manager.clock)
+
     def call_with_session(self, agent_name: str, message: Message, session_id: str) -> Message:
         """Run the agent on ``message`` within the session, and record both; return the answer.
 
@@ -295,11 +336,7 @@ class Runtime:
         statelessly: a session-aware agent gets an empty session that keeps
         nothing, and nothing is loaded or stored.
         """
-        agent = self.agent(agent_name)
-        plan = call_plan(
-            agent_name, agent, message, session_id, stateful=self.keeps_sessions(agent_name)
-        )
-        return drive(plan, self._perform)
+        return drive(self._call_plan(agent_name, message, session_id), self._perform)
 
     def checkpoint(
         self, session_id: str, agent_name: str, *, metadata: Mapping[str, Any] | None = None
@@ -311,8 +348,7 @@ class Runtime:
         ``InvalidArgumentError`` if the agent is not checkpointable; ``PayloadError``
         if its state is not JSON-compatible (then nothing is stored).
         """
-        plan = checkpoint_plan(agent_name, self.agent(agent_name), session_id, metadata)
-        return drive(plan, self._perform)
+        return drive(self._checkpoint_plan(session_id, agent_name, metadata), self._perform)
 
     def restore(self, session_id: str, checkpoint_id: str, agent_name: str) -> Checkpoint:
         """Restore the session to the checkpoint and give the agent its state back, in one call.
@@ -323,8 +359,7 @@ class Runtime:
         must match (``ChecksumMismatchError``). Then the session is restored and
         the agent's ``restore_from_checkpoint(state)`` is called.
         """
-        plan = restore_plan(agent_name, self.agent(agent_name), session_id, checkpoint_id)
-        return drive(plan, self._perform)
+        return drive(self._restore_plan(session_id, checkpoint_id, agent_name), self._perform)
 
     def _perform(self, request: Request) -> Any:
         if isinstance(request, OpenSession):
@@ -332,18 +367,14 @@ class Runtime:
             return manager.get(request.session_id)
         if isinstance(request, SessionCall):
             return getattr(request.session, request.method)(*request.args, **request.kwargs)
-        method = getattr(request.agent, request.method)
-        if request.session is None:
-            result = method(*request.args)
-        else:
-            with use_session(request.session):
-                result = method(*request.args)
+        with bound(request.session):
+            result = getattr(request.agent, request.method)(*request.args)
         if inspect.isawaitable(result):
             if inspect.iscoroutine(result):
                 result.close()
             raise InvalidArgumentError(
                 f"{type(request.agent).__name__}.{request.method} is async: "
-                "run it with the asyncio API (sessions_db.aio)"
+                "run it with the asyncio runtime (sessions_db.aio.Runtime)"
             )
         return result
 
@@ -359,8 +390,10 @@ __all__ = [
     "OpenSession",
     "Request",
     "Runtime",
+    "RuntimeFields",
     "SessionAwareAgent",
     "SessionCall",
+    "bound",
     "call_plan",
     "checkpoint_plan",
     "is_checkpointable",

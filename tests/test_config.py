@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -11,8 +12,14 @@ import yaml
 from pydantic import ValidationError
 
 import sessions_db as sdb
+from sessions_db import aio
 from sessions_db.config import DEFAULT_BASE_DIR, load_config, parse_duration
 from sessions_db.connect import configured_store_url
+from sessions_db.crypto import MARKER, generate_key
+
+from .test_privacy import stored_text
+
+KEY1, KEY2 = generate_key(), generate_key()
 
 SEED_DOCUMENT = """
 session:
@@ -178,12 +185,32 @@ def test_configuration_comes_before_environment(tmp_path: Path) -> None:
             "session.checkpoint.interval (from $SESSIONS_DB_CHECKPOINT_INTERVAL)",
         ),
         ({}, {"SESSIONS_DB_STORE": "mongo"}, "session.store (from $SESSIONS_DB_STORE)"),
+        ({"session": {"redact": "no_such_module:scrub"}}, {}, "session.redact"),
+        ({"session": {"redact": "json:no_such_function"}}, {}, "session.redact"),
+        ({"session": {"redact": "json.dumps"}}, {}, "session.redact"),  # no ':'
+        ({"session": {"redact": "json:__name__"}}, {}, "session.redact"),  # not callable
+        ({"session": {"encryption": {"keys": {"k1": "short"}}}}, {}, "session.encryption"),
+        ({"session": {"encryption": {"keys": {"k1": "!!!"}}}}, {}, "session.encryption"),
+        ({"session": {"encryption": {"keys": {}}}}, {}, "session.encryption"),
+        ({"session": {"encryption": {"active": "k1"}}}, {}, "session.encryption.keys"),
+        (
+            {"session": {"encryption": {"keys": {"k1": KEY1, "k2": KEY2}, "active": "k3"}}},
+            {},
+            "session.encryption",
+        ),
+        (
+            {},
+            {"SESSIONS_DB_ENCRYPTION_KEYS": "k1=" + KEY1},
+            "session.encryption.keys (from $SESSIONS_DB_ENCRYPTION_KEYS)",
+        ),
+        ({}, {"SESSIONS_DB_REDACT": "json"}, "session.redact (from $SESSIONS_DB_REDACT)"),
     ],
 )
 def test_errors_name_the_field(document: dict[str, Any], env: dict[str, str], field: str) -> None:
     with pytest.raises(sdb.ConfigurationError) as raised:
         load_config(document, environ=env)
     assert f"{field}:" in str(raised.value)
+    assert KEY1 not in str(raised.value)  # keys never appear in errors
     assert not isinstance(raised.value, ValidationError)
     assert raised.value.__cause__ is None
     assert raised.value.__suppress_context__
@@ -287,3 +314,78 @@ def test_connect_defaults_to_the_embedded_store(
 def test_connect_reports_bad_configuration() -> None:
     with pytest.raises(sdb.ConfigurationError, match=r"session\.checkpoint\.interval"):
         sdb.connect(config={"checkpoint": {"interval": "often"}})
+
+
+def scrub(payload: dict[str, Any]) -> dict[str, Any]:
+    """The redact hook the configuration below names (tests.test_config:scrub)."""
+    return {**payload, "content": payload["content"].replace("4111-1111", "[card]")}
+
+
+@pytest.mark.parametrize("api", ["sync", "async"])
+def test_configured_privacy_is_applied(
+    store_url: str, store_kind: str, tmp_path: Path, api: str
+) -> None:
+    path = tmp_path / "sessions_db.yaml"
+    path.write_text(
+        f"""
+session:
+  store: {store_kind}
+  url: {store_url}
+  redact: tests.test_config:scrub
+  encryption:
+    keys:
+      old: {KEY1}
+      new: {KEY2}
+    active: new
+"""
+    )
+    said = {"content": "pay with 4111-1111, zanzibar-mongoose"}
+    kept = {"content": "pay with [card], zanzibar-mongoose"}
+    if api == "sync":
+        with sdb.connect(config=path) as mgr:
+            assert mgr.privacy.keyring is not None
+            assert mgr.privacy.keyring.active == "new"
+            sess = mgr.create("assistant", metadata={"topic": "zanzibar-mongoose"})
+            sess.append_message(sdb.Message.new("user", said))
+            assert [m.payload for m in sess.get_messages()] == [kept]
+            assert mgr.get(sess.id).metadata == {"topic": "zanzibar-mongoose"}
+    else:
+
+        async def main() -> None:
+            async with await aio.connect(config=path) as mgr:
+                sess = await mgr.create("assistant", metadata={"topic": "zanzibar-mongoose"})
+                await sess.append_message(sdb.Message.new("user", said))
+                assert [m.payload for m in await sess.get_messages()] == [kept]
+                assert (await mgr.get(sess.id)).metadata == {"topic": "zanzibar-mongoose"}
+
+        asyncio.run(main())
+    raw = stored_text(store_url)
+    assert "zanzibar" not in raw  # ciphertext only
+    assert "4111" not in raw
+    assert MARKER in raw
+    # Without the keys, the store gives back envelopes, not the text.
+    with sdb.connect(store_url) as plain:
+        (meta,) = plain.list("assistant")
+        (message,) = plain.get(meta.id).get_messages()
+        assert MARKER in message.payload
+
+
+def test_encryption_from_the_environment() -> None:
+    env = {
+        "SESSIONS_DB_ENCRYPTION_KEYS": f"old:{KEY1}, new:{KEY2}",
+        "SESSIONS_DB_ENCRYPTION_ACTIVE": "new",
+        "SESSIONS_DB_REDACT": "tests.test_config:scrub",
+    }
+    session = load_config(None, environ=env).session
+    options = session.manager_options()
+    assert options["redact"] is scrub
+    assert options["keyring"].key_ids == ["old", "new"]
+    assert options["keyring"].active == "new"
+    assert KEY1 not in repr(session)
+    # Field by field, the configuration given wins: the keys from the environment,
+    # the active key from the file, say.
+    given = load_config({"encryption": {"active": "old"}}, environ=env).session
+    assert given.encryption is not None
+    assert given.encryption.keyring().active == "old"
+    with pytest.raises(sdb.ConfigurationError, match=r"session\.encryption:.*'new'"):
+        load_config({"encryption": {"keys": {"mine": KEY1}}}, environ=env)

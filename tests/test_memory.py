@@ -1,14 +1,16 @@
 """Long-term memory: ranking, isolation between users, read and list; on every store.
 
-Each test runs on SQLite and PostgreSQL with the database's full-text search
-("sql"), and through a plain StorageBackend wrapper that has no search of its
-own, so that the scanning default answers ("scan").
+Each test runs on every store with its own search ("sql": the database's
+full-text search on SQLite and PostgreSQL), and through a plain backend wrapper
+that has no search of its own, so that the interface's scanning default answers
+("scan"); both through the sync API and the asyncio one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Iterator
+from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -16,85 +18,53 @@ import pytest
 from sqlalchemy import create_engine, text
 
 import sessions_db as sdb
+import sessions_db.aio
 from sessions_db import Message, migrations
-from sessions_db.backend import WHOLE_BRANCH, BranchQuery, NewCheckpoint, StorageBackend
+from sessions_db.backend import StorageBackend
 from sessions_db.sql.engine import normalize_url
-from sessions_db.types import Checkpoint, SessionEntry, SessionMetadata
+from sessions_db.testing.blocking import open_blocking
 
 from .conftest import make_store
 
 
-class Wrapper(StorageBackend):
-    """A user's own backend: forwards the abstract methods only, so search and list scan."""
+def forwarding(base: type[Any]) -> type[Any]:
+    """A user's own backend class: forwards the abstract methods of ``base`` only.
 
-    def __init__(self, inner: StorageBackend) -> None:
+    So search and list fall back to the interface's scanning defaults.
+    """
+
+    def forward(name: str) -> Any:
+        def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+            return getattr(self.inner, name)(*args, **kwargs)
+
+        return method
+
+    def init(self: Any, inner: Any) -> None:
         self.inner = inner
 
-    def save_session(self, meta: SessionMetadata) -> None:
-        self.inner.save_session(meta)
+    methods = {name: forward(name) for name in base.__abstractmethods__}
+    return type(f"Forwarding{base.__name__}", (base,), {"__init__": init, **methods})
 
-    def load_session(self, session_id: str) -> SessionMetadata:
-        return self.inner.load_session(session_id)
 
-    def delete_session(self, session_id: str) -> None:
-        self.inner.delete_session(session_id)
+Wrapper = forwarding(StorageBackend)
+AsyncWrapper = forwarding(sdb.aio.AsyncStorageBackend)
 
-    def list_sessions(
-        self,
-        agent_name: str,
-        *,
-        user_id: str | None = None,
-        limit: int | None = None,
-        offset: int = 0,
-    ) -> list[SessionMetadata]:
-        return self.inner.list_sessions(agent_name, user_id=user_id, limit=limit, offset=offset)
 
-    def list_agents(self) -> list[str]:
-        return self.inner.list_agents()
-
-    def prune_sessions(
-        self, updated_before: datetime, *, agent_name: str | None = None, dry_run: bool = False
-    ) -> list[str]:
-        return self.inner.prune_sessions(updated_before, agent_name=agent_name, dry_run=dry_run)
-
-    def append_entries(
-        self,
-        session_id: str,
-        entries: Sequence[SessionEntry],
-        *,
-        fork_from: str | None = None,
-        updated_at: datetime,
-    ) -> None:
-        self.inner.append_entries(session_id, entries, fork_from=fork_from, updated_at=updated_at)
-
-    def load_entries(self, session_id: str) -> list[SessionEntry]:
-        return self.inner.load_entries(session_id)
-
-    def load_branch(self, session_id: str, query: BranchQuery = WHOLE_BRANCH) -> list[SessionEntry]:
-        return self.inner.load_branch(session_id, query)
-
-    def create_checkpoint(self, session_id: str, new: NewCheckpoint) -> Checkpoint:
-        return self.inner.create_checkpoint(session_id, new)
-
-    def save_checkpoint(self, checkpoint: Checkpoint) -> None:
-        self.inner.save_checkpoint(checkpoint)
-
-    def load_checkpoint(self, checkpoint_id: str) -> Checkpoint:
-        return self.inner.load_checkpoint(checkpoint_id)
-
-    def list_checkpoints(self, session_id: str) -> list[Checkpoint]:
-        return self.inner.list_checkpoints(session_id)
-
-    def close(self) -> None:
-        self.inner.close()
+async def _async_scanning(url: str) -> sdb.aio.AsyncManager:
+    return sdb.aio.AsyncManager(AsyncWrapper((await sdb.aio.connect(url)).backend))
 
 
 @pytest.fixture(params=["sql", "scan"])
-def mgr(request: pytest.FixtureRequest, store_url: str) -> Iterator[sdb.Manager]:
+def mgr(request: pytest.FixtureRequest, store_url: str, api: str) -> Iterator[sdb.Manager]:
+    """A manager through each API (asyncio behind the blocking facade), searching each way."""
+    scanning = request.param == "scan"
+    if api == "async":
+        connect = partial(_async_scanning if scanning else sdb.aio.connect, store_url)
+        with open_blocking(connect) as manager:
+            yield manager
+        return
     backend: StorageBackend = sdb.connect(store_url).backend
-    if request.param == "scan":
-        backend = Wrapper(backend)
-    with sdb.Manager(backend) as manager:
+    with sdb.Manager(Wrapper(backend) if scanning else backend) as manager:
         yield manager
 
 
@@ -190,7 +160,7 @@ def test_read_and_list_newest_first(mgr: sdb.Manager) -> None:
     a = mgr.create("billing", user_id="alice")
     b = mgr.create("support", user_id="alice")
     sent = [say(a, "one"), say(b, "two"), say(a, "three"), say(b, "four")]
-    memory = sdb.SessionMemory(mgr, "alice")
+    memory = mgr.memory("alice")
     assert contents(memory.list()) == ["four", "three", "two", "one"]
     assert contents(memory.list(limit=2, offset=1)) == ["three", "two"]
     assert memory.list(limit=2, offset=1)[0].session_id == a.id
@@ -198,7 +168,7 @@ def test_read_and_list_newest_first(mgr: sdb.Manager) -> None:
     with pytest.raises(sdb.EntryNotFoundError):
         memory.read("no-such-message")
     with pytest.raises(sdb.InvalidArgumentError):
-        sdb.SessionMemory(mgr, "")
+        mgr.memory("")
 
 
 def test_deleted_sessions_are_forgotten(mgr: sdb.Manager) -> None:

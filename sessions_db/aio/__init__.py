@@ -12,12 +12,17 @@
 :class:`AsyncManager` and :class:`AsyncSession` run the same rules as
 :class:`~sessions_db.Manager` and :class:`~sessions_db.Session`;
 :class:`AsyncSQLBackend` runs the same SQL as :class:`~sessions_db.SQLBackend`;
-:class:`ThreadedBackend` gives any synchronous backend an asyncio face.
+:class:`ThreadedBackend` gives any synchronous backend an asyncio face;
+:class:`Runtime` runs agents (``async def`` or plain) with their sessions, and
+``AsyncManager.memory`` reads a user's long-term memory, both with the sync
+API's plans.
 """
 
 from .backend import AsyncStorageBackend
 from .connect import connect
 from .manager import AsyncManager, AsyncSession
+from .memory import AsyncSessionMemory
+from .runtime import Runtime
 from .sql import AsyncSQLBackend
 from .threaded import ThreadedBackend
 
@@ -25,7 +30,9 @@ __all__ = [
     "AsyncManager",
     "AsyncSQLBackend",
     "AsyncSession",
+    "AsyncSessionMemory",
     "AsyncStorageBackend",
+    "Runtime",
     "ThreadedBackend",
     "connect",
 ]

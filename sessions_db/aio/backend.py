@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from .._plan import adrive
-from ..backend import WHOLE_BRANCH, BranchQuery, NewCheckpoint
+from ..backend import WHOLE_BRANCH, BranchQuery, MessageHit, NewCheckpoint
 from ..rules import find_or_create_fallback, performer
+from ..search import scan, scan_list
 from ..types import Checkpoint, SessionEntry, SessionMetadata
 
 
@@ -105,6 +106,30 @@ class AsyncStorageBackend(ABC):
     @abstractmethod
     async def list_checkpoints(self, session_id: str) -> list[Checkpoint]:
         """See :meth:`StorageBackend.list_checkpoints`."""
+
+    async def search_messages(
+        self,
+        user_id: str,
+        query: str,
+        *,
+        agent_name: str | None = None,
+        limit: int = 5,
+    ) -> list[MessageHit]:
+        """See :meth:`StorageBackend.search_messages`; this default scans, as the sync one does."""
+        return await adrive(scan(user_id, query, agent_name, limit), performer(self))
+
+    async def list_messages(
+        self,
+        user_id: str,
+        *,
+        agent_name: str | None = None,
+        message_id: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[MessageHit]:
+        """See :meth:`StorageBackend.list_messages`; this default scans, as the sync one does."""
+        plan = scan_list(user_id, agent_name, message_id, limit, offset)
+        return await adrive(plan, performer(self))
 
     async def release(self, session_id: str) -> None:  # noqa: B027 - optional hook
         """See :meth:`StorageBackend.release`."""

@@ -50,5 +50,6 @@ async def connect(
     store, cfg = configured(url, config)
     if store is None:
         return AsyncManager(ThreadedBackend(NullBackend()), auto_checkpoint=cfg.auto_checkpoint)
+    options = cfg.manager_options()
     backend = await backend_for_url_async(store, migrate=migrate, schema=cfg.db_schema)
-    return AsyncManager(backend, auto_checkpoint=cfg.auto_checkpoint)
+    return AsyncManager(backend, **options)

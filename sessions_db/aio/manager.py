@@ -23,6 +23,7 @@ from ..privacy import Privacy, Redactor
 from ..rules import Call, Clock
 from ..types import Checkpoint, Message, SessionEntry, SessionMetadata, utcnow
 from .backend import AsyncStorageBackend
+from .memory import AsyncSessionMemory
 
 T = TypeVar("T")
 
@@ -49,6 +50,10 @@ class AsyncManager(ManagerFields[AsyncStorageBackend]):
             privacy=Privacy(redact, keyring),
             auto_checkpoint=auto_checkpoint,
         )
+
+    def memory(self, user_id: str, *, agent_name: str | None = None) -> AsyncSessionMemory:
+        """See :meth:`Manager.memory`; the memory's methods are awaited."""
+        return AsyncSessionMemory(self, user_id, agent_name=agent_name)
 
     async def run(self, plan: Plan[Call, T]) -> T:
         """Run a plan of backend calls (see :mod:`sessions_db.rules`)."""

@@ -10,9 +10,9 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from .. import migrations
+from .. import migrations, search
 from .._plan import adrive
-from ..backend import WHOLE_BRANCH, BranchQuery, NewCheckpoint
+from ..backend import WHOLE_BRANCH, BranchQuery, MessageHit, NewCheckpoint
 from ..errors import StorageClosedError
 from ..sql.engine import PREPARED, drop_dead_connections, engine_options, normalize_url
 from ..sql.errors import translate
@@ -217,6 +217,31 @@ class AsyncSQLBackend(SQLBackendBase[AsyncEngine], AsyncStorageBackend):
     async def list_checkpoints(self, session_id: str) -> list[Checkpoint]:  # noqa: D102
         plan = self.plans.list_checkpoints(session_id)
         result: list[Checkpoint] = await self._run(plan)
+        return result
+
+    async def search_messages(  # noqa: D102
+        self,
+        user_id: str,
+        query: str,
+        *,
+        agent_name: str | None = None,
+        limit: int = 5,
+    ) -> list[MessageHit]:
+        plan = self.plans.search_messages(user_id, search.terms(query), agent_name, limit)
+        result: list[MessageHit] = await self._run(plan)
+        return result
+
+    async def list_messages(  # noqa: D102
+        self,
+        user_id: str,
+        *,
+        agent_name: str | None = None,
+        message_id: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[MessageHit]:
+        plan = self.plans.list_messages(user_id, agent_name, message_id, limit, offset)
+        result: list[MessageHit] = await self._run(plan)
         return result
 
     async def close(self) -> None:

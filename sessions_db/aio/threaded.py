@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
-from ..backend import WHOLE_BRANCH, BranchQuery, NewCheckpoint, StorageBackend
+from ..backend import WHOLE_BRANCH, BranchQuery, MessageHit, NewCheckpoint, StorageBackend
 from ..errors import StorageClosedError
 from ..types import Checkpoint, SessionEntry, SessionMetadata
 from ._tasks import run_to_completion
@@ -124,6 +124,38 @@ class ThreadedBackend(AsyncStorageBackend):
 
     async def list_checkpoints(self, session_id: str) -> list[Checkpoint]:  # noqa: D102
         result: list[Checkpoint] = await self._call(self._backend.list_checkpoints, session_id)
+        return result
+
+    async def search_messages(  # noqa: D102
+        self,
+        user_id: str,
+        query: str,
+        *,
+        agent_name: str | None = None,
+        limit: int = 5,
+    ) -> list[MessageHit]:
+        result: list[MessageHit] = await self._call(
+            self._backend.search_messages, user_id, query, agent_name=agent_name, limit=limit
+        )
+        return result
+
+    async def list_messages(  # noqa: D102
+        self,
+        user_id: str,
+        *,
+        agent_name: str | None = None,
+        message_id: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[MessageHit]:
+        result: list[MessageHit] = await self._call(
+            self._backend.list_messages,
+            user_id,
+            agent_name=agent_name,
+            message_id=message_id,
+            limit=limit,
+            offset=offset,
+        )
         return result
 
     async def release(self, session_id: str) -> None:  # noqa: D102

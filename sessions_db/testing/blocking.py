@@ -19,9 +19,10 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 from .._plan import Plan
-from ..aio import AsyncManager, AsyncSession, AsyncStorageBackend
+from ..aio import AsyncManager, AsyncSession, AsyncSessionMemory, AsyncStorageBackend
 from ..backend import StorageBackend
 from ..manager import Manager, Session
+from ..memory import SessionMemory
 from ..rules import Call, Clock
 from ..types import utcnow
 
@@ -102,8 +103,23 @@ class BlockingBackend(StorageBackend):
     save_checkpoint = _awaited("save_checkpoint")
     load_checkpoint = _awaited("load_checkpoint")
     list_checkpoints = _awaited("list_checkpoints")
+    search_messages = _awaited("search_messages")
+    list_messages = _awaited("list_messages")
     release = _awaited("release")
     close = _awaited("close")
+
+
+class BlockingMemory(SessionMemory):
+    """A :class:`~sessions_db.SessionMemory` running an ``AsyncSessionMemory``'s methods."""
+
+    def __init__(self, manager: BlockingManager, target: AsyncSessionMemory) -> None:
+        super().__init__(manager, target.user_id, agent_name=target.agent_name)
+        self._loop = manager._loop
+        self._target = target
+
+    search = _awaited("search")
+    read = _awaited("read")
+    list = _awaited("list")
 
 
 class BlockingManager(Manager):
@@ -126,6 +142,10 @@ class BlockingManager(Manager):
     def target(self) -> AsyncManager:
         """The async manager the calls go to."""
         return self._target
+
+    def memory(self, user_id: str, *, agent_name: str | None = None) -> SessionMemory:
+        """Return the async manager's memory, behind the blocking facade."""
+        return BlockingMemory(self, self._target.memory(user_id, agent_name=agent_name))
 
     def run(self, plan: Plan[Call, T]) -> T:
         """Run a rules plan with the async manager."""
@@ -188,4 +208,11 @@ def open_blocking(connect: Callable[[], Awaitable[AsyncManager]]) -> BlockingMan
     return facade
 
 
-__all__ = ["BlockingBackend", "BlockingManager", "BlockingSession", "LoopThread", "open_blocking"]
+__all__ = [
+    "BlockingBackend",
+    "BlockingManager",
+    "BlockingMemory",
+    "BlockingSession",
+    "LoopThread",
+    "open_blocking",
+]

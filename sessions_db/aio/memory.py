@@ -1,0 +1,41 @@
+"""Long-term memory for asyncio: :class:`AsyncSessionMemory`.
+
+The twin of :class:`sessions_db.memory.SessionMemory`: the same plans (the
+same validation, search, ranking and decryption), awaited.
+"""
+
+from __future__ import annotations
+
+import builtins
+from typing import TYPE_CHECKING
+
+from ..memory import MemoryFields, MemoryHit
+from ..types import Message
+
+if TYPE_CHECKING:
+    from .manager import AsyncManager
+
+
+class AsyncSessionMemory(MemoryFields):
+    """The long-term memory of one user, read through an :class:`AsyncManager`.
+
+    See :class:`~sessions_db.memory.SessionMemory`; every method is awaited.
+    """
+
+    def __init__(
+        self, manager: AsyncManager, user_id: str, *, agent_name: str | None = None
+    ) -> None:
+        super().__init__(manager, user_id, agent_name=agent_name)
+        self._manager = manager
+
+    async def search(self, query: str, limit: int = 5) -> builtins.list[MemoryHit]:
+        """See :meth:`SessionMemory.search`."""
+        return await self._manager.run(self._search_plan(query, limit))
+
+    async def read(self, message_id: str) -> Message:
+        """See :meth:`SessionMemory.read`."""
+        return await self._manager.run(self._read_plan(message_id))
+
+    async def list(self, *, limit: int | None = 20, offset: int = 0) -> builtins.list[MemoryHit]:
+        """See :meth:`SessionMemory.list`."""
+        return await self._manager.run(self._list_plan(limit, offset))
