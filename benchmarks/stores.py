@@ -122,6 +122,10 @@ class Store:
                     "message_count = %s WHERE id = %s",
                     (parent, n, n, session_id),
                 )
+                # What autovacuum would do after a bulk load in a live database:
+                # without statistics, the plans of the appends measured next (their
+                # foreign-key checks among them) are made for an empty table.
+                conn.execute("ANALYZE sessions_db_entries")
         else:
             assert self.path is not None
             conn = sqlite3.connect(self.path)
