@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from ._plan import drive
-from .types import Checkpoint, EntryType, SessionEntry, SessionMetadata
+from .types import Checkpoint, EntryType, Message, SessionEntry, SessionMetadata
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +176,16 @@ class StorageBackend(ABC):
         ``query.leaf`` or ``query.before`` is not an entry of the session (``before``
         must be a message).
         """
+
+    def load_messages(self, session_id: str, query: BranchQuery) -> list[Message]:
+        """Return the messages of one branch as :class:`Message` objects, root first.
+
+        The same as ``load_branch`` with ``messages_only`` (which is implied), each
+        entry turned into its message; stores may build them more cheaply (the SQL
+        store builds one object per row). Raises as :meth:`load_branch` does.
+        """
+        entries = self.load_branch(session_id, replace(query, messages_only=True))
+        return [entry.to_message() for entry in entries]
 
     @abstractmethod
     def create_checkpoint(self, session_id: str, new: NewCheckpoint) -> Checkpoint:

@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import TypeVar
 
 from .backend import WHOLE_BRANCH, BranchQuery, NewCheckpoint, StorageBackend
-from .types import Checkpoint, SessionEntry, SessionMetadata
+from .types import Checkpoint, Message, SessionEntry, SessionMetadata
 
 T = TypeVar("T")
 
@@ -212,14 +212,20 @@ class LoggingBackend(StorageBackend):
 
     def load_branch(self, session_id: str, query: BranchQuery = WHOLE_BRANCH) -> list[SessionEntry]:
         """See :meth:`StorageBackend.load_branch`."""
-        detail = f" messages_only={query.messages_only} limit={query.limit}"
-        if query.before is not None:
-            detail += " paged"
         return self._run(
             "load_branch",
             self._session(session_id),
-            detail,
+            _branch_detail(query),
             lambda: self._inner.load_branch(session_id, query),
+        )
+
+    def load_messages(self, session_id: str, query: BranchQuery) -> list[Message]:
+        """See :meth:`StorageBackend.load_messages`."""
+        return self._run(
+            "load_messages",
+            self._session(session_id),
+            _branch_detail(query),
+            lambda: self._inner.load_messages(session_id, query),
         )
 
     def create_checkpoint(self, session_id: str, new: NewCheckpoint) -> Checkpoint:
@@ -265,3 +271,8 @@ class LoggingBackend(StorageBackend):
     def close(self) -> None:
         """See :meth:`StorageBackend.close`."""
         self._run("close", "", "", self._inner.close)
+
+
+def _branch_detail(query: BranchQuery) -> str:
+    detail = f" messages_only={query.messages_only} limit={query.limit}"
+    return detail + " paged" if query.before is not None else detail

@@ -21,7 +21,7 @@ from typing import Any
 from . import payload
 from .crypto import Keyring, checkpoint_context, message_context, metadata_context
 from .errors import PayloadError, SessionsDBError
-from .types import Checkpoint, EntryType, SessionEntry, SessionMetadata
+from .types import Checkpoint, EntryType, Message, SessionEntry, SessionMetadata
 
 Redactor = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -87,6 +87,15 @@ class Privacy:
         if opened is data["payload"]:
             return entry
         return entry.model_copy(update={"data": {"role": data["role"], "payload": opened}})
+
+    def open_message(self, session_id: str, message: Message) -> Message:
+        """Return a stored message with its payload decrypted."""
+        if self._keyring is None:
+            return message
+        opened = self._keyring.open(message.payload, message_context(session_id, message.id))
+        if opened is message.payload:
+            return message
+        return message.model_copy(update={"payload": opened})
 
     def seal_meta(self, meta: SessionMetadata) -> SessionMetadata:
         """Return session metadata as stored (its ``metadata`` encrypted)."""

@@ -286,8 +286,10 @@ def get_messages(
     )
     # Even with limit=0 the store is asked: an absent session or an unknown
     # ``before`` message raises, as it does for every other limit.
-    entries: list[SessionEntry] = yield _call("load_branch", session_id, query)
-    return [privacy.open_entry(session_id, entry).to_message() for entry in entries]
+    messages: list[Message] = yield _call("load_messages", session_id, query)
+    if privacy.encrypted:
+        return [privacy.open_message(session_id, message) for message in messages]
+    return messages
 
 
 def checkpoint(

@@ -77,7 +77,7 @@ def test_logs_operations_without_private_data(
         line.startswith(f"append_entries session={short} entries=1 (metadata) fork")
         for line in lines
     )
-    assert any("load_branch" in line and "limit=2" in line for line in lines)
+    assert any("load_messages" in line and "limit=2" in line for line in lines)
     assert any(
         line.startswith("load_session session=00000000 failed: SessionNotFoundError")
         for line in lines

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 
 from .._plan import adrive
 from ..backend import WHOLE_BRANCH, BranchQuery, MessageHit, NewCheckpoint
 from ..rules import find_or_create_fallback, performer
 from ..search import scan, scan_list
-from ..types import Checkpoint, SessionEntry, SessionMetadata
+from ..types import Checkpoint, Message, SessionEntry, SessionMetadata
 
 
 class AsyncStorageBackend(ABC):
@@ -90,6 +91,11 @@ class AsyncStorageBackend(ABC):
         self, session_id: str, query: BranchQuery = WHOLE_BRANCH
     ) -> list[SessionEntry]:
         """See :meth:`StorageBackend.load_branch`."""
+
+    async def load_messages(self, session_id: str, query: BranchQuery) -> list[Message]:
+        """See :meth:`StorageBackend.load_messages`."""
+        entries = await self.load_branch(session_id, replace(query, messages_only=True))
+        return [entry.to_message() for entry in entries]
 
     @abstractmethod
     async def create_checkpoint(self, session_id: str, new: NewCheckpoint) -> Checkpoint:

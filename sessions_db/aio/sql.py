@@ -18,7 +18,7 @@ from ..sql.engine import PREPARED, drop_dead_connections, engine_options, normal
 from ..sql.errors import translate
 from ..sql.plans import SQLPlan, Stmt
 from ..sql.setup import ROLLBACK, SQLITE_START, SQLBackendBase
-from ..types import Checkpoint, SessionEntry, SessionMetadata
+from ..types import Checkpoint, Message, SessionEntry, SessionMetadata
 from ._tasks import run_to_completion
 from .backend import AsyncStorageBackend
 
@@ -201,6 +201,10 @@ class AsyncSQLBackend(SQLBackendBase[AsyncEngine], AsyncStorageBackend):
     ) -> list[SessionEntry]:
         plan = self.plans.load_branch(session_id, query)
         result: list[SessionEntry] = await self._run(plan)
+        return result
+
+    async def load_messages(self, session_id: str, query: BranchQuery) -> list[Message]:  # noqa: D102
+        result: list[Message] = await self._run(self.plans.load_messages(session_id, query))
         return result
 
     async def create_checkpoint(self, session_id: str, new: NewCheckpoint) -> Checkpoint:  # noqa: D102

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..backend import WHOLE_BRANCH, BranchQuery, MessageHit, NewCheckpoint, StorageBackend
 from ..errors import StorageClosedError
-from ..types import Checkpoint, SessionEntry, SessionMetadata
+from ..types import Checkpoint, Message, SessionEntry, SessionMetadata
 from ._tasks import run_to_completion
 from .backend import AsyncStorageBackend
 
@@ -109,6 +109,10 @@ class ThreadedBackend(AsyncStorageBackend):
         self, session_id: str, query: BranchQuery = WHOLE_BRANCH
     ) -> list[SessionEntry]:
         result: list[SessionEntry] = await self._call(self._backend.load_branch, session_id, query)
+        return result
+
+    async def load_messages(self, session_id: str, query: BranchQuery) -> list[Message]:  # noqa: D102
+        result: list[Message] = await self._call(self._backend.load_messages, session_id, query)
         return result
 
     async def create_checkpoint(self, session_id: str, new: NewCheckpoint) -> Checkpoint:  # noqa: D102

@@ -15,7 +15,7 @@ from .. import migrations, search
 from .._plan import drive
 from ..backend import WHOLE_BRANCH, BranchQuery, MessageHit, NewCheckpoint, StorageBackend
 from ..errors import StorageClosedError
-from ..types import Checkpoint, SessionEntry, SessionMetadata
+from ..types import Checkpoint, Message, SessionEntry, SessionMetadata
 from .engine import PREPARED, build_engine
 from .errors import translate
 from .plans import SQLPlan, Stmt
@@ -179,6 +179,10 @@ class SQLBackend(SQLBackendBase[Engine], StorageBackend):
         self, session_id: str, query: BranchQuery = WHOLE_BRANCH
     ) -> list[SessionEntry]:
         result: list[SessionEntry] = self._run(self.plans.load_branch(session_id, query))
+        return result
+
+    def load_messages(self, session_id: str, query: BranchQuery) -> list[Message]:  # noqa: D102
+        result: list[Message] = self._run(self.plans.load_messages(session_id, query))
         return result
 
     def create_checkpoint(self, session_id: str, new: NewCheckpoint) -> Checkpoint:  # noqa: D102

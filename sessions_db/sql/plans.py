@@ -12,8 +12,8 @@ part of the branch it returns.
 from __future__ import annotations
 
 import json
-from collections.abc import Generator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Generator, Iterator, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -47,7 +47,7 @@ from ..errors import (
     EntryNotFoundError,
     SessionNotFoundError,
 )
-from ..types import Checkpoint, EntryType, SessionEntry, SessionMetadata
+from ..types import Checkpoint, EntryType, Message, SessionEntry, SessionMetadata
 from .schema import FTS_DOCS, FTS_TABLE, PG_FTS_VECTOR, Tables
 
 Result = CursorResult[Any]
@@ -152,30 +152,36 @@ class SQLPlans:
             }
         )
 
-    def _raw_entries(self, rows: Sequence[Any]) -> list[SessionEntry]:
-        """Return the entries of rows read without column types (the branch walk).
+    def _raw_values(self, rows: Sequence[Any]) -> Iterator[tuple[Any, ...]]:
+        """Yield ``(id, parent_id, type, role, data, timestamp)`` of rows read without types.
 
-        The walk hands back the driver's own values, not SQLAlchemy-processed
+        The branch reads hand back the driver's own values, not SQLAlchemy-processed
         ones: on PostgreSQL psycopg has already parsed ``jsonb`` and made aware
         timestamps; on SQLite the payload is JSON text and the timestamp the
         fixed-width UTC text the column stores. One pass here is much cheaper
         than SQLAlchemy's per-column processors.
         """
-        entry = self._entry
-        out: list[SessionEntry] = []
-        append = out.append
         if self.dialect == "postgresql":
             for _, id, parent_id, kind, role, data, ts in rows:
-                if id is not None:
-                    append(entry(id, parent_id, kind, role, data, ts.astimezone(UTC)))
+                yield id, parent_id, kind, role, data, ts.astimezone(UTC)
         else:
             loads = json.loads
             parse = datetime.fromisoformat
             for _, id, parent_id, kind, role, data, ts in rows:
-                if id is not None:
-                    when = parse(ts).replace(tzinfo=UTC)
-                    append(entry(id, parent_id, kind, role, loads(data), when))
-        return out
+                yield id, parent_id, kind, role, loads(data), parse(ts).replace(tzinfo=UTC)
+
+    def _raw_entries(self, rows: Sequence[Any]) -> list[SessionEntry]:
+        """Return the entries of branch rows."""
+        entry = self._entry
+        return [entry(*values) for values in self._raw_values(rows)]
+
+    def _raw_messages(self, rows: Sequence[Any]) -> list[Message]:
+        """Return the messages of branch rows (all message rows): one object per row."""
+        trusted = Message._trusted
+        return [
+            trusted({"type": role, "payload": data, "id": id, "timestamp": ts})
+            for id, _, _, role, data, ts in self._raw_values(rows)
+        ]
 
     @staticmethod
     def _checkpoint(row: Row[Any]) -> Checkpoint:
@@ -500,7 +506,24 @@ ORDER BY e.seq""")
         return cached
 
     def load_branch(self, session_id: str, query: BranchQuery) -> SQLPlan:
-        """Walk one branch from its leaf towards the root; return it root first."""
+        """Read one branch; return its entries root first."""
+        return SQLPlan(self._branch(session_id, query, self._raw_entries))
+
+    def load_messages(self, session_id: str, query: BranchQuery) -> SQLPlan:
+        """Read the messages of one branch, built straight into :class:`Message` objects."""
+        return SQLPlan(
+            self._branch(session_id, replace(query, messages_only=True), self._raw_messages)
+        )
+
+    def _branch(
+        self, session_id: str, query: BranchQuery, build: Callable[[Sequence[Any]], list[Any]]
+    ) -> Plan:
+        """Read one branch, root first, and ``build`` the objects of its rows.
+
+        A whole branch is one range scan of the session picked by :func:`_follow`;
+        with a ``limit`` it is the recursive walk, which stops after the newest
+        ``limit`` messages (from the leaf, or from ``before``).
+        """
         start = "leaf" if query.leaf is None and query.before is None else "entry"
         bound = "all" if query.limit is None else ("older" if query.before else "newest")
         params: dict[str, Any] = {"sid": session_id}
@@ -512,27 +535,24 @@ ORDER BY e.seq""")
             stmt = self._walk(start, bound)
             params["all_types"] = not query.messages_only
             params["n"] = query.limit
-
-        def plan() -> Plan:
-            rows = (yield Stmt(stmt, params)).all()
-            if not rows:
-                raise SessionNotFoundError(f"session {session_id} not found")
-            if bound == "all":
-                rows = _follow(rows, params.get("start") or rows[0][0], query.messages_only)
-            entries = self._raw_entries(rows)
-            if start == "entry":
-                if not entries or entries[-1].id != params["start"]:
-                    what = "message" if query.before else "entry"
-                    raise EntryNotFoundError(
-                        f"{what} {params['start']} not found in session {session_id}"
-                    )
-                if query.before is not None:
-                    entries.pop()
-            if query.limit is not None and len(entries) > query.limit:
-                entries = entries[len(entries) - query.limit :]
-            return entries
-
-        return SQLPlan(plan())
+        rows: list[Any] = list((yield Stmt(stmt, params)).all())
+        if not rows:
+            raise SessionNotFoundError(f"session {session_id} not found")
+        if bound == "all":
+            rows = _follow(rows, params.get("start") or rows[0][0], query.messages_only)
+        else:
+            rows = [r for r in rows if r[1] is not None]
+        if start == "entry":
+            if not rows or rows[-1][1] != params["start"]:
+                what = "message" if query.before else "entry"
+                raise EntryNotFoundError(
+                    f"{what} {params['start']} not found in session {session_id}"
+                )
+            if query.before is not None:
+                rows.pop()
+        if query.limit is not None and len(rows) > query.limit:
+            rows = rows[len(rows) - query.limit :]
+        return build(rows)
 
     def load_entries(self, session_id: str) -> SQLPlan:
         """Select every entry of a session in append order."""
