@@ -67,6 +67,7 @@ class AsyncSQLBackend(SQLBackendBase[AsyncEngine], AsyncStorageBackend):
         self._check_schema = check_schema
         self._started = False
         self._start_lock = asyncio.Lock()
+        self._writer: asyncio.Lock | None = None
         self._calls: set[asyncio.Task[Any]] = set()
 
     async def start(self) -> None:
@@ -113,6 +114,16 @@ class AsyncSQLBackend(SQLBackendBase[AsyncEngine], AsyncStorageBackend):
         return perform
 
     async def _execute(self, sql_plan: SQLPlan) -> Any:
+        if sql_plan.atomic and self._dialect == "sqlite":
+            # As in the sync backend: writers of this process take turns here
+            # instead of in SQLite's busy handler, which sleeps between retries.
+            if self._writer is None:
+                self._writer = asyncio.Lock()
+            async with self._writer:
+                return await self._execute_on_connection(sql_plan)
+        return await self._execute_on_connection(sql_plan)
+
+    async def _execute_on_connection(self, sql_plan: SQLPlan) -> Any:
         try:
             async with self._engine.connect() as conn:
                 info = (await conn.get_raw_connection()).info
