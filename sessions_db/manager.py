@@ -25,7 +25,26 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-class Manager(ManagerFields[StorageBackend]):
+class _ClosesOnExit:
+    """``with x:`` closes ``x`` on exit."""
+
+    def close(self) -> None:
+        """Release what this object holds."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class Manager(ManagerFields[StorageBackend], _ClosesOnExit):
     """Creates, finds, lists and deletes sessions kept by a :class:`StorageBackend`.
 
     Thread-safe. Closing the manager closes its backend; it is also a context manager.
@@ -129,19 +148,8 @@ class Manager(ManagerFields[StorageBackend]):
             self._closed = True
         self._backend.close()
 
-    def __enter__(self) -> Self:
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-class Session(SessionFields):
+class Session(SessionFields, _ClosesOnExit):
     """One conversation: its messages, checkpoints and branches.
 
     Get one from :class:`Manager`. Every method reads or writes the store, so
@@ -211,14 +219,3 @@ class Session(SessionFields):
             self._closed = True
             if not self._manager.closed:
                 self._manager.backend.release(self.id)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
