@@ -80,11 +80,6 @@ def check(value: object, what: str = "payload") -> dict[str, Any]:
     return value
 
 
-def encode(value: object, what: str = "payload") -> str:
-    """Check ``value`` and return its compact JSON text (the form sent to storage)."""
-    return dumps(check(value, what))
-
-
 def _normalize_numbers(value: Any) -> Any:
     # PostgreSQL's jsonb keeps numbers as numeric: 1e16 comes back as the integer
     # 10000000000000000 and -0.0 as 0. Equal values must hash alike on every
