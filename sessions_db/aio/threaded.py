@@ -101,6 +101,22 @@ class ThreadedBackend(AsyncStorageBackend):
             updated_at=updated_at,
         )
 
+    async def append_entry(  # noqa: D102
+        self,
+        session_id: str,
+        entry: SessionEntry,
+        *,
+        fork_from: str | None = None,
+        updated_at: datetime,
+    ) -> None:
+        await self._call(
+            self._backend.append_entry,
+            session_id,
+            entry,
+            fork_from=fork_from,
+            updated_at=updated_at,
+        )
+
     async def load_entries(self, session_id: str) -> list[SessionEntry]:  # noqa: D102
         result: list[SessionEntry] = await self._call(self._backend.load_entries, session_id)
         return result
