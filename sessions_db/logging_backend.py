@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import TypeVar
 
 from .backend import WHOLE_BRANCH, BranchQuery, MessageHit, NewCheckpoint, StorageBackend
+from .simple import SimpleBackend, as_storage
 from .types import Checkpoint, Message, SessionEntry, SessionMetadata
 
 T = TypeVar("T")
@@ -44,21 +45,23 @@ class LoggingBackend(StorageBackend):
 
     Successful calls are logged at ``level`` (``DEBUG`` by default), failed ones at
     ``error_level`` (``WARNING``); the logger is ``sessions_db.storage`` unless
-    one is given. Behaviour is the wrapped backend's, unchanged: every method of
-    :class:`StorageBackend` is forwarded, including those with a default (a
-    store's own full-text search, its atomic ``find_or_create_session``), so
+    one is given (a :class:`~sessions_db.SimpleBackend` is wrapped in a
+    :class:`~sessions_db.SimpleStorage` first). Behaviour is the wrapped
+    backend's, unchanged: every method of :class:`StorageBackend` is forwarded,
+    including those with a default (a store's own full-text search, its atomic
+    ``find_or_create_session``), so
     that a wrapped store keeps every capability it has.
     """
 
     def __init__(
         self,
-        inner: StorageBackend,
+        inner: StorageBackend | SimpleBackend,
         logger: logging.Logger | None = None,
         level: int = logging.DEBUG,
         *,
         error_level: int = logging.WARNING,
     ) -> None:
-        self._inner = inner
+        self._inner = as_storage(inner)
         self._logger = logger or logging.getLogger("sessions_db.storage")
         self._level = level
         self._error_level = error_level

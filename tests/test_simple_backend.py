@@ -147,3 +147,14 @@ def test_async_manager_through_threaded_backend(tmp_path: Path) -> None:
                 await mgr.list_agents()
 
     asyncio.run(main())
+
+
+def test_logging_a_nine_method_backend(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    with (
+        sdb.Manager(sdb.LoggingBackend(JsonDirBackend(tmp_path))) as mgr,
+        caplog.at_level(logging.DEBUG, logger="sessions_db.storage"),
+    ):
+        mgr.create("notes").append_message(msg("x"))
+    assert [r.getMessage().split()[0] for r in caplog.records] == ["save_session", "append_entries"]
