@@ -34,6 +34,7 @@ from .errors import (
     SessionsDBError,
     StorageClosedError,
     StorageUnavailableError,
+    UnsupportedOperationError,
 )
 from .file import FileBackend
 from .logging_backend import LoggingBackend
@@ -51,6 +52,7 @@ from .runtime import (
     is_memory_aware,
     is_session_aware,
 )
+from .simple import SimpleBackend, SimpleStorage
 from .sql.backend import SQLBackend
 from .types import Checkpoint, EntryType, Message, SessionEntry, SessionMetadata
 
@@ -107,9 +109,12 @@ __all__ = [
     "SessionNotFoundError",
     "SessionNotInContextError",
     "SessionsDBError",
+    "SimpleBackend",
+    "SimpleStorage",
     "StorageBackend",
     "StorageClosedError",
     "StorageUnavailableError",
+    "UnsupportedOperationError",
     "__version__",
     "connect",
     "current_session",

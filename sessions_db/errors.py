@@ -72,6 +72,13 @@ class EncryptionError(SessionsDBError):
     """A payload cannot be encrypted or decrypted: unknown key ID, wrong key, altered ciphertext."""
 
 
+class UnsupportedOperationError(SessionsDBError, NotImplementedError):
+    """The backend cannot do this operation (a :class:`~sessions_db.SimpleBackend` listing agents).
+
+    Nothing was changed. The message names what the backend would need.
+    """
+
+
 __all__ = [
     "CheckpointNotFoundError",
     "ChecksumMismatchError",
@@ -88,4 +95,5 @@ __all__ = [
     "SessionsDBError",
     "StorageClosedError",
     "StorageUnavailableError",
+    "UnsupportedOperationError",
 ]

@@ -20,7 +20,8 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TypeVar
 
-from .backend import WHOLE_BRANCH, BranchQuery, NewCheckpoint, StorageBackend
+from .backend import WHOLE_BRANCH, BranchQuery, MessageHit, NewCheckpoint, StorageBackend
+from .simple import SimpleBackend, as_storage
 from .types import Checkpoint, Message, SessionEntry, SessionMetadata
 
 T = TypeVar("T")
@@ -44,18 +45,23 @@ class LoggingBackend(StorageBackend):
 
     Successful calls are logged at ``level`` (``DEBUG`` by default), failed ones at
     ``error_level`` (``WARNING``); the logger is ``sessions_db.storage`` unless
-    one is given. Behaviour is the wrapped backend's, unchanged.
+    one is given (a :class:`~sessions_db.SimpleBackend` is wrapped in a
+    :class:`~sessions_db.SimpleStorage` first). Behaviour is the wrapped
+    backend's, unchanged: every method of :class:`StorageBackend` is forwarded,
+    including those with a default (a store's own full-text search, its atomic
+    ``find_or_create_session``), so
+    that a wrapped store keeps every capability it has.
     """
 
     def __init__(
         self,
-        inner: StorageBackend,
+        inner: StorageBackend | SimpleBackend,
         logger: logging.Logger | None = None,
         level: int = logging.DEBUG,
         *,
         error_level: int = logging.WARNING,
     ) -> None:
-        self._inner = inner
+        self._inner = as_storage(inner)
         self._logger = logger or logging.getLogger("sessions_db.storage")
         self._level = level
         self._error_level = error_level
@@ -262,6 +268,42 @@ class LoggingBackend(StorageBackend):
             self._session(session_id),
             "",
             lambda: self._inner.list_checkpoints(session_id),
+        )
+
+    def search_messages(
+        self,
+        user_id: str,
+        query: str,
+        *,
+        agent_name: str | None = None,
+        limit: int = 5,
+    ) -> list[MessageHit]:
+        """See :meth:`StorageBackend.search_messages` (the wrapped store's own search)."""
+        return self._run(
+            "search_messages",
+            "",
+            f" agent={agent_name} limit={limit}",
+            lambda: self._inner.search_messages(user_id, query, agent_name=agent_name, limit=limit),
+        )
+
+    def list_messages(
+        self,
+        user_id: str,
+        *,
+        agent_name: str | None = None,
+        message_id: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[MessageHit]:
+        """See :meth:`StorageBackend.list_messages` (the wrapped store's own listing)."""
+        detail = f" agent={agent_name} by_message={message_id is not None}"
+        return self._run(
+            "list_messages",
+            "",
+            f"{detail} limit={limit} offset={offset}",
+            lambda: self._inner.list_messages(
+                user_id, agent_name=agent_name, message_id=message_id, limit=limit, offset=offset
+            ),
         )
 
     def release(self, session_id: str) -> None:

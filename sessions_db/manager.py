@@ -17,6 +17,7 @@ from .crypto import Keyring
 from .errors import StorageClosedError
 from .privacy import Privacy, Redactor
 from .rules import Call, Clock
+from .simple import SimpleBackend, as_storage
 from .types import Checkpoint, Message, SessionEntry, SessionMetadata, utcnow
 
 if TYPE_CHECKING:
@@ -48,6 +49,8 @@ class Manager(ManagerFields[StorageBackend], _ClosesOnExit):
     """Creates, finds, lists and deletes sessions kept by a :class:`StorageBackend`.
 
     Thread-safe. Closing the manager closes its backend; it is also a context manager.
+    ``backend`` may also be a :class:`~sessions_db.SimpleBackend` (the seed's nine
+    methods), which the manager wraps in a :class:`~sessions_db.SimpleStorage`.
 
     ``redact`` (a function ``payload -> payload``) runs on every message payload
     before it is stored; ``keyring`` (a :class:`~sessions_db.crypto.Keyring`)
@@ -59,7 +62,7 @@ class Manager(ManagerFields[StorageBackend], _ClosesOnExit):
 
     def __init__(
         self,
-        backend: StorageBackend,
+        backend: StorageBackend | SimpleBackend,
         *,
         clock: Clock = utcnow,
         redact: Redactor | None = None,
@@ -67,7 +70,7 @@ class Manager(ManagerFields[StorageBackend], _ClosesOnExit):
         auto_checkpoint: timedelta | None = None,
     ) -> None:
         super().__init__(
-            backend,
+            as_storage(backend),
             clock=clock,
             privacy=Privacy(redact, keyring),
             auto_checkpoint=auto_checkpoint,

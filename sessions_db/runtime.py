@@ -21,6 +21,7 @@ from functools import cached_property
 from typing import Any, Generic, Protocol, TypeGuard, TypeVar, runtime_checkable
 
 from . import ids
+from ._pending import PendingInput
 from ._plan import Plan, drive
 from .config import Config, ConfigSource, load_config
 from .context import use_session
@@ -115,10 +116,14 @@ def is_memory_aware(agent: object) -> TypeGuard[MemoryAwareAgent]:
 
 @dataclass(frozen=True, slots=True)
 class OpenSession:
-    """Request: the session with this ID (a detached one that keeps nothing if ``stateless``)."""
+    """Request: the session with this ID (a detached one that keeps nothing if ``stateless``).
+
+    With ``pending``, the handle holds that input pending (see :mod:`sessions_db._pending`).
+    """
 
     session_id: str
     stateless: bool = False
+    pending: Message | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +155,21 @@ def call_plan(
     """Plan the steps of :meth:`Runtime.call_with_session` (see there)."""
     if not isinstance(message, Message):
         raise PayloadError(f"expected a Message, got {type(message).__name__}")
-    session = yield OpenSession(session_id, stateless=not stateful)
+    if not stateful:
+        session = yield OpenSession(session_id, stateless=True)
+        return (yield from _run_agent(agent_name, agent, message, session))
+    session = yield OpenSession(session_id, pending=message)
+    try:
+        output = yield from _run_agent(agent_name, agent, message, session)
+        yield SessionCall(session, "finish", (output,))
+    finally:
+        session.discard()  # a no-op after finish; after a failure, the input is never stored
+    return output
+
+
+def _run_agent(
+    agent_name: str, agent: object, message: Message, session: Any
+) -> Plan[Request, Message]:
     if is_session_aware(agent):
         output = yield AgentCall(agent, "execute_with_session", (message, session), session)
     else:
@@ -159,8 +178,6 @@ def call_plan(
         raise InvalidArgumentError(
             f"agent {agent_name!r} returned {type(output).__name__}, not a Message"
         )
-    if stateful:
-        yield SessionCall(session, "append_messages", ([message, output],))
     return output
 
 
@@ -301,6 +318,17 @@ class RuntimeFields(Generic[M]):
 # -- the synchronous runtime ---------------------------------------------------------
 
 
+class CallSession(PendingInput, Session):
+    """The :class:`Session` an agent is handed by :meth:`Runtime.call_with_session`.
+
+    Its history ends with the input being answered (see :mod:`sessions_db._pending`).
+    """
+
+    def finish(self, output: Message) -> None:
+        """Append the pending input and the agent's answer together."""
+        self._run(self._finish_plan(output))
+
+
 class Runtime(RuntimeFields[Manager]):
     """Runs registered agents with their sessions (the seed's ``CallWithSession``).
 
@@ -320,17 +348,23 @@ class Runtime(RuntimeFields[Manager]):
     def call_with_session(self, agent_name: str, message: Message, session_id: str) -> Message:
         """Run the agent on ``message`` within the session, and record both; return the answer.
 
-        The steps: load the session (``SessionNotFoundError`` if absent); bind it
-        as the current session (:func:`~sessions_db.use_session`) and run the
-        agent: ``execute_with_session(message, session)`` for a session-aware
-        agent, else ``execute(message)``; then append ``message`` and the answer
-        together, with one ``append_messages`` (all or nothing).
+        The seed's steps: load the session (``SessionNotFoundError`` if absent);
+        append ``message`` to its history; bind it as the current session
+        (:func:`~sessions_db.use_session`) and run the agent:
+        ``execute_with_session(message, session)`` for a session-aware agent,
+        else ``execute(message)``; append the answer.
 
-        So the agent sees the history *before* ``message`` (which it gets as its
-        argument), and when the agent raises, or returns something that is not a
-        :class:`Message`, nothing at all is stored: the session is exactly as it
-        was, and the agent's exception propagates unchanged. Messages the agent
-        appends itself while it runs are stored before the pair.
+        The agent's view is the seed's: in the session it is handed (and
+        ``current_session()``), the history ends with ``message``. But nothing is
+        stored before the agent has answered: the handle holds ``message``
+        pending, and then ``message`` and the answer are appended together, with
+        one append (all or nothing); see :mod:`sessions_db._pending`. So when
+        the agent raises, returns something that is not a :class:`Message`, or
+        its process dies, nothing the runtime writes is stored, the agent's
+        exception propagates unchanged, and concurrent calls on one session
+        store their pairs whole. The first write of the agent itself through the
+        handle (an append, a checkpoint) stores ``message`` before it.
+        ``PayloadError`` before the agent runs if ``message`` cannot be stored.
 
         An agent whose configuration says ``session: {enabled: false}`` runs
         statelessly: a session-aware agent gets an empty session that keeps
@@ -364,7 +398,10 @@ class Runtime(RuntimeFields[Manager]):
     def _perform(self, request: Request) -> Any:
         if isinstance(request, OpenSession):
             manager = self._stateless if request.stateless else self._manager
-            return manager.get(request.session_id)
+            session = manager.get(request.session_id)
+            if request.pending is None:
+                return session
+            return CallSession.around(session, request.pending)
         if isinstance(request, SessionCall):
             return getattr(request.session, request.method)(*request.args, **request.kwargs)
         with bound(request.session):
@@ -384,6 +421,7 @@ __all__ = [
     "AGENT_STATE_KEY",
     "Agent",
     "AgentCall",
+    "CallSession",
     "CheckpointableAgent",
     "MemoryAwareAgent",
     "MemoryReader",

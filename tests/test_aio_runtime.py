@@ -84,7 +84,7 @@ def test_async_agent_records_input_and_answer(store_url: str) -> None:
         assert await contents(sess) == ["one", "#1: one", "two", "#2: two"]
         counter = rt.agent("counter")
         assert isinstance(counter, AsyncCounter)
-        assert counter.histories == [[], ["one", "#1: one"]]  # the history before the input
+        assert counter.histories == [["one"], ["one", "#1: one", "two"]]  # ends with the input
 
     run_with(store_url, body)
 

@@ -9,6 +9,7 @@ from functools import partial
 import pytest
 
 import sessions_db as sdb
+import sessions_db.aio
 from sessions_db.testing import StorageContract
 from sessions_db.testing.contract import msg
 
@@ -114,3 +115,64 @@ def test_quiet_when_disabled(mgr: sdb.Manager, caplog: pytest.LogCaptureFixture)
     with caplog.at_level(logging.INFO, logger="sessions_db.storage"):
         mgr.create("assistant").append_message(msg("x"))
     assert _messages(caplog) == []
+
+
+def _public_methods(cls: type) -> set[str]:
+    return {
+        name
+        for klass in cls.__mro__
+        if klass is not object
+        for name, value in vars(klass).items()
+        if callable(value) and not name.startswith("_")
+    }
+
+
+@pytest.mark.parametrize(
+    ("interface", "wrapper"),
+    [
+        (sdb.StorageBackend, sdb.LoggingBackend),
+        (sdb.aio.AsyncStorageBackend, sdb.aio.ThreadedBackend),
+    ],
+)
+def test_wrappers_forward_every_method(interface: type, wrapper: type) -> None:
+    """A wrapper overrides every public method of its interface, defaults included: a method
+    left to the interface's default would silently replace the wrapped store's own."""
+    methods = _public_methods(interface)
+    assert {"search_messages", "list_messages", "find_or_create_session"} <= methods
+    missing = sorted(name for name in methods if name not in vars(wrapper))
+    assert missing == []
+
+
+RANKED = [
+    "apple",
+    "apple pie with apple sauce and apple cider",
+    "banana bread, no apples here but an apple once",
+    "a long story about an orchard, with many trees and one apple tree among the pears",
+    "pear",
+    "apple banana apple",
+]
+
+
+def test_a_wrapped_store_ranks_exactly_as_the_bare_one(sql_url: str) -> None:
+    """Search through a LoggingBackend is the wrapped store's own full-text search."""
+    with sdb.connect(sql_url) as bare:
+        for agent in ("notes", "chat"):
+            sess = bare.create(agent, user_id="u1")
+            sess.append_messages([msg(text) for text in RANKED])
+        bare.create("notes", user_id="u2").append_message(msg("apple"))
+        wrapped = sdb.Manager(sdb.LoggingBackend(bare.backend))
+        searches: list[tuple[str, str | None]] = [
+            ("apple", None),
+            ("apple banana", "notes"),
+            ("tree pear", None),
+        ]
+        for query, only in searches:
+            expected = bare.memory("u1", agent_name=only).search(query, limit=20)
+            got = wrapped.memory("u1", agent_name=only).search(query, limit=20)
+            assert [(h.session_id, h.message.id, h.score) for h in got] == [
+                (h.session_id, h.message.id, h.score) for h in expected
+            ]
+            assert expected
+        listed = bare.memory("u1").list(limit=None)
+        assert wrapped.memory("u1").list(limit=None) == listed
+        assert len(listed) == 2 * len(RANKED)

@@ -131,7 +131,7 @@ def test_call_with_session_records_input_and_answer(rt: sdb.Runtime, mgr: sdb.Ma
     assert sdb.session_from_context() is None  # and not after
 
 
-def test_session_aware_agent_sees_the_history_before_the_input(
+def test_session_aware_agent_sees_the_history_ending_with_the_input(
     rt: sdb.Runtime, mgr: sdb.Manager
 ) -> None:
     sess = mgr.create("counter")
@@ -139,7 +139,7 @@ def test_session_aware_agent_sees_the_history_before_the_input(
     rt.call_with_session("counter", msg("two"), sess.id)
     counter = rt.agent("counter")
     assert isinstance(counter, Counter)
-    assert counter.histories == [[], ["one", "#1: one"]]
+    assert counter.histories == [["one"], ["one", "#1: one", "two"]]
     assert [text(m) for m in sess.get_messages()] == ["one", "#1: one", "two", "#2: two"]
 
 

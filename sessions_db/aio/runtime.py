@@ -25,13 +25,25 @@ from collections.abc import Mapping
 from functools import cached_property
 from typing import Any
 
+from .._pending import PendingInput
 from .._plan import adrive
 from ..config import ConfigSource
 from ..null import NullBackend
 from ..runtime import MemoryReader, OpenSession, Request, RuntimeFields, SessionCall, bound
 from ..types import Checkpoint, Message
-from .manager import AsyncManager
+from .manager import AsyncManager, AsyncSession
 from .threaded import ThreadedBackend
+
+
+class AsyncCallSession(PendingInput, AsyncSession):
+    """The :class:`~sessions_db.aio.AsyncSession` an agent is handed by ``call_with_session``.
+
+    Its history ends with the input being answered (see :mod:`sessions_db._pending`).
+    """
+
+    async def finish(self, output: Message) -> None:
+        """Append the pending input and the agent's answer together."""
+        await self._run(self._finish_plan(output))
 
 
 class Runtime(RuntimeFields[AsyncManager]):
@@ -58,7 +70,8 @@ class Runtime(RuntimeFields[AsyncManager]):
     ) -> Message:
         """See :meth:`sessions_db.Runtime.call_with_session`.
 
-        The input and the answer are appended together after the agent returns;
+        The agent's session (an :class:`AsyncCallSession`) ends with the input;
+        the input and the answer are appended together after the agent returns;
         when it raises (or its task is cancelled while it runs), nothing is stored.
         """
         return await adrive(self._call_plan(agent_name, message, session_id), self._perform)
@@ -84,7 +97,10 @@ class Runtime(RuntimeFields[AsyncManager]):
     async def _perform(self, request: Request) -> Any:
         if isinstance(request, OpenSession):
             manager = self._stateless if request.stateless else self._manager
-            return await manager.get(request.session_id)
+            session = await manager.get(request.session_id)
+            if request.pending is None:
+                return session
+            return AsyncCallSession.around(session, request.pending)
         if isinstance(request, SessionCall):
             return await getattr(request.session, request.method)(*request.args, **request.kwargs)
         method = getattr(request.agent, request.method)
@@ -98,4 +114,4 @@ class Runtime(RuntimeFields[AsyncManager]):
         return result
 
 
-__all__ = ["Runtime"]
+__all__ = ["AsyncCallSession", "Runtime"]

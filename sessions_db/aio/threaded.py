@@ -11,6 +11,7 @@ from typing import Any
 
 from ..backend import WHOLE_BRANCH, BranchQuery, MessageHit, NewCheckpoint, StorageBackend
 from ..errors import StorageClosedError
+from ..simple import SimpleBackend, as_storage
 from ..types import Checkpoint, Message, SessionEntry, SessionMetadata
 from ._tasks import run_to_completion
 from .backend import AsyncStorageBackend
@@ -22,12 +23,13 @@ class ThreadedBackend(AsyncStorageBackend):
     Each call runs in a worker thread of the adapter's own pool (at most
     ``max_workers`` at once), so the event loop never blocks on the store. This
     is how the file store and users' own backends plug into
-    :class:`~sessions_db.aio.AsyncManager`. A call whose task is cancelled still
+    :class:`~sessions_db.aio.AsyncManager` (a :class:`~sessions_db.SimpleBackend`
+    is wrapped in a :class:`~sessions_db.SimpleStorage`). A call whose task is cancelled still
     runs to its end before the cancellation is raised.
     """
 
-    def __init__(self, backend: StorageBackend, *, max_workers: int = 16) -> None:
-        self._backend = backend
+    def __init__(self, backend: StorageBackend | SimpleBackend, *, max_workers: int = 16) -> None:
+        self._backend = as_storage(backend)
         self._pool = ThreadPoolExecutor(max_workers, thread_name_prefix="sessions_db")
         self._calls: set[asyncio.Future[Any]] = set()
         self._closed = False
@@ -97,6 +99,22 @@ class ThreadedBackend(AsyncStorageBackend):
             self._backend.append_entries,
             session_id,
             entries,
+            fork_from=fork_from,
+            updated_at=updated_at,
+        )
+
+    async def append_entry(  # noqa: D102
+        self,
+        session_id: str,
+        entry: SessionEntry,
+        *,
+        fork_from: str | None = None,
+        updated_at: datetime,
+    ) -> None:
+        await self._call(
+            self._backend.append_entry,
+            session_id,
+            entry,
             fork_from=fork_from,
             updated_at=updated_at,
         )

@@ -93,7 +93,24 @@ GOOD_PAYLOADS: list[tuple[str, dict[str, Any]]] = [
 
 
 class StorageContract:
-    """The behaviour every backend shares; subclass it with the fixtures described above."""
+    """The behaviour every backend shares; subclass it with the fixtures described above.
+
+    Two class attributes describe what a backend does not claim: set
+    ``lists_agents = False`` for one that cannot list its agents (a
+    :class:`~sessions_db.SimpleBackend` without ``list_agents``: the suite then
+    checks that those operations raise ``UnsupportedOperationError``), and
+    ``exact_across_processes = False`` for one that is exact within one process
+    only (the multi-process tests are then skipped).
+    """
+
+    #: Whether the backend lists its agents (else it raises ``UnsupportedOperationError``).
+    lists_agents: bool = True
+    #: Whether managers in several processes share the store exactly.
+    exact_across_processes: bool = True
+
+    def _needs_processes(self) -> None:
+        if not self.exact_across_processes:
+            pytest.skip("the backend is exact within one process only")
 
     # -- fixtures ---------------------------------------------------------------
 
@@ -242,6 +259,11 @@ class StorageContract:
         assert contents(mgr.get(keep.id)) == ["kept"]
 
     def test_list_agents(self, mgr: sdb.Manager) -> None:
+        if not self.lists_agents:
+            mgr.create("alpha")
+            with pytest.raises(sdb.UnsupportedOperationError):
+                mgr.list_agents()
+            return
         assert mgr.list_agents() == []
         for agent in ["beta", "alpha", "beta"]:
             mgr.create(agent)
@@ -259,14 +281,25 @@ class StorageContract:
             clock.now += timedelta(days=40)
             fresh = mgr.create("assistant")
             fresh.append_message(msg("fresh"))
-            assert mgr.prune(timedelta(days=30), dry_run=True) == sorted(
-                [old.id, other_agent_old.id]
-            )
+            if self.lists_agents:
+                assert mgr.prune(timedelta(days=30), dry_run=True) == sorted(
+                    [old.id, other_agent_old.id]
+                )
+            else:
+                for dry_run in (True, False):
+                    with pytest.raises(sdb.UnsupportedOperationError):
+                        mgr.prune(timedelta(days=30), dry_run=dry_run)
+                assert mgr.prune(timedelta(days=30), agent_name="assistant", dry_run=True) == [
+                    old.id
+                ]
             assert len(mgr.list("assistant")) == 2
             assert mgr.prune(timedelta(days=30), agent_name="assistant") == [old.id]
             assert [s.id for s in mgr.list("assistant")] == [fresh.id]
             assert [s.id for s in mgr.list("other")] == [other_agent_old.id]
-            assert mgr.prune(clock.now - timedelta(days=30)) == [other_agent_old.id]
+            everyone = None if self.lists_agents else "other"
+            assert mgr.prune(clock.now - timedelta(days=30), agent_name=everyone) == [
+                other_agent_old.id
+            ]
             with pytest.raises(sdb.SessionNotFoundError):
                 mgr.get(old.id)
             assert contents(mgr.get(fresh.id)) == ["fresh"]
@@ -566,6 +599,7 @@ class StorageContract:
     def test_processes_append_to_one_session(
         self, open_manager: OpenManager, session: sdb.Session
     ) -> None:
+        self._needs_processes()
         workers, each = 4, 20
         context = multiprocessing.get_context("spawn")
         with context.Pool(workers) as pool:
@@ -578,6 +612,7 @@ class StorageContract:
         assert_one_chain(session)
 
     def test_get_or_create_races_to_one_session(self, open_manager: OpenManager) -> None:
+        self._needs_processes()
         context = multiprocessing.get_context("spawn")
         with context.Pool(4) as pool:
             ids = pool.starmap(_create_worker, [(open_manager, "racing-user")] * 8)
