@@ -84,7 +84,7 @@ def test_get_or_create_with_no_user_creates_a_session_of_nobody(
     existing = set(alice_and_bob(mgr))
     first = mgr.get_or_create("web", empty)
     second = mgr.get_or_create("web", empty)
-    assert first.user_id is None and second.user_id is None
+    assert (first.user_id, second.user_id) == (None, None)
     assert len({first.id, second.id} | existing) == 5
     assert mgr.get(first.id).user_id is None
 
