@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from collections.abc import Callable, Iterator, MutableMapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -215,3 +217,16 @@ def test_reads_of_a_new_session_fail_as_they_would_for_an_empty_one(mgr: sdb.Man
         "limit": "InvalidArgumentError",
     }
     assert mgr.list("web") == []
+
+
+def test_a_store_outage_at_the_first_write_is_503(tmp_path: Path) -> None:
+    base = tmp_path / "sessions"
+    with sdb.connect(base.as_uri()) as mgr:
+        shutil.rmtree(base)
+        base.write_text("not a directory")  # every write to the store now fails
+        with TestClient(app_with(mgr)) as client:
+            assert client.get("/read").status_code == 200
+            failed = client.get("/write", params={"q": "x"})
+    assert failed.status_code == 503
+    assert failed.json() == {"detail": "session store unavailable"}
+    assert "X-Session-ID" not in failed.headers
