@@ -12,18 +12,27 @@ Pure ASGI, so it works with Starlette, FastAPI and any other ASGI framework::
 
 For every HTTP request:
 
-* no ``X-Session-ID`` header: a new session is created for ``agent_name`` (and
-  for the authenticated user, if any); its ID is returned in the
-  ``X-Session-ID`` response header (as it is on every response);
+* no ``X-Session-ID`` header: the request gets a new session for ``agent_name``
+  (and for the authenticated user, if any), which is stored when the request
+  first writes to it (an append, a checkpoint): a request that only reads, or
+  does nothing, stores nothing. Once it is stored, its ID is returned in the
+  ``X-Session-ID`` response header, as the ID of a named session is on every
+  response. A streaming response whose start is sent before the first write
+  cannot carry the header: write before streaming, or send ``session.id``
+  in the body;
 * a malformed ID: ``400``; an ID that names no session: ``400``;
 * when the app authenticates users, a session of another user (or of no user)
   gets exactly the response of an unknown ID, so IDs of other users' sessions
   cannot be probed; a session that has a user is never served to an
-  unauthenticated request. ``not_found_status`` changes that status (``404``).
+  anonymous request. ``not_found_status`` changes that status (``404``);
+* the store is unavailable (before the response has started): ``503``.
 
 The user comes from ``get_user_id(scope)`` (a function, sync or async), or by
 default from ``scope["user"]`` as Starlette's ``AuthenticationMiddleware`` sets
-it (its ``identity``, else ``username``, when ``is_authenticated``).
+it (its ``identity``, else ``username``, when ``is_authenticated``). ``None``,
+``""`` and a blank string all mean an anonymous request: it may use only
+sessions of no user, and its new sessions belong to no user. A user ID that is
+not valid (see :func:`sessions_db.ids.user_id`) gets ``400``.
 
 The session is bound with :func:`~sessions_db.use_session` while the app runs,
 so ``sdb.current_session()`` works in the endpoint (sync endpoints too: they
@@ -40,6 +49,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, TypeVar
 
 from . import ids
+from ._unstored import PendingSession
 from .context import use_session
 from .errors import InvalidIDError, SessionNotFoundError, StorageUnavailableError
 from .manager import Manager, Session
@@ -110,6 +120,11 @@ class SessionMiddleware:
             result = await result
         return None if result is None else str(result)
 
+    async def _user_or_anonymous(self, scope: Scope) -> str | None:
+        # An empty or blank user is no user: never pass it on, where it would be
+        # refused (or, worse, read as "no ownership check").
+        return ids.owner(await self._user(scope))
+
     def _lookup(self, session_id: str, user_id: str | None) -> Session:
         session = self.manager.get(session_id, user_id=user_id)
         if user_id is None and session.user_id is not None:
@@ -128,9 +143,13 @@ class SessionMiddleware:
                 raw = value.decode("latin-1").strip()
                 break
         try:
-            user_id = await self._user(scope)
+            user_id = await self._user_or_anonymous(scope)
+        except InvalidIDError:
+            await _error(send, 400, "invalid user ID")
+            return
+        try:
             if not raw:
-                session = await _in_thread(self.manager.create, self.agent_name, user_id=user_id)
+                session: Session = PendingSession.new(self.manager, self.agent_name, user_id)
             else:
                 session = await _in_thread(self._lookup, ids.session_id(raw), user_id)
         except InvalidIDError:
@@ -144,11 +163,15 @@ class SessionMiddleware:
             return
 
         header = (self._header_key, session.id.encode("latin-1"))
+        started = False
 
         async def send_with_id(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 headers = [h for h in message.get("headers", []) if h[0].lower() != header[0]]
-                message["headers"] = [*headers, header]
+                stored = not isinstance(session, PendingSession) or session.stored
+                message["headers"] = [*headers, header] if stored else headers
             await send(message)
 
         state = scope.setdefault("state", {})
@@ -156,6 +179,10 @@ class SessionMiddleware:
         try:
             with use_session(session):
                 await self.app(scope, receive, send_with_id)
+        except StorageUnavailableError:
+            if started:
+                raise
+            await _error(send, 503, "session store unavailable")
         finally:
             session.close()
 

@@ -66,11 +66,19 @@ def agent_name(value: object) -> str:
 
 
 def user_id(value: object) -> str | None:
-    """Return a valid user ID, or ``None`` for ``None`` and the empty string (no user)."""
-    if value is None or value == "":
+    """Return ``value`` if it is a user ID, or ``None`` for ``None`` (no user, no owner check).
+
+    A user ID that is given names a user: ``""`` or a blank string raises
+    ``InvalidIDError``, never silently becomes ``None``, so that a user ID that
+    filters or checks ownership cannot turn the check off. For the user of a new
+    session, where empty means "no user", see :func:`owner`.
+    """
+    if value is None:
         return None
     if not isinstance(value, str):
         raise InvalidIDError(f"user ID must be a string, not {type(value).__name__}")
+    if not value.strip():
+        raise InvalidIDError("user ID is empty or blank; pass None for no user")
     if len(value) > MAX_USER_ID:
         raise InvalidIDError(f"user ID is longer than {MAX_USER_ID} characters")
     if not value.isprintable():
@@ -80,3 +88,15 @@ def user_id(value: object) -> str | None:
     except UnicodeEncodeError:
         raise InvalidIDError("user ID contains a lone surrogate") from None
     return value
+
+
+def owner(value: object) -> str | None:
+    """Return the user of a new session: ``None`` (no user) for ``None``, ``""`` or blank.
+
+    Only where a session is created (``create``, ``get_or_create``): there an
+    empty user ID means a session that belongs to nobody. Anything else is
+    checked by :func:`user_id`.
+    """
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    return user_id(value)

@@ -78,7 +78,10 @@ class Manager(ManagerFields[StorageBackend], _ClosesOnExit):
         self._lock = threading.Lock()
 
     def memory(self, user_id: str, *, agent_name: str | None = None) -> SessionMemory:
-        """Return the long-term memory of ``user_id`` (across their sessions; of one agent)."""
+        """Return the long-term memory of ``user_id`` (across their sessions; of one agent).
+
+        ``None`` raises ``InvalidArgumentError``; ``""`` or blank, ``InvalidIDError``.
+        """
         from .memory import SessionMemory  # noqa: PLC0415 - memory builds on this module
 
         return SessionMemory(self, user_id, agent_name=agent_name)
@@ -96,17 +99,22 @@ class Manager(ManagerFields[StorageBackend], _ClosesOnExit):
         user_id: str | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> Session:
-        """Create a new session for ``agent_name``."""
+        """Create a new session for ``agent_name`` (of no user if ``user_id`` is empty or blank)."""
         return Session(self, self.run(self._create_plan(agent_name, user_id, metadata)))
 
     def get(self, session_id: str, *, user_id: str | None = None) -> Session:
-        """Return the session; ``SessionNotFoundError`` if absent or another user's."""
+        """Return the session; ``SessionNotFoundError`` if absent or another user's.
+
+        With a ``user_id``, a session of another user or of no user is not found.
+        ``""`` or a blank ``user_id`` raises ``InvalidIDError``: only ``None`` skips
+        the ownership check.
+        """
         return Session(self, self.run(self._get_plan(session_id, user_id)))
 
     def get_or_create(self, agent_name: str, user_id: str | None) -> Session:
         """Return the user's most recently updated session of the agent, else a new one.
 
-        An empty or ``None`` ``user_id`` always creates a new session.
+        ``None``, ``""`` or a blank ``user_id`` always creates a new session of no user.
         """
         return Session(self, self.run(self._get_or_create_plan(agent_name, user_id)))
 
@@ -118,7 +126,10 @@ class Manager(ManagerFields[StorageBackend], _ClosesOnExit):
         limit: int | None = None,
         offset: int = 0,
     ) -> builtins.list[SessionMetadata]:
-        """Return the agent's sessions, most recently updated first."""
+        """Return the agent's sessions, most recently updated first.
+
+        With a ``user_id``, only that user's; ``""`` or blank raises ``InvalidIDError``.
+        """
         return self.run(self._list_plan(agent_name, user_id, limit, offset))
 
     def delete(self, session_id: str) -> None:

@@ -91,26 +91,36 @@ def create(
     clock: Clock,
     privacy: Privacy = PLAIN,
 ) -> Plan[Call, SessionMetadata]:
-    """Create a session."""
+    """Create a session (``None``, ``""`` or a blank ``user_id``: it belongs to no user)."""
+    meta = new_session(agent_name, user_id, metadata, clock)
+    yield _call("save_session", privacy.seal_meta(meta))
+    return meta
+
+
+def new_session(
+    agent_name: str, user_id: str | None, metadata: dict[str, Any] | None, clock: Clock
+) -> SessionMetadata:
+    """Return the checked metadata of a new session, not yet stored (see :func:`create`)."""
     now = clock()
-    meta = SessionMetadata.model_construct(
+    return SessionMetadata.model_construct(
         id=ids.new_id(),
         agent_name=ids.agent_name(agent_name),
-        user_id=ids.user_id(user_id),
+        user_id=ids.owner(user_id),
         created_at=now,
         updated_at=now,
         message_count=0,
         current_leaf=None,
         metadata=payload.check({} if metadata is None else metadata, "metadata"),
     )
-    yield _call("save_session", privacy.seal_meta(meta))
-    return meta
 
 
 def get(
     session_id: str, user_id: str | None, privacy: Privacy = PLAIN
 ) -> Plan[Call, SessionMetadata]:
-    """Load a session; with ``user_id``, another user's session is not found."""
+    """Load a session; with ``user_id``, another user's session is not found.
+
+    ``user_id`` ``""`` or blank raises ``InvalidIDError``: only ``None`` skips the check.
+    """
     sid = ids.session_id(session_id)
     uid = ids.user_id(user_id)
     meta: SessionMetadata = yield _call("load_session", sid)
@@ -122,8 +132,11 @@ def get(
 def get_or_create(
     agent_name: str, user_id: str | None, clock: Clock, privacy: Privacy = PLAIN
 ) -> Plan[Call, SessionMetadata]:
-    """Return the user's most recently updated session of the agent, else a new one."""
-    uid = ids.user_id(user_id)
+    """Return the user's most recently updated session of the agent, else a new one.
+
+    ``None``, ``""`` or a blank ``user_id`` always creates a session of no user.
+    """
+    uid = ids.owner(user_id)
     if uid is None:
         return (yield from create(agent_name, None, None, clock, privacy))
     now = clock()
@@ -148,7 +161,7 @@ def list_sessions(
     offset: int,
     privacy: Privacy = PLAIN,
 ) -> Plan[Call, list[SessionMetadata]]:
-    """List an agent's sessions, most recently updated first."""
+    """List an agent's sessions, most recently updated first (``""`` or blank user: refused)."""
     result: list[SessionMetadata] = yield _call(
         "list_sessions",
         ids.agent_name(agent_name),

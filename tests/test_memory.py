@@ -167,7 +167,7 @@ def test_read_and_list_newest_first(mgr: sdb.Manager) -> None:
     assert memory.read(sent[1].id) == sent[1]
     with pytest.raises(sdb.EntryNotFoundError):
         memory.read("no-such-message")
-    with pytest.raises(sdb.InvalidArgumentError):
+    with pytest.raises(sdb.InvalidIDError):
         mgr.memory("")
 
 
