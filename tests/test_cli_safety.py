@@ -19,6 +19,7 @@ import pytest
 import sessions_db as sdb
 from sessions_db import migrations
 from sessions_db.cli import EXIT_ERROR, EXIT_OK, EXIT_SCHEMA, EXIT_USAGE
+from sessions_db.cli._common import redacted
 
 OUR_TABLES = ["sessions_db_checkpoints", "sessions_db_entries", "sessions_db_sessions"]
 
@@ -195,6 +196,12 @@ def test_copy_to_an_unmigrated_target_names_it(
     assert migrations.current(target) is None
     copied = cli("copy", "--from", source, "--to", target, "--migrate")
     assert copied.returncode == EXIT_OK, copied.stderr
+
+
+def test_redacted_urls_hide_the_whole_password() -> None:
+    assert redacted("postgresql://app:p@ss:w@db:5432/app") == "postgresql://app:***@db:5432/app"
+    assert redacted("postgresql://app@db/app") == "postgresql://app@db/app"
+    assert redacted("sqlite:////srv/a@b.db") == "sqlite:////srv/a@b.db"
 
 
 @pytest.mark.parametrize("command", [["list", "assistant"], ["agents"], ["stats"], ["migrate"]])

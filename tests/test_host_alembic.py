@@ -139,10 +139,12 @@ def tables(url: str) -> set[str]:
         engine.dispose()
 
 
-def test_current_changes_nothing(host: tuple[str, Path]) -> None:
+def test_current_and_stamp_leave_ours_alone(host: tuple[str, Path]) -> None:
     url, project = host
     alembic(project, "current")
     assert tables(url) == set()
+    alembic(project, "stamp", "head")
+    assert tables(url) == {"alembic_version"}
 
 
 def test_upgrade_applies_ours_and_downgrade_keeps_them(host: tuple[str, Path]) -> None:
