@@ -11,14 +11,17 @@ from __future__ import annotations
 import os
 
 from alembic import context
-from sqlalchemy import Connection, create_engine, text
+from sqlalchemy import Connection, create_engine
+from sqlalchemy.schema import CreateSchema
 
+from sessions_db.ids import schema_name
 from sessions_db.migrations import include_object as _host_filter
 from sessions_db.sql.engine import normalize_url
 from sessions_db.sql.schema import PREFIX, VERSION_TABLE, Base, is_fts_object
 
 config = context.config
-schema = (
+# Checked here too: alembic.ini and the environment reach this file directly.
+schema = schema_name(
     config.attributes.get("sessions_db_schema")
     or config.get_main_option("sessions_db_schema")
     or os.environ.get("SESSIONS_DB_SCHEMA")
@@ -57,15 +60,22 @@ def _url() -> str:
 
 def _run(connection: Connection) -> None:
     if schema is not None:
-        connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+        connection.execute(CreateSchema(schema, if_not_exists=True))
     _configure(connection=connection, render_as_batch=connection.dialect.name == "sqlite")
     with context.begin_transaction():
         context.run_migrations()
 
 
 if context.is_offline_mode():
-    _configure(url=_url(), literal_binds=True)
+    within_host = config.attributes.get("sessions_db_dialect")
+    if within_host:
+        # Written into a host's offline script, inside the host's own transaction.
+        _configure(dialect_name=within_host, literal_binds=True, transactional_ddl=False)
+    else:
+        _configure(url=_url(), literal_binds=True)
     with context.begin_transaction():
+        if schema is not None:
+            context.execute(CreateSchema(schema, if_not_exists=True))
         context.run_migrations()
 else:
     given = config.attributes.get("connection")

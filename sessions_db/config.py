@@ -62,6 +62,7 @@ from pydantic import (
 
 from .crypto import Keyring
 from .errors import ConfigurationError
+from .ids import schema_name
 
 #: The file store's directory when none is configured.
 DEFAULT_BASE_DIR = "~/.sessions_db/sessions"
@@ -176,6 +177,14 @@ class SessionConfig(_Model):
     checkpoint: CheckpointConfig = CheckpointConfig()
     redact: str | None = None
     encryption: EncryptionConfig | None = None
+
+    @field_validator("db_schema")
+    @classmethod
+    def _schema(cls, value: str | None) -> str | None:
+        try:
+            return schema_name(value)
+        except ConfigurationError as exc:
+            raise ValueError(str(exc)) from None
 
     @field_validator("redact")
     @classmethod

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import uuid
 
-from .errors import InvalidIDError
+from .errors import ConfigurationError, InvalidIDError
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 # A token that is safe as a file name on every platform: it cannot be "." or
@@ -17,6 +17,9 @@ _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12
 _TOKEN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}")
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 MAX_USER_ID = 255
+# A PostgreSQL schema name that needs no quoting to be read the same way back,
+# within the server's 63-byte limit; ``pg_`` names are the server's own.
+_SCHEMA = re.compile(r"(?![pP][gG]_)[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
 def new_id() -> str:
@@ -100,3 +103,20 @@ def owner(value: object) -> str | None:
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     return user_id(value)
+
+
+def schema_name(value: object) -> str | None:
+    """Return ``value`` if it is a usable PostgreSQL schema name (``None``: no schema).
+
+    A schema name is a plain identifier: 1-63 letters, digits and underscores,
+    not starting with a digit or ``pg_``. Anything else raises
+    :class:`~sessions_db.ConfigurationError` before it reaches SQL.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str) and _SCHEMA.fullmatch(value):
+        return value
+    raise ConfigurationError(
+        f"invalid schema name {_describe(value)}: expected 1-63 letters, digits and "
+        "underscores, not starting with a digit or pg_"
+    )

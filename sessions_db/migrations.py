@@ -3,8 +3,11 @@
 The migrations are alembic scripts with their own version table
 (``sessions_db_alembic_version``), so they never touch the host's
 ``alembic_version``. Apply them with ``sessions-db migrate``, or from the host's
-``env.py`` with :func:`upgrade` on the host's connection, and keep the host's
-autogenerate away from our tables with :func:`include_object`.
+``env.py`` with :func:`run_with_host` (which follows the host's command), and
+keep the host's autogenerate away from our tables with :func:`include_object`.
+
+A ``schema`` is checked with :func:`sessions_db.ids.schema_name` before it
+reaches SQL: an invalid one raises :class:`~sessions_db.ConfigurationError`.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import alembic.context
 import alembic.op
@@ -22,10 +25,13 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine
+from alembic.script.revision import RevisionError
+from alembic.util import CommandError
+from sqlalchemy import Connection, Engine, create_engine, func, inspect, select, table
 from sqlalchemy.exc import SQLAlchemyError
 
-from .errors import SchemaError
+from .errors import InvalidArgumentError, SchemaError
+from .ids import schema_name
 from .sql.engine import normalize_url
 from .sql.errors import translate
 from .sql.schema import PREFIX, VERSION_TABLE
@@ -37,7 +43,9 @@ __all__ = [
     "downgrade",
     "head",
     "include_object",
+    "run_with_host",
     "script_location",
+    "tables_dropped",
     "upgrade",
 ]
 
@@ -61,9 +69,10 @@ def config(
     connectable: Engine | Connection | str | None = None,
     *,
     schema: str | None = None,
-    output: io.StringIO | None = None,
+    output: TextIO | None = None,
 ) -> Config:
     """Return an alembic :class:`Config` for our scripts, bound to ``connectable``."""
+    schema = schema_name(schema)
     cfg = Config(output_buffer=output) if output is not None else Config()
     cfg.set_main_option("script_location", script_location())
     if isinstance(connectable, str):
@@ -126,6 +135,7 @@ def upgrade(
     revision: str = "head",
 ) -> None:
     """Upgrade the sessions_db tables to ``revision`` (default: the newest)."""
+    schema = schema_name(schema)
     with _keep_host_proxies(), _connection(connectable) as conn:
         command.upgrade(config(conn, schema=schema), revision)
 
@@ -134,15 +144,21 @@ def downgrade(
     connectable: Engine | Connection | str,
     *,
     schema: str | None = None,
-    revision: str = "base",
+    revision: str,
 ) -> None:
-    """Downgrade the sessions_db tables to ``revision`` (default: remove them)."""
+    """Downgrade the sessions_db tables to ``revision`` (``"base"`` removes them).
+
+    There is no default: a downgrade drops data, so the target is always named.
+    :func:`tables_dropped` tells beforehand which tables go.
+    """
+    schema = schema_name(schema)
     with _keep_host_proxies(), _connection(connectable) as conn:
         command.downgrade(config(conn, schema=schema), revision)
 
 
 def upgrade_sql(url: str, *, schema: str | None = None, revision: str = "head") -> str:
     """Return the SQL an upgrade would run, for a DBA to apply by hand (offline mode)."""
+    schema = schema_name(schema)
     out = io.StringIO()
     command.upgrade(config(url, schema=schema, output=out), revision, sql=True)
     return out.getvalue()
@@ -159,15 +175,55 @@ def head() -> str:
 
 def current(connectable: Engine | Connection | str, *, schema: str | None = None) -> str | None:
     """Return the revision the database is at, or ``None`` if never migrated."""
+    schema = schema_name(schema)
     with _connection(connectable) as conn:
-        context = MigrationContext.configure(
-            conn, opts={"version_table": VERSION_TABLE, "version_table_schema": schema}
-        )
-        return context.get_current_revision()
+        return _current(conn, schema)
+
+
+def _current(conn: Connection, schema: str | None) -> str | None:
+    context = MigrationContext.configure(
+        conn, opts={"version_table": VERSION_TABLE, "version_table_schema": schema}
+    )
+    return context.get_current_revision()
+
+
+def tables_dropped(
+    connectable: Engine | Connection | str, *, schema: str | None = None, revision: str
+) -> dict[str, int]:
+    """Return the tables a downgrade to ``revision`` would drop, with their row counts.
+
+    Only the tables present are listed, in the order the downgrade drops them;
+    an empty result means no table goes (indexes may). An unknown revision, or
+    one the database is not above, raises :class:`~sessions_db.InvalidArgumentError`.
+    """
+    schema = schema_name(schema)
+    script = ScriptDirectory(script_location())
+    with _connection(connectable) as conn:
+        at = _current(conn, schema)
+        try:
+            steps = list(script.iterate_revisions(at, revision, select_for_downgrade=True))
+        except (CommandError, RevisionError) as exc:
+            raise InvalidArgumentError(
+                f"cannot downgrade from {at or 'base'} to {revision!r}: {exc}"
+            ) from None
+        present = set(inspect(conn).get_table_names(schema=schema))
+        names = [
+            name
+            for step in steps
+            if step is not None
+            for name in reversed(getattr(step.module, "TABLES", ()))
+            if name in present
+        ]
+        count = select(func.count())
+        return {
+            name: conn.execute(count.select_from(table(name, schema=schema))).scalar_one()
+            for name in names
+        }
 
 
 def check(connectable: Engine | Connection, *, schema: str | None = None) -> None:
     """Raise :class:`SchemaError` unless the database is at the newest revision."""
+    schema = schema_name(schema)
     at = current(connectable, schema=schema)
     want = head()
     if at != want:
@@ -189,3 +245,30 @@ def include_object(
     """
     table = name if type_ == "table" else getattr(getattr(obj, "table", None), "name", None)
     return not (table or "").startswith(PREFIX)
+
+
+def run_with_host(*, schema: str | None = None) -> None:
+    """Apply the sessions_db migrations from a host's alembic ``env.py``, as its command asks.
+
+    Call it in the host's ``with context.begin_transaction():`` block, after
+    ``context.run_migrations()``, in both the online and the offline function:
+
+    * ``alembic upgrade``: our tables go to the newest revision on the host's
+      connection, in its transaction; with ``--sql`` (offline), our SQL (from an
+      empty database up) is written to the host's output, inside its transaction.
+    * every other command (``current``, ``history``, ``check``, ``stamp``,
+      ``revision --autogenerate``, and ``downgrade``): nothing. Our tables are
+      downgraded only on purpose, with ``sessions-db migrate downgrade``.
+    """
+    host = alembic.context.get_context()
+    step = getattr(host.opts.get("fn"), "__name__", None)
+    if step != "upgrade" or host.opts.get("revision_context") is not None:
+        return
+    if not host.as_sql:
+        assert host.connection is not None
+        upgrade(host.connection, schema=schema)
+        return
+    cfg = config(schema=schema, output=host.output_buffer)
+    cfg.attributes["sessions_db_dialect"] = host.dialect.name
+    with _keep_host_proxies():
+        command.upgrade(cfg, "head", sql=True)

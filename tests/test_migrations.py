@@ -53,7 +53,7 @@ def test_upgrade_downgrade_upgrade(empty_url: str) -> None:
     assert migrations.current(empty_url) == migrations.head()
     with sdb.connect(empty_url) as mgr:
         mgr.create("assistant").append_message(sdb.Message.new("user", {"content": "x"}))
-    migrations.downgrade(empty_url)
+    migrations.downgrade(empty_url, revision="base")
     assert not (OUR_TABLES & _tables(empty_url))
     assert migrations.current(empty_url) is None
     migrations.upgrade(empty_url)
@@ -86,7 +86,7 @@ def test_host_alembic_version_is_untouched(empty_url: str) -> None:
         conn.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)"))
         conn.execute(text("INSERT INTO alembic_version VALUES ('host_rev_1')"))
     migrations.upgrade(empty_url)
-    migrations.downgrade(empty_url)
+    migrations.downgrade(empty_url, revision="base")
     with engine.connect() as conn:
         assert conn.execute(text("SELECT version_num FROM alembic_version")).all() == [
             ("host_rev_1",)
@@ -203,7 +203,7 @@ def test_migrate_command(empty_url: str) -> None:
     assert _cli("migrate", "current", "--url", empty_url).stdout.strip() == (
         f"{migrations.head()} (head)"
     )
-    down = _cli("migrate", "downgrade", "--url", empty_url)
+    down = _cli("migrate", "downgrade", "--revision", "base", "--yes", "--url", empty_url)
     assert down.returncode == 0, down.stderr
     assert not (OUR_TABLES & _tables(empty_url))
 

@@ -14,6 +14,9 @@ down_revision = None
 branch_labels = None
 depends_on = None
 
+#: The tables this revision creates, in order (what its downgrade drops).
+TABLES = ("sessions_db_sessions", "sessions_db_entries", "sessions_db_checkpoints")
+
 
 def _json() -> sa.types.TypeEngine:
     return sa.JSON().with_variant(postgresql.JSONB(), "postgresql")

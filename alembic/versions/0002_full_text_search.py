@@ -27,6 +27,8 @@ TEXT = (
     "(SELECT coalesce(group_concat(value, ' '), '') "
     "FROM json_tree({row}.payload) WHERE type = 'text')"
 )
+#: The tables this revision creates, in order (what its downgrade drops; SQLite only).
+TABLES = (FTS_DOCS, FTS_TABLE)
 
 SQLITE_UP = [
     f"""CREATE TABLE {FTS_DOCS} (
@@ -77,13 +79,20 @@ def _dialect() -> str:
     return op.get_context().dialect.name
 
 
+def _in_schema(schema: str | None, name: str) -> str:
+    """Return ``name`` qualified by ``schema``, quoted as the dialect needs."""
+    if schema is None:
+        return name
+    return f"{op.get_context().dialect.identifier_preparer.quote_schema(schema)}.{name}"
+
+
 def upgrade() -> None:
     schema = op.get_context().version_table_schema
     op.create_index(
         "ix_sessions_db_sessions_user_id", "sessions_db_sessions", ["user_id"], schema=schema
     )
     if _dialect() == "postgresql":
-        table = f'"{schema}".sessions_db_entries' if schema else "sessions_db_entries"
+        table = _in_schema(schema, "sessions_db_entries")
         op.execute(
             f"CREATE INDEX {FTS_INDEX} ON {table} USING gin ({VECTOR}) WHERE type = 'message'"
         )
@@ -95,8 +104,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     schema = op.get_context().version_table_schema
     if _dialect() == "postgresql":
-        name = f'"{schema}".{FTS_INDEX}' if schema else FTS_INDEX
-        op.execute(f"DROP INDEX IF EXISTS {name}")
+        op.execute(f"DROP INDEX IF EXISTS {_in_schema(schema, FTS_INDEX)}")
     elif _dialect() == "sqlite":
         for statement in SQLITE_DOWN:
             op.execute(statement)

@@ -138,6 +138,17 @@ def scheme(url: str) -> str:
     return head.lower() if sep else ""
 
 
+def redacted(url: str) -> str:
+    """Return ``url`` with its password replaced by ``***``."""
+    head, sep, rest = url.partition("://")
+    netloc, slash, path = rest.partition("/")
+    if not sep or "@" not in netloc:
+        return url
+    credentials, _, host = netloc.rpartition("@")
+    user, colon, _ = credentials.partition(":")
+    return f"{head}://{user}{':***' if colon else ''}@{host}{slash}{path}"
+
+
 def store_path(url: str) -> Path | None:
     """Return the file or directory a SQLite or file store URL names (``None`` otherwise)."""
     kind = scheme(url)
@@ -159,6 +170,32 @@ def store_path(url: str) -> Path | None:
     return None
 
 
+#: The first bytes of every SQLite database file.
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def check_sqlite_file(url: str) -> None:
+    """Raise :class:`ConfigurationError` if ``url`` names an existing file that is not SQLite.
+
+    An empty file is a new database; anything else must start with SQLite's
+    header, so that a wrong path (``sqlite:////etc/passwd``) is reported as such.
+    """
+    if not scheme(url).startswith("sqlite"):
+        return
+    path = store_path(url)
+    if path is None or not path.is_file():
+        return
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(len(SQLITE_HEADER))
+    except OSError:
+        return  # opening it reports the problem
+    if head and head != SQLITE_HEADER:
+        raise ConfigurationError(
+            f"{path} is not a sessions_db SQLite file: it is not an SQLite database at all"
+        )
+
+
 @contextmanager
 def open_store(url: str, *, create: bool = False, migrate: bool = False) -> Iterator[Manager]:
     """Open the store ``url`` names; close it afterwards.
@@ -170,6 +207,7 @@ def open_store(url: str, *, create: bool = False, migrate: bool = False) -> Iter
     if path is not None and not create and not path.exists():
         what = "SQLite database" if scheme(url).startswith("sqlite") else "store directory"
         raise StorageUnavailableError(f"no {what} at {path}")
+    check_sqlite_file(url)
     manager = connect(url, migrate=True if migrate else None)
     try:
         yield manager

@@ -2,14 +2,35 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from .. import migrations
+from ..ids import schema_name
 from ._app import main
-from ._common import emit_json, json_option, url_option
+from ._common import (
+    EXIT_ERROR,
+    EXIT_USAGE,
+    CLIError,
+    check_sqlite_file,
+    emit_json,
+    json_option,
+    redacted,
+    url_option,
+)
+
+
+def _schema(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    return schema_name(value)
+
 
 schema_option = click.option(
-    "--schema", envvar="SESSIONS_DB_SCHEMA", default=None, help="PostgreSQL schema of the tables."
+    "--schema",
+    envvar="SESSIONS_DB_SCHEMA",
+    default=None,
+    callback=_schema,
+    help="PostgreSQL schema of the tables (letters, digits and _).",
 )
 
 
@@ -21,16 +42,27 @@ schema_option = click.option(
 @click.option(
     "--revision",
     default=None,
-    help="Target revision (upgrade: head by default; downgrade: base, which drops the tables).",
+    help="Target revision (upgrade: head by default; downgrade: required, base drops the tables).",
 )
+@click.option("--yes", is_flag=True, help="Downgrade without asking (for scripts).")
 @json_option
 def migrate(
-    action: str, url: str, schema: str | None, as_sql: bool, revision: str | None, as_json: bool
+    action: str,
+    url: str,
+    schema: str | None,
+    as_sql: bool,
+    revision: str | None,
+    yes: bool,
+    as_json: bool,
 ) -> None:
     """Upgrade the sessions_db tables (default), show the current revision, or downgrade.
 
     The migrations keep their own version table, sessions_db_alembic_version.
+    A downgrade needs --revision (base drops every table), shows the tables it
+    drops with their row counts, and asks first: --yes skips the question, and
+    without it a downgrade is refused when stdin is not a terminal.
     """
+    check_sqlite_file(url)
     if action == "current":
         at = migrations.current(url, schema=schema)
         head = migrations.head()
@@ -39,12 +71,7 @@ def migrate(
         else:
             click.echo(f"{at or 'none'}{' (head)' if at == head else f' (head is {head})'}")
     elif action == "downgrade":
-        migrations.downgrade(url, schema=schema, revision=revision or "base")
-        at = migrations.current(url, schema=schema)
-        if as_json:
-            emit_json({"action": "downgrade", "current": at})
-        else:
-            click.echo(f"downgraded to {at or 'base'}")
+        _downgrade(url, schema, as_sql, revision, yes, as_json)
     elif as_sql:
         sql = migrations.upgrade_sql(url, schema=schema, revision=revision or "head")
         if as_json:
@@ -58,3 +85,52 @@ def migrate(
             emit_json({"action": "upgrade", "current": at})
         else:
             click.echo(f"migrated to {at}")
+
+
+def _downgrade(
+    url: str, schema: str | None, as_sql: bool, revision: str | None, yes: bool, as_json: bool
+) -> None:
+    if as_sql:
+        raise CLIError(
+            "--sql prints the upgrade SQL only; it does not apply to downgrade", EXIT_USAGE
+        )
+    if revision is None:
+        raise CLIError(
+            "downgrade needs an explicit target: --revision REV (an older revision, "
+            "or base, which drops every sessions_db table)",
+            EXIT_USAGE,
+        )
+    at = migrations.current(url, schema=schema)
+    if at is None:
+        raise CLIError(f"{redacted(url)} is not migrated: nothing to downgrade", EXIT_USAGE)
+    dropped = migrations.tables_dropped(url, schema=schema, revision=revision)
+    _describe(url, schema, at, revision, dropped)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise CLIError(
+                "refusing to downgrade without --yes: stdin is not a terminal to confirm on",
+                EXIT_USAGE,
+            )
+        if not click.confirm("Downgrade?", default=False, err=True):
+            raise CLIError("downgrade cancelled: nothing changed", EXIT_ERROR)
+    migrations.downgrade(url, schema=schema, revision=revision)
+    now = migrations.current(url, schema=schema)
+    if as_json:
+        emit_json({"action": "downgrade", "current": now, "dropped": dropped})
+    else:
+        click.echo(f"downgraded to {now or 'base'}")
+
+
+def _describe(
+    url: str, schema: str | None, at: str, revision: str, dropped: dict[str, int]
+) -> None:
+    """Tell, on stderr, what the downgrade will do."""
+    where = f"{redacted(url)}{f' (schema {schema})' if schema else ''}"
+    click.echo(f"Downgrading {where} from {at} to {revision}", err=True)
+    if not dropped:
+        click.echo("drops no table (indexes and triggers only)", err=True)
+        return
+    click.echo("drops these tables and every row in them:", err=True)
+    width = max(len(name) for name in dropped)
+    for name, rows in dropped.items():
+        click.echo(f"  {name:<{width}}  {rows} row{'' if rows == 1 else 's'}", err=True)

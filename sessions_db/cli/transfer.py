@@ -6,7 +6,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -14,7 +14,10 @@ from typing import IO, Any
 import click
 from rich.table import Table
 
+from .. import migrations
 from ..backend import StorageBackend
+from ..errors import SchemaError, SessionsDBError
+from ..manager import Manager
 from ._app import main
 from ._archive import (
     SessionDump,
@@ -37,6 +40,7 @@ from ._common import (
     emit_json,
     json_option,
     open_store,
+    redacted,
     url_option,
 )
 from ._render import plural
@@ -171,10 +175,36 @@ def import_(file: str, url: str, migrate: bool, as_json: bool) -> None:
             for _ in read_archive(source, file):
                 pass
             source.seek(0)
-        with open_store(url, create=True, migrate=migrate) as manager:
+        with _target(url, migrate, "import") as manager:
             for dump in read_archive(source, file):
                 _write(manager.backend, dump, report)
     _finish(report, "imported", as_json, {"file": file})
+
+
+@contextmanager
+def _target(url: str, migrate: bool, command: str) -> Iterator[Manager]:
+    """Open the store written to; an unmigrated one is named, with the ways to migrate it."""
+    with ExitStack() as stack:
+        try:
+            manager = stack.enter_context(open_store(url, create=True, migrate=migrate))
+        except SchemaError as error:
+            if migrate:
+                raise
+            raise SchemaError(_not_migrated(url, command)) from error
+        yield manager
+
+
+def _not_migrated(url: str, command: str) -> str:
+    try:
+        at = migrations.current(url)
+    except SessionsDBError:
+        at = None
+    state = "is not migrated" if at is None else f"is at revision {at}"
+    shown = redacted(url)
+    return (
+        f"the target store {shown} {state} (this version needs {migrations.head()}): "
+        f"run `sessions-db migrate --url {shown}` first, or add --migrate to this {command}"
+    )
 
 
 @contextmanager
@@ -287,7 +317,7 @@ def copy(source_url: str, target_url: str, agent: str | None, migrate: bool, as_
     report = Report()
     with (
         open_store(source_url) as source,
-        open_store(target_url, create=True, migrate=migrate) as target,
+        _target(target_url, migrate, "copy") as target,
     ):
         chosen = select_sessions(source, agent=agent)
         copied: dict[str, set[str]] = {}
@@ -298,14 +328,4 @@ def copy(source_url: str, target_url: str, agent: str | None, migrate: bool, as_
         for name, wanted in copied.items():
             listed = {m.id for m in select_sessions(target, agent=name)}
             report.target[name].sessions = len(listed & wanted)
-    _finish(report, "copied", as_json, {"from": _redact(source_url), "to": _redact(target_url)})
-
-
-def _redact(url: str) -> str:
-    """Return ``url`` without its password."""
-    head, sep, rest = url.partition("://")
-    if not sep or "@" not in rest.split("/", 1)[0]:
-        return url
-    credentials, _, host = rest.partition("@")
-    user = credentials.split(":", 1)[0]
-    return f"{head}://{user}{':***' if ':' in credentials else ''}@{host}"
+    _finish(report, "copied", as_json, {"from": redacted(source_url), "to": redacted(target_url)})

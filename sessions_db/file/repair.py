@@ -50,7 +50,11 @@ class RepairReport:
 
     def lines(self) -> list[str]:
         """Return the report as lines of text."""
-        out = [f"{self.base}: {len(self.agents)} agents, {self.sessions} sessions"]
+        agents, sessions = len(self.agents), self.sessions
+        out = [
+            f"{self.base}: {agents} agent{'' if agents == 1 else 's'}, "
+            f"{sessions} session{'' if sessions == 1 else 's'}"
+        ]
         for label, items in [
             ("index rebuilt", self.indexes_rebuilt),
             ("index was damaged", self.damaged_indexes),

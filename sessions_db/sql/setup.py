@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from sqlalchemy import text
 
 from ..errors import ConfigurationError
+from ..ids import schema_name
 from .engine import sqlite_pragmas
 from .plans import Plan, SQLPlan, SQLPlans, Stmt
 from .schema import tables_in
@@ -46,6 +47,7 @@ class SQLSetup:
         cls, dialect: str, *, schema: str | None, busy_timeout: float, synchronous: str
     ) -> SQLSetup:
         """Check the options for ``dialect`` and build the setup."""
+        schema = schema_name(schema)
         if dialect not in ("postgresql", "sqlite"):
             raise ConfigurationError(f"unsupported database dialect {dialect!r}")
         if schema is not None and dialect != "postgresql":
