@@ -18,7 +18,7 @@ from ..sql import opening
 from ..sql.engine import PREPARED, drop_dead_connections, engine_options, normalize_url
 from ..sql.errors import translate
 from ..sql.plans import SQLPlan, Stmt
-from ..sql.setup import ROLLBACK, SQLITE_START, SQLBackendBase
+from ..sql.setup import ROLLBACK, SQLBackendBase
 from ..types import Checkpoint, Message, SessionEntry, SessionMetadata
 from ._tasks import run_to_completion
 from .backend import AsyncStorageBackend
@@ -67,6 +67,7 @@ class AsyncSQLBackend(SQLBackendBase[AsyncEngine], AsyncStorageBackend):
         )
         self._migrate = self._dialect == "sqlite" if migrate is None else migrate
         self._check_schema = check_schema
+        self._busy_timeout = busy_timeout
         self._started = False
         self._start_lock = asyncio.Lock()
         self._writer: asyncio.Lock | None = None
@@ -91,7 +92,7 @@ class AsyncSQLBackend(SQLBackendBase[AsyncEngine], AsyncStorageBackend):
                         for pragma in self._setup.pragmas:
                             await conn.exec_driver_sql(pragma)
                         (await conn.get_raw_connection()).info[PREPARED] = True
-                        await conn.exec_driver_sql(SQLITE_START)
+                        await opening.start_sqlite_async(conn, self._busy_timeout)
                     await opening.prepare_async(
                         conn,
                         schema=self._setup.schema,

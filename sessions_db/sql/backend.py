@@ -20,7 +20,7 @@ from . import opening
 from .engine import PREPARED, build_engine
 from .errors import translate
 from .plans import SQLPlan, Stmt
-from .setup import ROLLBACK, SQLITE_START, SQLBackendBase
+from .setup import ROLLBACK, SQLBackendBase
 
 
 class SQLBackend(SQLBackendBase[Engine], StorageBackend):
@@ -85,7 +85,7 @@ class SQLBackend(SQLBackendBase[Engine], StorageBackend):
                     for pragma in self._setup.pragmas:
                         conn.exec_driver_sql(pragma)
                     conn.connection.info[PREPARED] = True
-                    conn.exec_driver_sql(SQLITE_START)
+                    opening.start_sqlite(conn, busy_timeout)
                 opening.prepare(conn, schema=schema, migrate=migrate, check=check_schema)
         except SQLAlchemyError as exc:
             self._dispose()

@@ -12,6 +12,8 @@ make that so:
   (:func:`~sessions_db.sql.writelock.write_transaction`) and reads the version
   again there first, so that of several processes only the first migrates.
 
+Before all that, a new SQLite file is switched to WAL (:func:`start_sqlite`).
+
 A SQLite connection that the host's engine shares with us (``StaticPool``,
 ``SingletonThreadPool``) and that is inside the host's transaction is never
 migrated: :class:`~sessions_db.SchemaError` names the command to run instead.
@@ -21,18 +23,62 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.pool import SingletonThreadPool, StaticPool
 
 from .. import migrations
 from ..errors import SchemaError
 from .schema import VERSION_TABLE
+from .setup import SQLITE_START
 from .writelock import write_transaction
+
+
+def start_sqlite(conn: Connection, busy_timeout: float) -> None:
+    """Put the file in WAL mode (a property of the file, kept once set).
+
+    The first switch of a new file needs its exclusive lock. Several openers
+    switching at once can each hold the shared lock while asking for it, and
+    SQLite then answers "busy" at once, without waiting: try again, for up
+    to ``busy_timeout`` seconds.
+    """
+    deadline = time.monotonic() + busy_timeout
+    pause = 0.001
+    while True:
+        try:
+            conn.exec_driver_sql(SQLITE_START)
+            return
+        except OperationalError as exc:
+            if not _busy(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(2 * pause, 0.05)
+
+
+async def start_sqlite_async(conn: AsyncConnection, busy_timeout: float) -> None:
+    """:func:`start_sqlite` for asyncio."""
+    deadline = time.monotonic() + busy_timeout
+    pause = 0.001
+    while True:
+        try:
+            await conn.exec_driver_sql(SQLITE_START)
+            return
+        except OperationalError as exc:
+            if not _busy(exc) or time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(pause)
+        pause = min(2 * pause, 0.05)
+
+
+def _busy(exc: OperationalError) -> bool:
+    name = getattr(exc.orig, "sqlite_errorname", "") or ""
+    return name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED"))
 
 
 def at_head(conn: Connection, schema: str | None) -> bool:
