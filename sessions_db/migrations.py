@@ -12,7 +12,10 @@ reaches SQL: an invalid one raises :class:`~sessions_db.ConfigurationError`.
 
 from __future__ import annotations
 
+import functools
 import io
+import shlex
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -35,8 +38,16 @@ from .ids import schema_name
 from .sql.engine import normalize_url
 from .sql.errors import translate
 from .sql.schema import PREFIX, VERSION_TABLE
+from .sql.writelock import write_transaction
+
+#: Held while alembic runs in this process. alembic keeps the running
+#: environment (``alembic.context``, ``alembic.op``) in module-level state, so two
+#: runs at once, in any two threads, read each other's configuration and
+#: connection (and can crash the interpreter inside the SQLite driver).
+ALEMBIC_LOCK = threading.Lock()
 
 __all__ = [
+    "ALEMBIC_LOCK",
     "VERSION_TABLE",
     "check",
     "current",
@@ -84,9 +95,14 @@ def config(
 
 
 @contextmanager
-def _connection(connectable: Engine | Connection | str) -> Iterator[Connection]:
+def _connection(
+    connectable: Engine | Connection | str, *, write: bool = False
+) -> Iterator[Connection]:
     """Yield a connection in a transaction (PostgreSQL migrates in one transaction).
 
+    ``write=True`` makes it a :func:`~sessions_db.sql.writelock.write_transaction`,
+    so that migrations started at once from several processes run one after
+    the other. A connection the caller hands in is used as it is.
     Database errors come out as :class:`SessionsDBError` subclasses.
     """
     if isinstance(connectable, Connection):
@@ -97,11 +113,17 @@ def _connection(connectable: Engine | Connection | str) -> Iterator[Connection]:
     engine = (
         create_engine(normalize_url(connectable)) if isinstance(connectable, str) else connectable
     )
-    if engine.dialect.name == "postgresql":
-        engine = engine.execution_options(isolation_level="READ COMMITTED")
     try:
-        with _translated(engine.dialect.name), engine.begin() as conn:
-            yield conn
+        with _translated(engine.dialect.name):
+            if write:
+                autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+                with autocommit.connect() as conn, write_transaction(conn):
+                    yield conn
+            else:
+                if engine.dialect.name == "postgresql":
+                    engine = engine.execution_options(isolation_level="READ COMMITTED")
+                with engine.begin() as conn:
+                    yield conn
     finally:
         if owned:
             engine.dispose()
@@ -136,7 +158,16 @@ def upgrade(
 ) -> None:
     """Upgrade the sessions_db tables to ``revision`` (default: the newest)."""
     schema = schema_name(schema)
-    with _keep_host_proxies(), _connection(connectable) as conn:
+    with ALEMBIC_LOCK, _connection(connectable, write=True) as conn:
+        upgrade_holding_lock(conn, schema=schema, revision=revision)
+
+
+def upgrade_holding_lock(
+    conn: Connection, *, schema: str | None = None, revision: str = "head"
+) -> None:
+    """:func:`upgrade` on ``conn``, for a caller that already holds :data:`ALEMBIC_LOCK`."""
+    schema = schema_name(schema)
+    with _keep_host_proxies():
         command.upgrade(config(conn, schema=schema), revision)
 
 
@@ -152,7 +183,7 @@ def downgrade(
     :func:`tables_dropped` tells beforehand which tables go.
     """
     schema = schema_name(schema)
-    with _keep_host_proxies(), _connection(connectable) as conn:
+    with ALEMBIC_LOCK, _keep_host_proxies(), _connection(connectable, write=True) as conn:
         command.downgrade(config(conn, schema=schema), revision)
 
 
@@ -160,12 +191,14 @@ def upgrade_sql(url: str, *, schema: str | None = None, revision: str = "head") 
     """Return the SQL an upgrade would run, for a DBA to apply by hand (offline mode)."""
     schema = schema_name(schema)
     out = io.StringIO()
-    command.upgrade(config(url, schema=schema, output=out), revision, sql=True)
+    with ALEMBIC_LOCK, _keep_host_proxies():
+        command.upgrade(config(url, schema=schema, output=out), revision, sql=True)
     return out.getvalue()
 
 
+@functools.cache
 def head() -> str:
-    """Return the newest migration revision."""
+    """Return the newest migration revision (read once per process)."""
     script = ScriptDirectory(script_location())
     revision = script.get_current_head()
     if revision is None:  # pragma: no cover - the package ships migrations
@@ -231,8 +264,18 @@ def check(connectable: Engine | Connection, *, schema: str | None = None) -> Non
         state = "not migrated" if at is None else f"at revision {at}"
         raise SchemaError(
             f"the sessions_db tables{where} are {state}, this version needs {want}: "
-            "run `sessions-db migrate --url URL` or connect with migrate=True"
+            f"run `{migrate_command(connectable, schema=schema)}` or connect with migrate=True"
         )
+
+
+def migrate_command(connectable: Engine | Connection, *, schema: str | None = None) -> str:
+    """Return the ``sessions-db migrate`` command line for this database, password hidden."""
+    url = connectable.engine.url
+    url = url.set(drivername=url.get_backend_name())
+    command_line = ["sessions-db", "migrate", "--url", url.render_as_string(hide_password=True)]
+    if schema:
+        command_line += ["--schema", schema]
+    return shlex.join(command_line)
 
 
 def include_object(

@@ -164,10 +164,13 @@ def test_schema_keeps_tables_apart(pg_fresh: str) -> None:
 
 
 def test_unmigrated_sqlite_says_what_to_run(tmp_path: Path) -> None:
-    with pytest.raises(sdb.SchemaError, match="sessions-db migrate"):
-        sdb.SQLBackend(f"sqlite:///{tmp_path / 'empty.db'}")
-    with pytest.raises(sdb.SchemaError):
+    path = tmp_path / "empty.db"
+    with pytest.raises(sdb.SchemaError) as raised:
+        sdb.SQLBackend(f"sqlite:///{path}", migrate=False)
+    assert f"`sessions-db migrate --url sqlite:///{path}`" in str(raised.value)
+    with pytest.raises(sdb.SchemaError, match="sessions-db migrate --url"):
         sdb.connect(f"sqlite:///{tmp_path / 'empty2.db'}", migrate=False)
+    assert migrations.current(f"sqlite:///{path}") is None
 
 
 def test_bad_options(tmp_path: Path) -> None:

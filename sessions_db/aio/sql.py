@@ -10,14 +10,15 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from .. import migrations, search
+from .. import search
 from .._plan import adrive
 from ..backend import WHOLE_BRANCH, BranchQuery, MessageHit, NewCheckpoint
 from ..errors import StorageClosedError
+from ..sql import opening
 from ..sql.engine import PREPARED, drop_dead_connections, engine_options, normalize_url
 from ..sql.errors import translate
 from ..sql.plans import SQLPlan, Stmt
-from ..sql.setup import ROLLBACK, SQLITE_START, SQLBackendBase
+from ..sql.setup import ROLLBACK, SQLBackendBase
 from ..types import Checkpoint, Message, SessionEntry, SessionMetadata
 from ._tasks import run_to_completion
 from .backend import AsyncStorageBackend
@@ -29,8 +30,9 @@ class AsyncSQLBackend(SQLBackendBase[AsyncEngine], AsyncStorageBackend):
     Same options and same SQL as :class:`~sessions_db.SQLBackend`: give it a URL
     and it owns a pooled :class:`~sqlalchemy.ext.asyncio.AsyncEngine`, or give it
     the host's ``AsyncEngine``, which it uses but never disposes. The schema is
-    checked (or, with ``migrate=True``, migrated) by :meth:`start`, which the
-    first call awaits if nobody did.
+    checked or migrated by :meth:`start`, which the first call awaits if nobody
+    did; as in the sync backend, ``migrate=None`` (the default) migrates a
+    SQLite file and only checks a PostgreSQL database.
 
     A call whose task is cancelled still runs to its end before the
     cancellation is raised, so that an append is stored whole or not at all and
@@ -42,7 +44,7 @@ class AsyncSQLBackend(SQLBackendBase[AsyncEngine], AsyncStorageBackend):
         engine_or_url: AsyncEngine | str,
         *,
         schema: str | None = None,
-        migrate: bool = False,
+        migrate: bool | None = None,
         check_schema: bool = True,
         busy_timeout: float = 30.0,
         synchronous: str = "FULL",
@@ -63,8 +65,9 @@ class AsyncSQLBackend(SQLBackendBase[AsyncEngine], AsyncStorageBackend):
             busy_timeout=busy_timeout,
             synchronous=synchronous,
         )
-        self._migrate = migrate
+        self._migrate = self._dialect == "sqlite" if migrate is None else migrate
         self._check_schema = check_schema
+        self._busy_timeout = busy_timeout
         self._started = False
         self._start_lock = asyncio.Lock()
         self._writer: asyncio.Lock | None = None
@@ -74,7 +77,9 @@ class AsyncSQLBackend(SQLBackendBase[AsyncEngine], AsyncStorageBackend):
         """Prepare the database and check (or migrate) its schema. Idempotent.
 
         Migrations are synchronous alembic scripts; they run through
-        ``run_sync`` on one of the engine's connections.
+        ``run_sync`` on one of the engine's connections, one at a time in the
+        process and inside the database's write lock (see
+        :mod:`sessions_db.sql.opening`).
         """
         async with self._start_lock:
             if self._started:
@@ -82,23 +87,21 @@ class AsyncSQLBackend(SQLBackendBase[AsyncEngine], AsyncStorageBackend):
             if self._closed:
                 raise StorageClosedError("the SQL backend is closed")
             try:
-                if self._dialect == "sqlite":
-                    async with self._engine.connect() as conn:
-                        await conn.exec_driver_sql(SQLITE_START)
-                if self._migrate:
-                    await self._run_sync(migrations.upgrade)
-                elif self._check_schema:
-                    await self._run_sync(migrations.check)
+                async with self._engine.connect() as conn:
+                    if self._dialect == "sqlite":
+                        for pragma in self._setup.pragmas:
+                            await conn.exec_driver_sql(pragma)
+                        (await conn.get_raw_connection()).info[PREPARED] = True
+                        await opening.start_sqlite_async(conn, self._busy_timeout)
+                    await opening.prepare_async(
+                        conn,
+                        schema=self._setup.schema,
+                        migrate=self._migrate,
+                        check=self._check_schema,
+                    )
             except SQLAlchemyError as exc:
                 raise translate(exc, self._dialect) from exc
             self._started = True
-
-    async def _run_sync(self, step: Callable[..., None]) -> None:
-        engine = self._base_engine
-        if self._dialect == "postgresql":
-            engine = engine.execution_options(isolation_level="READ COMMITTED")
-        async with engine.begin() as conn:
-            await conn.run_sync(step, schema=self._setup.schema)
 
     def _perform(self, conn: AsyncConnection) -> Callable[[Stmt], Coroutine[Any, Any, Any]]:
         dialect = self._dialect

@@ -11,15 +11,16 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from .. import migrations, search
+from .. import search
 from .._plan import drive
 from ..backend import WHOLE_BRANCH, BranchQuery, MessageHit, NewCheckpoint, StorageBackend
 from ..errors import StorageClosedError
 from ..types import Checkpoint, Message, SessionEntry, SessionMetadata
+from . import opening
 from .engine import PREPARED, build_engine
 from .errors import translate
 from .plans import SQLPlan, Stmt
-from .setup import ROLLBACK, SQLITE_START, SQLBackendBase
+from .setup import ROLLBACK, SQLBackendBase
 
 
 class SQLBackend(SQLBackendBase[Engine], StorageBackend):
@@ -29,12 +30,18 @@ class SQLBackend(SQLBackendBase[Engine], StorageBackend):
     owns an engine, or give it the host application's :class:`~sqlalchemy.Engine`,
     which it uses but never disposes.
 
-    ``schema`` places the tables in a PostgreSQL schema. ``migrate=True`` brings
-    the schema to the newest migration on start; otherwise a missing or old
-    schema raises :class:`~sessions_db.SchemaError` (``check_schema=False`` skips
-    that check). On SQLite, ``busy_timeout`` (seconds) is how long a writer waits
-    for the lock and ``synchronous`` is the durability pragma (``FULL``: a
-    returned append survives power loss; ``NORMAL``: it survives a process crash).
+    ``schema`` places the tables in a PostgreSQL schema. ``migrate`` brings the
+    tables to the newest migration on start; by default (``None``) a SQLite file
+    is migrated and a PostgreSQL database is only checked: a missing or old
+    schema raises :class:`~sessions_db.SchemaError` naming the command to run
+    (``check_schema=False`` skips that check). Opening one file from many
+    threads or processes at once is safe: it is migrated once. A SQLite
+    connection that a host's ``StaticPool`` / ``SingletonThreadPool`` shares
+    with us is never migrated inside the host's open transaction.
+
+    On SQLite, ``busy_timeout`` (seconds) is how long a writer waits for the
+    lock and ``synchronous`` is the durability pragma (``FULL``: a returned
+    append survives power loss; ``NORMAL``: it survives a process crash).
     """
 
     def __init__(
@@ -42,7 +49,7 @@ class SQLBackend(SQLBackendBase[Engine], StorageBackend):
         engine_or_url: Engine | str,
         *,
         schema: str | None = None,
-        migrate: bool = False,
+        migrate: bool | None = None,
         check_schema: bool = True,
         busy_timeout: float = 30.0,
         synchronous: str = "FULL",
@@ -68,14 +75,18 @@ class SQLBackend(SQLBackendBase[Engine], StorageBackend):
         self._writer: AbstractContextManager[Any] = (
             threading.Lock() if self._dialect == "sqlite" else nullcontext()
         )
+        if migrate is None:
+            migrate = self._dialect == "sqlite"
         try:
-            if self._dialect == "sqlite":
-                with self._engine.connect() as conn:
-                    conn.exec_driver_sql(SQLITE_START)
-            if migrate:
-                migrations.upgrade(engine, schema=schema)
-            elif check_schema:
-                migrations.check(engine, schema=schema)
+            if migrate and self._dialect == "sqlite":
+                opening.refuse_host_transaction(engine, schema=schema)
+            with self._engine.connect() as conn:
+                if self._dialect == "sqlite":
+                    for pragma in self._setup.pragmas:
+                        conn.exec_driver_sql(pragma)
+                    conn.connection.info[PREPARED] = True
+                    opening.start_sqlite(conn, busy_timeout)
+                opening.prepare(conn, schema=schema, migrate=migrate, check=check_schema)
         except SQLAlchemyError as exc:
             self._dispose()
             raise translate(exc, self._dialect) from exc
