@@ -179,6 +179,7 @@ def test_caches_stay_bounded_with_many_sessions(tmp_path: Path) -> None:
     assert len(backend._session_locks) <= 8
     assert len(backend._agents) <= 8
     assert len(backend._checkpoint_agents) <= 8
+    assert backend._dirty_count <= 8  # index records awaiting close() are bounded too
     # evicted entries are found again on disk, and deleting still finds its session
     mgr.delete(sessions[0].id)
     with pytest.raises(sdb.SessionNotFoundError):

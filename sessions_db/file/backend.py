@@ -102,6 +102,13 @@ class FileBackend(StorageBackend):
     that returned survives a crash. A session's entries are cached after the first
     load (``release`` drops them); the cache reads only what other processes
     appended since. See :mod:`sessions_db.file` for the format.
+
+    ``<agent>/sessions.json`` lists every session after each create and delete;
+    records' ``updated_at``, ``message_count`` and ``current_leaf`` may lag behind
+    appends until a listing or :meth:`close` (see :mod:`sessions_db.file.index`).
+    ``cache_size`` bounds what the store remembers per session (its lock and
+    where it and its checkpoints live). POSIX only: elsewhere the constructor
+    raises :class:`~sessions_db.ConfigurationError`.
     """
 
     def __init__(

@@ -15,12 +15,14 @@ How current it is:
 * appends and checkpoints do not touch it, so between those points a record's
   ``updated_at``, ``message_count`` and ``current_leaf`` may lag behind the
   session file; a listing that notices rewrites it, and ``FileBackend.close()``
-  rewrites the index of every agent the store changed, so it is current after
-  ``close()``.
+  rewrites the records of every session the store changed, so it is current
+  after ``close()`` (and also whenever more than ``cache_size`` changed
+  sessions await it).
 
 Every rewrite is atomic (temporary file, rename). A missing or damaged index is
 rebuilt from the files (nothing it holds cannot be rebuilt), with a warning in
-the log. Writers hold the agent directory's lock (``flock``); a reader that must
+the log; after a crash it may also miss the sessions created just before, until
+the next listing or repair. Writers hold the agent directory's lock (``flock``); a reader that must
 never see a record being added holds a shared lock on the directory.
 """
 
