@@ -41,6 +41,10 @@ _SCRIPT = textwrap.dedent(
     out["aio_file"] = refused(lambda: asyncio.run(sdb.aio.connect("file://" + file_dir)))
     out["default"] = refused(lambda: sdb.connect(config={"store": "file", "base_dir": file_dir}))
     out["all_names"] = sorted(n for n in sdb.__all__ if not hasattr(sdb, n))
+    from click.testing import CliRunner
+    from sessions_db.cli import main as cli
+    result = CliRunner().invoke(cli, ["agents", "--url", sqlite_url, "--json"])
+    out["cli"] = [result.exit_code, json.loads(result.output)]
     print(json.dumps(out))
     """
 )
@@ -64,4 +68,6 @@ def test_without_fcntl_sql_stores_work_and_the_file_store_says_why_not(tmp_path:
         assert out[way] is not None, way
         assert "POSIX" in out[way], out[way]
     assert out["all_names"] == []  # every public name resolves, FileBackend included
+    assert out["cli"][0] == 0
+    assert "assistant" in json.dumps(out["cli"][1])
     assert not file_dir.exists()  # refused before anything was made
