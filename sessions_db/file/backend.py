@@ -391,13 +391,14 @@ class FileBackend(StorageBackend):
             index.write(agent_fd, agent, summaries)
             self._damaged_indexes.discard(agent)
 
-    def _index_add(self, agent: str, agent_fd: int, summary: SessionLog) -> None:
-        """List a new session in the index (hold the agent lock).
+    def _index_add(
+        self, agent: str, agent_fd: int, summary: SessionLog, before: os.stat_result | None
+    ) -> None:
+        """List a new session in the index (hold the agent lock since ``before`` was read).
 
         Its record is added in place when the index is there and sound; else
         the index is rebuilt from the session files.
         """
-        before = paths.lstat(INDEX, agent_fd)
         if (
             before is not None
             and agent not in self._damaged_indexes
@@ -478,6 +479,8 @@ class FileBackend(StorageBackend):
             Commit(meta.updated_at, 0),
         )
         name = paths.session_file(meta.id)
+        # Also refuses a planted symlink in the index's place before anything is made.
+        index_before = paths.lstat(INDEX, agent_fd)
         with self._session_lock(meta.id):
             fd = durable.create(agent_fd, name, line)
             if fd is None:
@@ -490,7 +493,14 @@ class FileBackend(StorageBackend):
                 summary.feed(line)
             self._logs[meta.id] = log
             self._agents.put(meta.id, agent)
-        self._index_add(agent, agent_fd, summary)
+        try:
+            self._index_add(agent, agent_fd, summary, index_before)
+        except OSError as exc:
+            # The session is stored; the index is only a snapshot, which the
+            # next listing rebuilds. Failing here would invite a duplicate.
+            _log.warning(
+                "could not list session %s in %s/%s/%s: %s", meta.id, self._base, agent, INDEX, exc
+            )
         return True
 
     @_io
