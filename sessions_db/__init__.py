@@ -36,7 +36,6 @@ from .errors import (
     StorageUnavailableError,
     UnsupportedOperationError,
 )
-from .file import FileBackend
 from .logging_backend import LoggingBackend
 from .manager import Manager, Session
 from .memory import MemoryHit, SessionMemory
@@ -60,14 +59,19 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from . import aio as aio
+    from .file import FileBackend as FileBackend
 else:
 
     def __getattr__(name: str) -> Any:
-        # ``sdb.aio`` is imported on first use: the sync API does not pay for asyncio.
-        if name == "aio":
-            import importlib  # noqa: PLC0415
+        # ``sdb.aio`` is imported on first use: the sync API does not pay for
+        # asyncio. So is the file store, which needs POSIX (``fcntl``): the SQL
+        # stores work on every platform.
+        import importlib  # noqa: PLC0415
 
+        if name == "aio":
             return importlib.import_module(".aio", __name__)
+        if name == "FileBackend":
+            return importlib.import_module(".file", __name__).FileBackend
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -9,13 +9,12 @@ from urllib.parse import unquote, urlsplit
 from .backend import StorageBackend
 from .config import DEFAULT_BASE_DIR, ConfigSource, SessionConfig, load_config
 from .errors import ConfigurationError
-from .file import DEFAULT_BASE, FileBackend
 from .manager import Manager
 from .null import NullBackend
 from .sql.backend import SQLBackend
 
 #: Where the embedded default store (the file store) lives.
-DEFAULT_DIR = Path(DEFAULT_BASE)
+DEFAULT_DIR = Path(DEFAULT_BASE_DIR)
 #: The SQLite file of ``store: sqlite`` when no URL is configured.
 DEFAULT_SQLITE = Path("~/.sessions_db/sessions.db")
 
@@ -59,6 +58,8 @@ def backend_for_url(
     """
     scheme = url.split(":", 1)[0].lower()
     if scheme == "file":
+        from .file import FileBackend  # noqa: PLC0415 - POSIX only: imported when chosen
+
         return FileBackend(file_path(url))
     if scheme.startswith(("sqlite", "postgres")):
         return SQLBackend(url, migrate=migrate_on_open(url, migrate), schema=schema)

@@ -454,6 +454,10 @@ def test_symlinked_index_is_refused(mgr: sdb.Manager, base: Path, tmp_path: Path
     index_path.symlink_to(outside)
     with pytest.raises(sdb.InvalidIDError):
         mgr.list(AGENT)
+    before = sorted(p.name for p in (base / AGENT).iterdir())
+    with pytest.raises(sdb.InvalidIDError):
+        mgr.create(AGENT)  # refused before its file is made
+    assert sorted(p.name for p in (base / AGENT).iterdir()) == before
     assert outside.read_text() == "{}"
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from datetime import datetime
 from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
@@ -20,13 +21,15 @@ from ..errors import (
     CheckpointNotFoundError,
     DuplicateEntryError,
     EntryNotFoundError,
+    InvalidArgumentError,
     SessionNotFoundError,
     SessionsDBError,
     StorageClosedError,
     StorageUnavailableError,
 )
 from ..types import Checkpoint, EntryType, SessionEntry, SessionMetadata
-from . import checkpoints, durable, index, paths
+from . import checkpoints, durable, index, locking, paths
+from .caches import DEFAULT_SIZE, LockTable, LruMap
 from .jsonl import Commit, SessionLog, entry_lines, session_line
 from .locking import locked, try_lock, unlock
 from .paths import CHECKPOINTS, INDEX, opened
@@ -38,22 +41,38 @@ DEFAULT_BASE = "~/.sessions_db/sessions"
 P = ParamSpec("P")
 T = TypeVar("T")
 
+_log = logging.getLogger("sessions_db.file")
+
 
 def _io(
     method: Callable[Concatenate[FileBackend, P], T],
 ) -> Callable[Concatenate[FileBackend, P], T]:
-    """Refuse calls after close, and turn OS errors into ``StorageUnavailableError`` (once)."""
+    """Refuse calls after close, and turn OS errors into ``StorageUnavailableError`` (once).
+
+    The call is counted while it runs: ``close()`` waits for it before it
+    closes the base directory's descriptor the call works through.
+    """
 
     @functools.wraps(method)
     def wrapper(self: FileBackend, /, *args: P.args, **kwargs: P.kwargs) -> T:
-        if self._closed:
-            raise StorageClosedError("the file store is closed")
+        with self._calls:
+            if self._closed:
+                raise StorageClosedError("the file store is closed")
+            self._active += 1
         try:
-            return method(self, *args, **kwargs)
+            result = method(self, *args, **kwargs)
+            if self._dirty_count > self._cache_size:
+                self._refresh_indexes()
+            return result
         except SessionsDBError:
             raise
         except OSError as exc:
             raise StorageUnavailableError(f"file store {self._base}: {exc}") from exc
+        finally:
+            with self._calls:
+                self._active -= 1
+                if self._active == 0:
+                    self._calls.notify_all()
 
     return wrapper
 
@@ -70,6 +89,11 @@ def _read_from(fd: int, offset: int) -> bytes:
         offset += len(chunk)
 
 
+def _key(info: os.stat_result) -> tuple[int, int, int]:
+    """Return what identifies one version of a file: inode, modification time, size."""
+    return (info.st_ino, info.st_mtime_ns, info.st_size)
+
+
 class FileBackend(StorageBackend):
     """Sessions as JSONL files in a directory: ``<base>/<agent>/<session-id>.jsonl``.
 
@@ -78,9 +102,21 @@ class FileBackend(StorageBackend):
     that returned survives a crash. A session's entries are cached after the first
     load (``release`` drops them); the cache reads only what other processes
     appended since. See :mod:`sessions_db.file` for the format.
+
+    ``<agent>/sessions.json`` lists every session after each create and delete;
+    records' ``updated_at``, ``message_count`` and ``current_leaf`` may lag behind
+    appends until a listing or :meth:`close` (see :mod:`sessions_db.file.index`).
+    ``cache_size`` bounds what the store remembers per session (its lock and
+    where it and its checkpoints live). POSIX only: elsewhere the constructor
+    raises :class:`~sessions_db.ConfigurationError`.
     """
 
-    def __init__(self, base_dir: str | os.PathLike[str] = DEFAULT_BASE) -> None:
+    def __init__(
+        self, base_dir: str | os.PathLike[str] = DEFAULT_BASE, *, cache_size: int = DEFAULT_SIZE
+    ) -> None:
+        locking.require()
+        if cache_size < 1:
+            raise InvalidArgumentError(f"cache_size must be at least 1, not {cache_size}")
         path = Path(base_dir).expanduser()
         if not path.exists():
             try:
@@ -91,14 +127,20 @@ class FileBackend(StorageBackend):
         self._base = Path(os.path.realpath(path))
         self._base_fd = os.open(self._base, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         self._closed = False
+        self._calls = threading.Condition()  # guards _closed, _active and _shut
+        self._active = 0  # calls running
+        self._shut = False  # the descriptor is closed
+        self._cache_size = cache_size
         self._lock = threading.Lock()
-        self._session_locks: dict[str, threading.RLock] = {}
+        self._session_locks = LockTable(cache_size)
         self._logs: dict[str, SessionLog] = {}  # full, until release
         self._summaries: dict[str, SessionLog] = {}  # metadata only, for listing
         self._indexes: dict[str, tuple[tuple[int, int, int], dict[str, SessionLog]]] = {}
         self._damaged_indexes: set[str] = set()
-        self._agents: dict[str, str] = {}  # session ID -> agent
-        self._checkpoint_agents: dict[str, str] = {}
+        self._agents = LruMap(cache_size)  # session ID -> agent
+        self._checkpoint_agents = LruMap(cache_size)  # checkpoint ID -> agent
+        self._dirty: dict[str, set[str]] = {}  # agent -> sessions whose record may lag
+        self._dirty_count = 0
 
     @property
     def base(self) -> Path:
@@ -110,12 +152,8 @@ class FileBackend(StorageBackend):
 
     # -- locating -------------------------------------------------------------------
 
-    def _session_lock(self, session_id: str) -> threading.RLock:
-        with self._lock:
-            lock = self._session_locks.get(session_id)
-            if lock is None:
-                lock = self._session_locks[session_id] = threading.RLock()
-            return lock
+    def _session_lock(self, session_id: str) -> AbstractContextManager[None]:
+        return self._session_locks.hold(session_id)
 
     def _exists(self, relative: str) -> bool:
         try:
@@ -132,13 +170,13 @@ class FileBackend(StorageBackend):
             return agent
         for agent in paths.agent_dirs(self._base_fd):
             if self._exists(f"{agent}/{name}"):
-                self._agents[session_id] = agent
+                self._agents.put(session_id, agent)
                 return agent
         self._forget(session_id)
         raise SessionNotFoundError(f"session {session_id} not found")
 
     def _forget(self, session_id: str) -> None:
-        self._agents.pop(session_id, None)
+        self._agents.pop(session_id)
         self._logs.pop(session_id, None)
         self._summaries.pop(session_id, None)
 
@@ -221,6 +259,7 @@ class FileBackend(StorageBackend):
                         os.fsync(fd)
                         log.seen = log.offset
                     yield agent, agent_fd, fd, log
+                    self._mark_dirty(agent, session_id)
                     return
             self._forget(session_id)
             raise SessionNotFoundError(f"session {session_id} not found")
@@ -277,12 +316,26 @@ class FileBackend(StorageBackend):
 
     # -- the index ------------------------------------------------------------------
 
-    def _index(self, agent: str, agent_fd: int) -> dict[str, SessionLog]:
-        """Return the agent's index records (cached while the file is unchanged)."""
+    def _index(self, agent: str, agent_fd: int, *, held: bool = False) -> dict[str, SessionLog]:
+        """Return the agent's index records (cached while the file is unchanged).
+
+        ``held``: the caller holds the agent's lock. Without it, an index that
+        does not parse is read again under a shared lock, in case a record was
+        being added to it (:func:`index.add`) at that instant.
+        """
+        if held:
+            return self._load_index(agent, agent_fd, quiet=False)
+        try:
+            return self._load_index(agent, agent_fd, quiet=True)
+        except index.DamagedIndexError:
+            with locked(agent_fd, shared=True):
+                return self._load_index(agent, agent_fd, quiet=False)
+
+    def _load_index(self, agent: str, agent_fd: int, *, quiet: bool) -> dict[str, SessionLog]:
         info = paths.lstat(INDEX, agent_fd)
         if info is None:
             return {}
-        key = (info.st_ino, info.st_mtime_ns, info.st_size)
+        key = _key(info)
         cached = self._indexes.get(agent)
         if cached is not None and cached[0] == key:
             return cached[1]
@@ -291,11 +344,14 @@ class FileBackend(StorageBackend):
         except FileNotFoundError:
             return {}
         with opened(fd):
+            key = _key(os.fstat(fd))
             raw = _read_from(fd, 0)
         try:
             records = index.decode(raw, agent)
             self._damaged_indexes.discard(agent)
         except index.DamagedIndexError as exc:
+            if quiet:
+                raise
             if agent not in self._damaged_indexes:
                 index.log.warning(
                     "%s/%s/%s is damaged (%s); it is rebuilt from the session files",
@@ -309,9 +365,11 @@ class FileBackend(StorageBackend):
         self._indexes[agent] = (key, records)
         return records
 
-    def _scan(self, agent: str, agent_fd: int) -> tuple[list[SessionLog], bool]:
+    def _scan(
+        self, agent: str, agent_fd: int, *, held: bool = False
+    ) -> tuple[list[SessionLog], bool]:
         """Return every session of the agent, up to date, and whether the index is stale."""
-        known = self._index(agent, agent_fd)
+        known = self._index(agent, agent_fd, held=held)
         found = paths.session_files(agent_fd)
         stale = agent in self._damaged_indexes or len(found) != len(known)
         summaries = []
@@ -319,27 +377,99 @@ class FileBackend(StorageBackend):
             summary = self._summary(session_id, agent_fd, known)
             if summary is None or summary.created_at is None:
                 continue
-            self._agents[session_id] = agent
+            self._agents.put(session_id, agent)
             record = known.get(session_id)
             if record is None or record.offset != summary.offset or record.ino != summary.ino:
                 stale = True
             summaries.append(summary)
         return summaries, stale
 
-    def _write_index(self, agent: str, agent_fd: int, summaries: list[SessionLog]) -> None:
-        """Rewrite the index if no one else holds the agent's lock (it is only a snapshot)."""
-        if not try_lock(agent_fd):
-            return
-        try:
+    def _rewrite_index(self, agent: str, agent_fd: int) -> None:
+        """Rewrite the index from the session files if it is out of date (hold the agent lock)."""
+        summaries, stale = self._scan(agent, agent_fd, held=True)
+        if stale or paths.lstat(INDEX, agent_fd) is None:
             index.write(agent_fd, agent, summaries)
             self._damaged_indexes.discard(agent)
-        finally:
-            unlock(agent_fd)
+
+    def _index_add(
+        self, agent: str, agent_fd: int, summary: SessionLog, before: os.stat_result | None
+    ) -> None:
+        """List a new session in the index (hold the agent lock since ``before`` was read).
+
+        Its record is added in place when the index is there and sound; else
+        the index is rebuilt from the session files.
+        """
+        if (
+            before is not None
+            and agent not in self._damaged_indexes
+            and index.add(agent_fd, summary)
+        ):
+            cached = self._indexes.get(agent)
+            after = paths.lstat(INDEX, agent_fd)
+            if cached is not None and after is not None and cached[0] == _key(before):
+                cached[1][summary.session_id] = summary
+                self._indexes[agent] = (_key(after), cached[1])
+            return
+        self._rewrite_index(agent, agent_fd)
+
+    def _mark_dirty(self, agent: str, session_id: str) -> None:
+        """Note that the session's index record may lag behind its file."""
+        with self._lock:
+            sessions = self._dirty.setdefault(agent, set())
+            if session_id not in sessions:
+                sessions.add(session_id)
+                self._dirty_count += 1
+
+    def _refresh_indexes(self) -> None:
+        """Bring the index records of the sessions this store changed up to date.
+
+        Called by ``close()``, and whenever more sessions than the cache size
+        await it. A failure is logged, not raised: the index is only a snapshot,
+        which the next listing brings up to date as well.
+        """
+        with self._lock:
+            dirty, self._dirty, self._dirty_count = self._dirty, {}, 0
+        for agent, session_ids in dirty.items():
+            try:
+                with self._agent_dir(agent) as agent_fd, locked(agent_fd):
+                    self._update_index(agent, agent_fd, session_ids)
+            except FileNotFoundError:
+                continue  # the agent's directory is gone: nothing to list
+            except (OSError, SessionsDBError) as exc:
+                _log.warning(
+                    "could not bring %s/%s/%s up to date: %s", self._base, agent, INDEX, exc
+                )
+
+    def _update_index(self, agent: str, agent_fd: int, session_ids: set[str]) -> None:
+        """Rewrite the records of ``session_ids`` from their files (hold the agent lock).
+
+        The other records stay as they are; a missing or damaged index is
+        rebuilt whole.
+        """
+        known = self._index(agent, agent_fd, held=True)
+        if agent in self._damaged_indexes or paths.lstat(INDEX, agent_fd) is None:
+            self._rewrite_index(agent, agent_fd)
+            return
+        records = dict(known)
+        for session_id in session_ids:
+            summary = self._summary(session_id, agent_fd, known)
+            if summary is None or summary.created_at is None:
+                records.pop(session_id, None)
+            else:
+                records[session_id] = summary
+        if records.keys() != known.keys() or any(
+            (r.offset, r.ino) != (known[k].offset, known[k].ino) for k, r in records.items()
+        ):
+            index.write(agent_fd, agent, records.values())
 
     # -- sessions -----------------------------------------------------------------------
 
     def _create(self, agent: str, agent_fd: int, meta: SessionMetadata) -> bool:
-        """Create the session's file; ``False`` if it already exists."""
+        """Create the session's file and list it in the index; ``False`` if it already exists.
+
+        The caller holds the agent's lock, so that concurrent creations each
+        find the others' records in the index.
+        """
         line = session_line(
             meta.id,
             meta.created_at,
@@ -349,16 +479,28 @@ class FileBackend(StorageBackend):
             Commit(meta.updated_at, 0),
         )
         name = paths.session_file(meta.id)
+        # Also refuses a planted symlink in the index's place before anything is made.
+        index_before = paths.lstat(INDEX, agent_fd)
         with self._session_lock(meta.id):
             fd = durable.create(agent_fd, name, line)
             if fd is None:
                 return False
             with opened(fd):
                 log = SessionLog(meta.id)
-                log.ino = os.fstat(fd).st_ino
+                summary = SessionLog(meta.id, keep_entries=False)
+                log.ino = summary.ino = os.fstat(fd).st_ino
                 log.feed(line)
+                summary.feed(line)
             self._logs[meta.id] = log
-            self._agents[meta.id] = agent
+            self._agents.put(meta.id, agent)
+        try:
+            self._index_add(agent, agent_fd, summary, index_before)
+        except OSError as exc:
+            # The session is stored; the index is only a snapshot, which the
+            # next listing rebuilds. Failing here would invite a duplicate.
+            _log.warning(
+                "could not list session %s in %s/%s/%s: %s", meta.id, self._base, agent, INDEX, exc
+            )
         return True
 
     @_io
@@ -368,7 +510,7 @@ class FileBackend(StorageBackend):
         try:
             self._where(session_id)
         except SessionNotFoundError:
-            with self._agent_dir(agent, create=True) as agent_fd:
+            with self._agent_dir(agent, create=True) as agent_fd, locked(agent_fd):
                 if self._create(agent, agent_fd, meta):
                     return
         with self._writing(session_id) as (owner, _, fd, log):
@@ -416,15 +558,19 @@ class FileBackend(StorageBackend):
             return
         with opened(cfd):
             for checkpoint_id in checkpoint_ids:
-                self._checkpoint_agents.pop(checkpoint_id, None)
+                self._checkpoint_agents.pop(checkpoint_id)
                 with suppress(FileNotFoundError):
                     os.unlink(paths.checkpoint_file(checkpoint_id), dir_fd=cfd)
             os.fsync(cfd)
 
     def _drop_from_index(self, agent: str, session_ids: list[str]) -> None:
+        """Take deleted sessions out of the index (rebuilt whole if missing or damaged)."""
         with self._agent_dir(agent) as agent_fd, locked(agent_fd):
-            known = self._index(agent, agent_fd)
-            if not any(s in known for s in session_ids) and agent not in self._damaged_indexes:
+            known = self._index(agent, agent_fd, held=True)
+            if agent in self._damaged_indexes or paths.lstat(INDEX, agent_fd) is None:
+                self._rewrite_index(agent, agent_fd)
+                return
+            if not any(s in known for s in session_ids):
                 return
             gone = set(session_ids)
             index.write(agent_fd, agent, [s for k, s in known.items() if k not in gone])
@@ -449,8 +595,14 @@ class FileBackend(StorageBackend):
         try:
             with self._agent_dir(agent) as agent_fd:
                 summaries, stale = self._scan(agent, agent_fd)
-                if stale:
-                    self._write_index(agent, agent_fd, summaries)
+                # Rewritten only if no one else holds the agent's lock (it is only
+                # a snapshot), and from a scan under it, so that no record added
+                # meanwhile is lost.
+                if stale and try_lock(agent_fd):
+                    try:
+                        self._rewrite_index(agent, agent_fd)
+                    finally:
+                        unlock(agent_fd)
         except FileNotFoundError:
             return []
         if user_id is not None:
@@ -512,7 +664,7 @@ class FileBackend(StorageBackend):
         agent = ids.agent_name(meta.agent_name)
         ids.session_id(meta.id)
         with self._agent_dir(agent, create=True) as agent_fd, locked(agent_fd):
-            summaries, _ = self._scan(agent, agent_fd)
+            summaries, _ = self._scan(agent, agent_fd, held=True)
             mine = [s for s in summaries if s.user_id == meta.user_id]
             if mine:
                 latest = max(mine, key=lambda s: (s.updated_at, s.session_id))
@@ -639,7 +791,7 @@ class FileBackend(StorageBackend):
                 durable.append(fd, data, log.offset)
                 log.feed_own([entry], leaf, data)
                 durable.replace(cfd, name, content)
-                self._checkpoint_agents[new.id] = agent
+                self._checkpoint_agents.put(new.id, agent)
         return checkpoint
 
     @_io
@@ -654,7 +806,7 @@ class FileBackend(StorageBackend):
                 )
             with opened(paths.open_dir(CHECKPOINTS, agent_fd, create=True)) as cfd:
                 durable.replace(cfd, name, content)
-            self._checkpoint_agents[checkpoint.id] = agent
+            self._checkpoint_agents.put(checkpoint.id, agent)
 
     def _read_checkpoint(self, agent: str, checkpoint_id: str) -> Checkpoint | None:
         name = paths.checkpoint_file(checkpoint_id)
@@ -687,9 +839,9 @@ class FileBackend(StorageBackend):
         for candidate in candidates:
             found = self._read_checkpoint(candidate, checkpoint_id)
             if found is not None:
-                self._checkpoint_agents[checkpoint_id] = candidate
+                self._checkpoint_agents.put(checkpoint_id, candidate)
                 return found
-        self._checkpoint_agents.pop(checkpoint_id, None)
+        self._checkpoint_agents.pop(checkpoint_id)
         raise CheckpointNotFoundError(f"checkpoint {checkpoint_id} not found")
 
     @_io
@@ -729,15 +881,35 @@ class FileBackend(StorageBackend):
             self._logs.pop(session_id, None)
 
     def close(self) -> None:
-        """Close the store. Idempotent; later calls raise ``StorageClosedError``."""
-        with self._lock:
+        """Close the store. Idempotent; later calls raise ``StorageClosedError``.
+
+        Waits for the calls already running to finish, then brings the
+        ``sessions.json`` of every agent this store changed up to date (message
+        counts and update times lag behind appends until then, see
+        :mod:`sessions_db.file.index`) and closes the directory. A second
+        ``close()`` racing the first returns once the store is closed.
+        """
+        with self._calls:
             if self._closed:
+                while not self._shut:
+                    self._calls.wait()
                 return
             self._closed = True
-            self._logs.clear()
-            self._summaries.clear()
-            self._indexes.clear()
-        os.close(self._base_fd)
+            while self._active:
+                self._calls.wait()
+        try:
+            self._refresh_indexes()
+        finally:
+            with self._lock:
+                self._logs.clear()
+                self._summaries.clear()
+                self._indexes.clear()
+                self._agents.clear()
+                self._checkpoint_agents.clear()
+            os.close(self._base_fd)
+            with self._calls:
+                self._shut = True
+                self._calls.notify_all()
 
 
 __all__ = ["DEFAULT_BASE", "FileBackend"]

@@ -32,6 +32,28 @@ def append(fd: int, data: bytes, committed: int) -> None:
         raise StorageUnavailableError(f"could not append to the session file: {exc}") from exc
 
 
+def overwrite(fd: int, data: bytes, at: int, size: int) -> None:
+    """Write ``data`` at byte ``at`` of ``fd`` (a file of ``size`` bytes), without fsync.
+
+    Only for files that can be rebuilt (the index): after a crash they may hold
+    the old bytes, the new ones, or a mix their reader detects. If the write
+    fails, the old bytes from ``at`` on are written back and the file is cut to
+    ``size`` again (best effort).
+    """
+    old = os.pread(fd, size - at, at)
+    try:
+        view = memoryview(data)
+        pos = at
+        while view:
+            n = os.pwrite(fd, view, pos)
+            view, pos = view[n:], pos + n
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.pwrite(fd, old, at)
+            os.ftruncate(fd, size)
+        raise
+
+
 def temp_name(name: str) -> str:
     """Return a fresh temporary name for rewriting ``name`` (in the same directory)."""
     return f"{TEMP_PREFIX}{name}.{secrets.token_hex(6)}{TEMP_SUFFIX}"
@@ -87,4 +109,4 @@ def create(dir_fd: int, name: str, data: bytes) -> int | None:
     return fd
 
 
-__all__ = ["FILE_MODE", "append", "create", "is_temp", "replace", "temp_name"]
+__all__ = ["FILE_MODE", "append", "create", "is_temp", "overwrite", "replace", "temp_name"]

@@ -4,24 +4,40 @@ The ``.jsonl`` files are the truth: a session exists when its file does, and
 everything the index says about it can be read back from that file (see
 :mod:`.jsonl`). The index saves listing from reading every file: each record
 remembers the file (inode) and how many bytes of it it reflects, so a listing
-reads only what was appended since. It is rewritten atomically whenever a
-listing, a delete, a prune or a repair finds it out of date; appends and
-creations do not touch it, which keeps them O(1) however many sessions the agent
-has. A missing or damaged index is rebuilt from the files (nothing it holds
-cannot be rebuilt), with a warning in the log.
+reads only what was appended since.
+
+How current it is:
+
+* it lists every session of the agent after each creation and deletion: a new
+  session's record is added in place (:func:`add`, one small write at the end,
+  so creating stays O(1) however many sessions the agent has) and a deletion
+  rewrites it;
+* appends and checkpoints do not touch it, so between those points a record's
+  ``updated_at``, ``message_count`` and ``current_leaf`` may lag behind the
+  session file; a listing that notices rewrites it, and ``FileBackend.close()``
+  rewrites the records of every session the store changed, so it is current
+  after ``close()`` (and also whenever more than ``cache_size`` changed
+  sessions await it).
+
+Every rewrite is atomic (temporary file, rename). A missing or damaged index is
+rebuilt from the files (nothing it holds cannot be rebuilt), with a warning in
+the log; after a crash it may also miss the sessions created just before, until
+the next listing or repair. Writers hold the agent directory's lock (``flock``); a reader that must
+never see a record being added holds a shared lock on the directory.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Iterable
 from typing import Any
 
 from .. import payload
 from . import durable
 from .jsonl import SessionLog, parse_ts, ts_text
-from .paths import INDEX
+from .paths import INDEX, open_file, opened
 
 log = logging.getLogger("sessions_db.file")
 
@@ -68,25 +84,60 @@ def encode(agent_name: str, summaries: Iterable[SessionLog]) -> bytes:
         key=lambda s: (s.updated_at, s.session_id),
         reverse=True,
     )
-    records: list[dict[str, Any]] = [
-        {
-            "id": s.session_id,
-            "user_id": s.user_id,
-            "created_at": ts_text(s.created_at),  # type: ignore[arg-type]
-            "updated_at": ts_text(s.updated_at),  # type: ignore[arg-type]
-            "message_count": s.message_count,
-            "current_leaf": s.leaf,
-            "metadata": s.metadata,
-            "size": s.offset,
-            "inode": s.ino,
-        }
-        for s in ordered
-    ]
-    doc = {"version": VERSION, "agent_name": agent_name, "sessions": records}
     # One record per line: readable with cat, diffable, and still one JSON document.
-    body = ",\n".join(payload.dumps(r) for r in records)
-    head = payload.dumps({k: v for k, v in doc.items() if k != "sessions"})[:-1]
-    return f'{head},"sessions":[\n{body}\n]}}\n'.encode()
+    body = ",\n".join(_record(s) for s in ordered)
+    head = payload.dumps({"version": VERSION, "agent_name": agent_name})[:-1]
+    return f'{head},"sessions":[\n{body}{_END}'.encode()
+
+
+def _record(s: SessionLog) -> str:
+    assert s.created_at is not None
+    assert s.updated_at is not None
+    record: dict[str, Any] = {
+        "id": s.session_id,
+        "user_id": s.user_id,
+        "created_at": ts_text(s.created_at),
+        "updated_at": ts_text(s.updated_at),
+        "message_count": s.message_count,
+        "current_leaf": s.leaf,
+        "metadata": s.metadata,
+        "size": s.offset,
+        "inode": s.ino,
+    }
+    return payload.dumps(record)
+
+
+_END = "\n]}\n"
+_EMPTY_TAIL = b"[\n" + _END.encode()  # an index of no session ends so
+_RECORD_TAIL = b"}" + _END.encode()  # and one of at least one session so
+
+
+def add(agent_fd: int, summary: SessionLog) -> bool:
+    """Add one session's record at the end of the agent's index, in place.
+
+    Returns ``False``, changing nothing, when there is no index or it does not
+    end as this store writes it: rewrite it whole then. The caller holds the
+    agent directory's lock. Records added so are not in ``updated_at`` order;
+    the next rewrite sorts them. The write is not fsynced (creating a session
+    stays one sync cheaper): after a crash the index may miss the newest
+    sessions, or be torn and rebuilt, which listing and repair do from the files.
+    """
+    try:
+        fd = open_file(INDEX, agent_fd, os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    with opened(fd):
+        size = os.fstat(fd).st_size
+        tail = os.pread(fd, len(_EMPTY_TAIL), max(size - len(_EMPTY_TAIL), 0))
+        record = _record(summary).encode()
+        if tail == _EMPTY_TAIL:
+            data = record + _END.encode()
+        elif tail[-len(_RECORD_TAIL) :] == _RECORD_TAIL:
+            data = b",\n" + record + _END.encode()
+        else:
+            return False
+        durable.overwrite(fd, data, size - len(_END), size)
+    return True
 
 
 def write(agent_fd: int, agent_name: str, summaries: Iterable[SessionLog]) -> None:

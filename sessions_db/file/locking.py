@@ -4,13 +4,33 @@ A session is locked through its own ``.jsonl`` file and an agent through its
 directory, so the store needs no lock files of its own. Each lock is taken on a
 descriptor opened for the occasion: ``flock`` locks belong to an open file
 description, so two threads of one process exclude each other too.
+
+``flock`` is POSIX only (Linux, macOS, the BSDs): elsewhere this module still
+imports, and :func:`require` says why the file store cannot be used.
 """
 
 from __future__ import annotations
 
-import fcntl
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+from ..errors import ConfigurationError
+
+try:
+    import fcntl
+except ImportError:  # not a POSIX platform
+    _AVAILABLE = False
+else:
+    _AVAILABLE = True
+
+
+def require() -> None:
+    """Raise ``ConfigurationError`` unless this platform has the locks the file store needs."""
+    if not _AVAILABLE:
+        raise ConfigurationError(
+            "the file store (file://, FileBackend) needs POSIX file locks (fcntl.flock), "
+            "which this platform does not have; use a sqlite:// or postgresql:// store"
+        )
 
 
 @contextmanager

@@ -35,8 +35,16 @@ TEMP_SUFFIX = ".tmp"
 DIR_MODE = 0o700
 FILE_MODE = 0o600
 
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_FILE_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+
+def _posix_flag(name: str) -> int:
+    # 0 where the flag does not exist: the module still imports there, and the
+    # store refuses to open (see locking.require), so no call relies on it.
+    return int(getattr(os, name, 0))
+
+
+_DIR_FLAGS = os.O_RDONLY | _posix_flag("O_DIRECTORY") | _posix_flag("O_NOFOLLOW")
+_DIR_FLAGS |= _posix_flag("O_CLOEXEC")
+_FILE_FLAGS = _posix_flag("O_NOFOLLOW") | _posix_flag("O_CLOEXEC") | _posix_flag("O_NONBLOCK")
 
 
 def session_file(session_id: str) -> str:
@@ -147,9 +155,14 @@ def opened(fd: int) -> Iterator[int]:
 
 
 def agent_dirs(base_fd: int) -> list[str]:
-    """Return the names of the agent directories under the base (real directories only)."""
+    """Return the names of the agent directories under the base (real directories only).
+
+    Reads through a descriptor of its own: ``scandir`` of a descriptor shares its
+    read position with every other user of it, so two threads listing the one
+    base descriptor at once would each see part of the directory, or twice.
+    """
     names = []
-    with os.scandir(base_fd) as it:
+    with opened(os.open(".", _DIR_FLAGS, dir_fd=base_fd)) as fd, os.scandir(fd) as it:
         for entry in it:
             if entry.is_dir(follow_symlinks=False):
                 try:
