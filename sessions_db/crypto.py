@@ -75,6 +75,9 @@ _FIELDS = {1: {MARKER, "kid", "data"}, 2: {MARKER, "kid", "kfp", "data"}}
 _NONCE = 12
 _KEY_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _FINGERPRINT_INPUT = b"sessions_db key fingerprint"
+# Base64 text, standard or URL-safe alphabet, padded.
+_BASE64 = re.compile(r"[A-Za-z0-9+/_-]*={0,2}")
+_URLSAFE = str.maketrans("-_", "+/")
 
 
 def generate_key() -> str:
@@ -108,9 +111,13 @@ def _shown(key_id: object) -> str:
 
 def _key_bytes(label: str, key: bytes | str) -> bytes:
     if isinstance(key, str):
+        # Strict: a lenient decoder would skip stray characters (a ";" between
+        # two keys) and could take the text for a key of a valid length.
+        if not _BASE64.fullmatch(key):
+            raise ConfigurationError(f"encryption key {label} is not base64 text")
         try:
-            raw = base64.urlsafe_b64decode(key.encode("ascii"))
-        except (binascii.Error, ValueError, UnicodeEncodeError):
+            raw = base64.b64decode(key.translate(_URLSAFE).encode("ascii"), validate=True)
+        except (binascii.Error, ValueError):
             raise ConfigurationError(f"encryption key {label} is not base64 text") from None
     elif isinstance(key, bytes):
         raw = key

@@ -33,6 +33,7 @@ from ..errors import (
     StorageUnavailableError,
 )
 from ..manager import Manager
+from ..urls import shown
 
 #: Exit codes scripts can rely on.
 EXIT_OK = 0
@@ -144,8 +145,8 @@ def store_path(url: str) -> Path | None:
     if kind.startswith("sqlite"):
         try:
             database = make_url(url).database
-        except ArgumentError as exc:
-            raise ConfigurationError(f"not a database URL: {url!r}") from exc
+        except (ArgumentError, ValueError):  # not chained: its text shows the URL
+            raise ConfigurationError(f"not a database URL: {shown(url)}") from None
         return Path(database) if database and database != ":memory:" else None
     if kind == "file":
         rest = url[len("file:") :]
@@ -153,7 +154,7 @@ def store_path(url: str) -> Path | None:
             rest = rest[2:]
             host, slash, path = rest.partition("/")
             if host not in ("", "localhost"):
-                raise ConfigurationError(f"a file store URL names a local directory: {url!r}")
+                raise ConfigurationError(f"a file store URL names a local directory: {shown(url)}")
             rest = slash + path
         return Path(rest).expanduser() if rest else None
     return None

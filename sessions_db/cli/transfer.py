@@ -15,6 +15,7 @@ import click
 from rich.table import Table
 
 from ..backend import StorageBackend
+from ..urls import redact_url
 from ._app import main
 from ._archive import (
     SessionDump,
@@ -303,9 +304,4 @@ def copy(source_url: str, target_url: str, agent: str | None, migrate: bool, as_
 
 def _redact(url: str) -> str:
     """Return ``url`` without its password."""
-    head, sep, rest = url.partition("://")
-    if not sep or "@" not in rest.split("/", 1)[0]:
-        return url
-    credentials, _, host = rest.partition("@")
-    user = credentials.split(":", 1)[0]
-    return f"{head}://{user}{':***' if ':' in credentials else ''}@{host}"
+    return redact_url(url)
