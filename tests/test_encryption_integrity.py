@@ -396,3 +396,24 @@ def test_reencrypt_encrypts_a_store_written_in_clear(
     assert "in clear" not in stored_text(target_url)
     with sdb.Manager(sdb.SQLBackend(target_url), keyring=Keyring({"k1": K1})) as target:
         assert [m.payload for m in target.get(s.id).get_messages()] == [{"content": "in clear"}]
+
+
+def test_allow_plaintext_from_the_configuration(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with sdb.connect(store_url) as plain:
+        s = plain.create("support", metadata={"topic": "clear"})
+    monkeypatch.setenv("SESSIONS_DB_ENCRYPTION_KEYS", f"k1:{K1}")
+    with sdb.connect(store_url) as strict, pytest.raises(sdb.EncryptionError):
+        strict.get(s.id)
+    monkeypatch.setenv("SESSIONS_DB_ENCRYPTION_ALLOW_PLAINTEXT", "true")
+    with sdb.connect(store_url) as migrating:
+        assert migrating.privacy.keyring is not None
+        assert migrating.privacy.keyring.allow_plaintext is True
+        assert migrating.get(s.id).metadata == {"topic": "clear"}
+    monkeypatch.delenv("SESSIONS_DB_ENCRYPTION_ALLOW_PLAINTEXT")
+    config = {"encryption": {"keys": {"k1": K1}, "allow_plaintext": True}}
+    with sdb.connect(store_url, config=config) as migrating:
+        assert migrating.get(s.id).metadata == {"topic": "clear"}
+    with pytest.raises(sdb.ConfigurationError, match="allow_plaintext"):
+        sdb.connect(store_url, config={"encryption": {"keys": {"k1": K1}, "allow_plaintext": 3}})
