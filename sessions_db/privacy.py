@@ -100,6 +100,10 @@ class Privacy:
         _unsealed(value, what)
         return value if self._keyring is None else self._keyring.seal(value, context)
 
+    def _clear(self, value: dict[str, Any]) -> bool:
+        """Whether ``value`` is read as it is stored: no keyring, and not an envelope."""
+        return self._keyring is None and MARKER not in value
+
     def _open(self, value: dict[str, Any], context: Context) -> dict[str, Any]:
         if self._keyring is not None:
             return self._keyring.open(value, context)
@@ -130,7 +134,7 @@ class Privacy:
         self, session_id: str, entry: SessionEntry, *, owner: str | None
     ) -> SessionEntry:
         """Return a stored entry with its message payload decrypted."""
-        if entry.type is not EntryType.MESSAGE:
+        if entry.type is not EntryType.MESSAGE or self._clear(entry.data["payload"]):
             return entry
         data = entry.data
         context = message_context(session_id, entry.id, role=data["role"], owner=owner)
@@ -141,6 +145,8 @@ class Privacy:
 
     def open_message(self, session_id: str, message: Message, *, owner: str | None) -> Message:
         """Return a stored message with its payload decrypted."""
+        if self._clear(message.payload):
+            return message
         context = message_context(session_id, message.id, role=message.type, owner=owner)
         opened = self._open(message.payload, context)
         if opened is message.payload:
@@ -155,6 +161,8 @@ class Privacy:
 
     def open_meta(self, meta: SessionMetadata) -> SessionMetadata:
         """Return stored session metadata with its ``metadata`` decrypted."""
+        if self._clear(meta.metadata):
+            return meta
         context = metadata_context(meta.id, agent_name=meta.agent_name, owner=meta.user_id)
         opened = self._open(meta.metadata, context)
         return meta if opened is meta.metadata else meta.model_copy(update={"metadata": opened})
@@ -177,6 +185,8 @@ class Privacy:
 
     def open_checkpoint(self, checkpoint: Checkpoint) -> Checkpoint:
         """Return a stored checkpoint with its metadata decrypted."""
+        if self._clear(checkpoint.metadata):
+            return checkpoint
         context = checkpoint_context(
             checkpoint.session_id, checkpoint.id, entry_id=checkpoint.entry_id
         )
