@@ -96,9 +96,11 @@ class Privacy:
 
     # -- encryption --------------------------------------------------------------
 
-    def _seal(self, value: dict[str, Any], context: Context, what: str) -> dict[str, Any]:
+    def _seal(
+        self, value: dict[str, Any], context: Callable[[], Context], what: str
+    ) -> dict[str, Any]:
         _unsealed(value, what)
-        return value if self._keyring is None else self._keyring.seal(value, context)
+        return value if self._keyring is None else self._keyring.seal(value, context())
 
     def _clear(self, value: dict[str, Any]) -> bool:
         """Whether ``value`` is read as it is stored: no keyring, and not an envelope."""
@@ -124,8 +126,11 @@ class Privacy:
         if entry.type is not EntryType.MESSAGE:
             return entry
         data = entry.data
-        context = message_context(session_id, entry.id, role=data["role"], owner=owner)
-        sealed = self._seal(data["payload"], context, f"message {entry.id}")
+        sealed = self._seal(
+            data["payload"],
+            lambda: message_context(session_id, entry.id, role=data["role"], owner=owner),
+            f"message {entry.id}",
+        )
         if sealed is data["payload"]:
             return entry
         return entry.model_copy(update={"data": {"role": data["role"], "payload": sealed}})
@@ -155,8 +160,11 @@ class Privacy:
 
     def seal_meta(self, meta: SessionMetadata) -> SessionMetadata:
         """Return session metadata as stored (its ``metadata`` encrypted)."""
-        context = metadata_context(meta.id, agent_name=meta.agent_name, owner=meta.user_id)
-        sealed = self._seal(meta.metadata, context, "metadata")
+        sealed = self._seal(
+            meta.metadata,
+            lambda: metadata_context(meta.id, agent_name=meta.agent_name, owner=meta.user_id),
+            "metadata",
+        )
         return meta if sealed is meta.metadata else meta.model_copy(update={"metadata": sealed})
 
     def open_meta(self, meta: SessionMetadata) -> SessionMetadata:
@@ -171,8 +179,11 @@ class Privacy:
         self, session_id: str, checkpoint_id: str, value: dict[str, Any], *, entry_id: str
     ) -> dict[str, Any]:
         """Return a checkpoint's metadata as stored (bound to the entry it marks)."""
-        context = checkpoint_context(session_id, checkpoint_id, entry_id=entry_id)
-        return self._seal(value, context, "checkpoint metadata")
+        return self._seal(
+            value,
+            lambda: checkpoint_context(session_id, checkpoint_id, entry_id=entry_id),
+            "checkpoint metadata",
+        )
 
     def seal_checkpoint(self, checkpoint: Checkpoint) -> Checkpoint:
         """Return the checkpoint as stored (its metadata encrypted)."""
