@@ -122,12 +122,16 @@ class SessionFields:
 
     def _append_plan(self, messages: Iterable[Message]) -> Plan[Call, None]:
         m = self._settings
-        return rules.append_messages(self.id, messages, m.clock, m.privacy, m.auto_checkpoint)
+        return rules.append_messages(
+            self.id, messages, m.clock, m.privacy, m.auto_checkpoint, owner=self.user_id
+        )
 
     def _get_messages_plan(
         self, limit: int | None, before: str | None
     ) -> Plan[Call, list[Message]]:
-        return rules.get_messages(self.id, limit, before, self._settings.privacy)
+        return rules.get_messages(
+            self.id, limit, before, self._settings.privacy, owner=self.user_id
+        )
 
     def _checkpoint_plan(self, metadata: dict[str, Any] | None) -> Plan[Call, Checkpoint]:
         m = self._settings
@@ -144,4 +148,4 @@ class SessionFields:
         return rules.load_session(self.id, self._settings.privacy)
 
     def _entries_plan(self) -> Plan[Call, list[SessionEntry]]:
-        return rules.load_entries(self.id, self._settings.privacy)
+        return rules.load_entries(self.id, self._settings.privacy, owner=self.user_id)

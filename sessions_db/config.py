@@ -15,6 +15,7 @@ A configuration document looks like the seed's::
       encryption:              # payloads encrypted at rest (sessions_db.crypto)
         keys: {"2025-06": "<base64 key>"}   # key ID -> key (generate_key())
         active: "2025-06"      # the key new writes use (optional with one key)
+        allow_plaintext: false # true only to read a store written before encryption
     agents:
       - name: assistant
         session:
@@ -29,14 +30,20 @@ sets it wins:
    ``SESSIONS_DB_URL``, ``SESSIONS_DB_BASE_DIR``, ``SESSIONS_DB_SCHEMA``,
    ``SESSIONS_DB_CHECKPOINT_AUTO_SAVE``, ``SESSIONS_DB_CHECKPOINT_INTERVAL``,
    ``SESSIONS_DB_REDACT``, ``SESSIONS_DB_ENCRYPTION_KEYS`` (``kid1:key1,kid2:key2``),
-   ``SESSIONS_DB_ENCRYPTION_ACTIVE``, and the seed's ``AIXGO_SESSION_DIR`` (the
+   ``SESSIONS_DB_ENCRYPTION_ACTIVE``, ``SESSIONS_DB_ENCRYPTION_ALLOW_PLAINTEXT``,
+   and the seed's ``AIXGO_SESSION_DIR`` (the
    file store's directory, after ``SESSIONS_DB_BASE_DIR``) and
    ``POSTGRES_CONNECTION_STRING`` (the URL, after ``SESSIONS_DB_URL``, used only
    when the store is ``postgres``);
 3. the defaults.
 
 Every invalid value raises :class:`~sessions_db.ConfigurationError` naming the
-field (``session.checkpoint.interval: ...``).
+field (``session.checkpoint.interval: ...``); no message, nor the repr of a
+configuration, shows an encryption key or a URL's password.
+
+The configuration and the environment are trusted input: ``session.redact`` (or
+``SESSIONS_DB_REDACT``) names code that is imported as soon as the configuration
+loads, for every command, read-only ones included.
 """
 
 from __future__ import annotations
@@ -63,6 +70,7 @@ from pydantic import (
 from .crypto import Keyring
 from .errors import ConfigurationError
 from .ids import schema_name
+from .urls import redact_url
 
 #: The file store's directory when none is configured.
 DEFAULT_BASE_DIR = "~/.sessions_db/sessions"
@@ -130,6 +138,11 @@ def import_callable(path: str) -> Callable[..., Any]:
 
 def _key_pairs(value: object) -> object:
     """Read ``SESSIONS_DB_ENCRYPTION_KEYS`` text (``kid1:key1,kid2:key2``) as a mapping."""
+    if isinstance(value, Mapping):
+        if not all(isinstance(k, str) and isinstance(v, str | SecretStr) for k, v in value.items()):
+            # Said without the entry: a key might be where its ID should be.
+            raise ValueError("must map key IDs (text) to base64 keys (text)")
+        return value
     if not isinstance(value, str):
         return value
     keys: dict[str, str] = {}
@@ -146,6 +159,7 @@ class EncryptionConfig(_Model):
 
     keys: dict[str, SecretStr]
     active: str | None = None
+    allow_plaintext: bool = False
 
     @field_validator("keys", mode="before")
     @classmethod
@@ -163,7 +177,8 @@ class EncryptionConfig(_Model):
     def keyring(self) -> Keyring:
         """Return the :class:`~sessions_db.crypto.Keyring` this block describes."""
         keys = {key_id: key.get_secret_value() for key_id, key in self.keys.items()}
-        return Keyring.from_config({"keys": keys, "active": self.active})
+        config = {"keys": keys, "active": self.active, "allow_plaintext": self.allow_plaintext}
+        return Keyring.from_config(config)
 
 
 class SessionConfig(_Model):
@@ -192,6 +207,10 @@ class SessionConfig(_Model):
         if value is not None:
             import_callable(value)
         return value
+
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            yield name, redact_url(value) if name == "url" and value is not None else value
 
     @property
     def auto_checkpoint(self) -> timedelta | None:
@@ -256,6 +275,7 @@ _ENV_FIELDS: list[tuple[str, tuple[str, ...]]] = [
     ("SESSIONS_DB_REDACT", ("redact",)),
     ("SESSIONS_DB_ENCRYPTION_KEYS", ("encryption", "keys")),
     ("SESSIONS_DB_ENCRYPTION_ACTIVE", ("encryption", "active")),
+    ("SESSIONS_DB_ENCRYPTION_ALLOW_PLAINTEXT", ("encryption", "allow_plaintext")),
 ]
 
 

@@ -12,6 +12,7 @@ from .errors import ConfigurationError
 from .manager import Manager
 from .null import NullBackend
 from .sql.backend import SQLBackend
+from .urls import shown
 
 #: Where the embedded default store (the file store) lives.
 DEFAULT_DIR = Path(DEFAULT_BASE_DIR)
@@ -39,9 +40,9 @@ def file_path(url: str) -> Path:
     if parts.netloc == "~":
         path = "~" + path
     elif parts.netloc not in ("", "localhost"):
-        raise ConfigurationError(f"file URL {url!r} names a host; use file:///absolute/path")
+        raise ConfigurationError(f"file URL {shown(url)} names a host; use file:///absolute/path")
     if not path:
-        raise ConfigurationError(f"file URL {url!r} names no directory")
+        raise ConfigurationError(f"file URL {shown(url)} names no directory")
     return Path(path).expanduser()
 
 
@@ -64,7 +65,7 @@ def backend_for_url(
     if scheme.startswith(("sqlite", "postgres")):
         return SQLBackend(url, migrate=migrate_on_open(url, migrate), schema=schema)
     raise ConfigurationError(
-        f"unsupported store URL {url!r}: use file://, sqlite:// or postgresql://"
+        f"unsupported store URL {shown(url)}: use file://, sqlite:// or postgresql://"
     )
 
 
@@ -142,7 +143,8 @@ def connect(
        ``SESSIONS_DB_URL``, ``SESSIONS_DB_BASE_DIR``, ``SESSIONS_DB_SCHEMA``,
        ``SESSIONS_DB_CHECKPOINT_AUTO_SAVE``, ``SESSIONS_DB_CHECKPOINT_INTERVAL``,
        ``SESSIONS_DB_REDACT``, ``SESSIONS_DB_ENCRYPTION_KEYS``,
-       ``SESSIONS_DB_ENCRYPTION_ACTIVE``, and the seed's ``AIXGO_SESSION_DIR``
+       ``SESSIONS_DB_ENCRYPTION_ACTIVE``, ``SESSIONS_DB_ENCRYPTION_ALLOW_PLAINTEXT``,
+       and the seed's ``AIXGO_SESSION_DIR``
        (file store directory) and ``POSTGRES_CONNECTION_STRING`` (URL of a
        ``postgres`` store);
     3. the defaults (sessions enabled, the embedded default store, no automatic

@@ -54,11 +54,14 @@ def _limit(value: object, what: str) -> int:
     return value
 
 
-def _hits(found: builtins.list[MessageHit], privacy: Privacy) -> builtins.list[MemoryHit]:
-    return [
-        MemoryHit(h.session_id, privacy.open_entry(h.session_id, h.entry).to_message(), h.score)
-        for h in found
-    ]
+def _hits(
+    found: builtins.list[MessageHit], privacy: Privacy, owner: str
+) -> builtins.list[MemoryHit]:
+    hits = []
+    for h in found:
+        opened = privacy.open_entry(h.session_id, h.entry, owner=owner)
+        hits.append(MemoryHit(h.session_id, opened.to_message(), h.score))
+    return hits
 
 
 def search_plan(
@@ -71,10 +74,10 @@ def search_plan(
     if not isinstance(query, str):
         raise InvalidArgumentError(f"query must be a string, got {type(query).__name__}")
     if privacy.encrypted:
-        found = yield from search.scan(uid, query, agent, count, privacy)
-    else:
-        found = yield Call("search_messages", (uid, query), {"agent_name": agent, "limit": count})
-    return _hits(found, privacy)
+        opened = yield from search.scan(uid, query, agent, count, privacy)
+        return [MemoryHit(h.session_id, h.entry.to_message(), h.score) for h in opened]
+    found = yield Call("search_messages", (uid, query), {"agent_name": agent, "limit": count})
+    return _hits(found, privacy, uid)
 
 
 def list_plan(
@@ -92,8 +95,9 @@ def list_plan(
         "limit": None if limit is None else _limit(limit, "limit"),
         "offset": _limit(offset, "offset"),
     }
-    found = yield Call("list_messages", (_user(user_id),), kwargs)
-    return _hits(found, privacy)
+    uid = _user(user_id)
+    found = yield Call("list_messages", (uid,), kwargs)
+    return _hits(found, privacy, uid)
 
 
 def read_plan(

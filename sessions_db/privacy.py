@@ -7,10 +7,18 @@ treatment:
 * ``redact``: a function ``payload -> payload`` run on every message payload
   before it is stored (strip e-mail addresses, card numbers, ...). What is stored,
   and so what every later read returns, is its result; the raw payload never
-  reaches the backend. Its result is checked like any payload.
+  reaches the backend. Its result is checked like any payload. When it raises,
+  nothing is stored and :class:`~sessions_db.PayloadError` names only the type of
+  its exception: the exception's text, which may quote the payload, is left out
+  (and not chained).
 * ``keyring``: a :class:`~sessions_db.crypto.Keyring`; message payloads and the
   metadata of sessions and checkpoints are then stored encrypted (see
-  :mod:`sessions_db.crypto`) and decrypted on read.
+  :mod:`sessions_db.crypto`) and decrypted on read, and a payload read in clear
+  raises :class:`~sessions_db.EncryptionError`. Without a keyring, reading an
+  encrypted payload raises ``EncryptionError`` as well.
+
+Message envelopes are bound to the owner of their session, so the methods that
+seal or open a message take ``owner``: the user ID of the session it belongs to.
 """
 
 from __future__ import annotations
@@ -19,11 +27,26 @@ from collections.abc import Callable
 from typing import Any
 
 from . import payload
-from .crypto import Keyring, checkpoint_context, message_context, metadata_context
-from .errors import PayloadError, SessionsDBError
+from .crypto import (
+    MARKER,
+    Context,
+    Keyring,
+    checkpoint_context,
+    is_envelope,
+    message_context,
+    metadata_context,
+)
+from .errors import EncryptionError, PayloadError, SessionsDBError
 from .types import Checkpoint, EntryType, Message, SessionEntry, SessionMetadata
 
 Redactor = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def _unsealed(value: dict[str, Any], what: str) -> dict[str, Any]:
+    """Return ``value``, refused if it holds the reserved envelope key."""
+    if MARKER in value:
+        raise PayloadError(f"{what}: the top-level key {MARKER!r} is reserved")
+    return value
 
 
 class Privacy:
@@ -56,7 +79,10 @@ class Privacy:
         except SessionsDBError:
             raise
         except Exception as exc:
-            raise PayloadError(f"the redact hook failed: {exc!r}") from exc
+            # The hook's message may quote the payload it was scrubbing.
+            raise PayloadError(
+                f"the redact hook failed with {type(exc).__name__}; nothing was stored"
+            ) from None
         return payload.check(result, "redacted payload")
 
     def redact_entry(self, entry: SessionEntry) -> SessionEntry:
@@ -70,71 +96,112 @@ class Privacy:
 
     # -- encryption --------------------------------------------------------------
 
-    def seal_entry(self, session_id: str, entry: SessionEntry) -> SessionEntry:
-        """Return the entry as stored: a message's payload encrypted."""
-        if self._keyring is None or entry.type is not EntryType.MESSAGE:
+    def _seal(
+        self, value: dict[str, Any], context: Callable[[], Context], what: str
+    ) -> dict[str, Any]:
+        _unsealed(value, what)
+        return value if self._keyring is None else self._keyring.seal(value, context())
+
+    def _clear(self, value: dict[str, Any]) -> bool:
+        """Whether ``value`` is read as it is stored: no keyring, and not an envelope."""
+        return self._keyring is None and MARKER not in value
+
+    def _open(self, value: dict[str, Any], context: Context) -> dict[str, Any]:
+        if self._keyring is not None:
+            return self._keyring.open(value, context)
+        if is_envelope(value):
+            kid = value.get("kid")
+            raise EncryptionError(
+                f"{context.place}: encrypted (key ID {kid!r}), but no keyring is configured: "
+                "give the manager the keyring (session.encryption or SESSIONS_DB_ENCRYPTION_KEYS)"
+                if isinstance(kid, str) and len(kid) <= 64
+                else f"{context.place}: encrypted, but no keyring is configured"
+            )
+        return value
+
+    def seal_entry(
+        self, session_id: str, entry: SessionEntry, *, owner: str | None
+    ) -> SessionEntry:
+        """Return the entry as stored: a message's payload encrypted (bound to role and owner)."""
+        if entry.type is not EntryType.MESSAGE:
             return entry
         data = entry.data
-        sealed = self._keyring.seal(data["payload"], message_context(session_id, entry.id))
+        sealed = self._seal(
+            data["payload"],
+            lambda: message_context(session_id, entry.id, role=data["role"], owner=owner),
+            f"message {entry.id}",
+        )
+        if sealed is data["payload"]:
+            return entry
         return entry.model_copy(update={"data": {"role": data["role"], "payload": sealed}})
 
-    def open_entry(self, session_id: str, entry: SessionEntry) -> SessionEntry:
+    def open_entry(
+        self, session_id: str, entry: SessionEntry, *, owner: str | None
+    ) -> SessionEntry:
         """Return a stored entry with its message payload decrypted."""
-        if self._keyring is None or entry.type is not EntryType.MESSAGE:
+        if entry.type is not EntryType.MESSAGE or self._clear(entry.data["payload"]):
             return entry
         data = entry.data
-        opened = self._keyring.open(data["payload"], message_context(session_id, entry.id))
+        context = message_context(session_id, entry.id, role=data["role"], owner=owner)
+        opened = self._open(data["payload"], context)
         if opened is data["payload"]:
             return entry
         return entry.model_copy(update={"data": {"role": data["role"], "payload": opened}})
 
-    def open_message(self, session_id: str, message: Message) -> Message:
+    def open_message(self, session_id: str, message: Message, *, owner: str | None) -> Message:
         """Return a stored message with its payload decrypted."""
-        if self._keyring is None:
+        if self._clear(message.payload):
             return message
-        opened = self._keyring.open(message.payload, message_context(session_id, message.id))
+        context = message_context(session_id, message.id, role=message.type, owner=owner)
+        opened = self._open(message.payload, context)
         if opened is message.payload:
             return message
         return message.model_copy(update={"payload": opened})
 
     def seal_meta(self, meta: SessionMetadata) -> SessionMetadata:
         """Return session metadata as stored (its ``metadata`` encrypted)."""
-        if self._keyring is None:
-            return meta
-        sealed = self._keyring.seal(meta.metadata, metadata_context(meta.id))
-        return meta.model_copy(update={"metadata": sealed})
+        sealed = self._seal(
+            meta.metadata,
+            lambda: metadata_context(meta.id, agent_name=meta.agent_name, owner=meta.user_id),
+            "metadata",
+        )
+        return meta if sealed is meta.metadata else meta.model_copy(update={"metadata": sealed})
 
     def open_meta(self, meta: SessionMetadata) -> SessionMetadata:
         """Return stored session metadata with its ``metadata`` decrypted."""
-        if self._keyring is None:
+        if self._clear(meta.metadata):
             return meta
-        opened = self._keyring.open(meta.metadata, metadata_context(meta.id))
+        context = metadata_context(meta.id, agent_name=meta.agent_name, owner=meta.user_id)
+        opened = self._open(meta.metadata, context)
         return meta if opened is meta.metadata else meta.model_copy(update={"metadata": opened})
 
     def seal_checkpoint_metadata(
-        self, session_id: str, checkpoint_id: str, value: dict[str, Any]
+        self, session_id: str, checkpoint_id: str, value: dict[str, Any], *, entry_id: str
     ) -> dict[str, Any]:
-        """Return a checkpoint's metadata as stored."""
-        if self._keyring is None:
-            return value
-        return self._keyring.seal(value, checkpoint_context(session_id, checkpoint_id))
+        """Return a checkpoint's metadata as stored (bound to the entry it marks)."""
+        return self._seal(
+            value,
+            lambda: checkpoint_context(session_id, checkpoint_id, entry_id=entry_id),
+            "checkpoint metadata",
+        )
 
     def seal_checkpoint(self, checkpoint: Checkpoint) -> Checkpoint:
         """Return the checkpoint as stored (its metadata encrypted)."""
-        if self._keyring is None:
-            return checkpoint
         sealed = self.seal_checkpoint_metadata(
-            checkpoint.session_id, checkpoint.id, checkpoint.metadata
+            checkpoint.session_id, checkpoint.id, checkpoint.metadata, entry_id=checkpoint.entry_id
         )
+        if sealed is checkpoint.metadata:
+            return checkpoint
         return checkpoint.model_copy(update={"metadata": sealed})
 
     def open_checkpoint(self, checkpoint: Checkpoint) -> Checkpoint:
         """Return a stored checkpoint with its metadata decrypted."""
-        if self._keyring is None:
+        if self._clear(checkpoint.metadata):
             return checkpoint
-        opened = self._keyring.open(
-            checkpoint.metadata, checkpoint_context(checkpoint.session_id, checkpoint.id)
+        context = checkpoint_context(
+            checkpoint.session_id, checkpoint.id, entry_id=checkpoint.entry_id
         )
+        opened = self._open(checkpoint.metadata, context)
         if opened is checkpoint.metadata:
             return checkpoint
         return checkpoint.model_copy(update={"metadata": opened})

@@ -230,13 +230,18 @@ def append_messages(
     clock: Clock,
     privacy: Privacy = PLAIN,
     auto_checkpoint: timedelta | None = None,
+    *,
+    owner: str | None,
 ) -> Plan[Call, None]:
     """Append messages on the current branch, all or nothing; then maybe an automatic checkpoint.
 
-    Payloads are redacted and encrypted first when the manager says so. See
-    :func:`auto_checkpoint_due` for when ``auto_checkpoint`` takes a checkpoint.
+    Payloads are redacted and encrypted first when the manager says so (bound to
+    ``owner``, the session's user ID). See :func:`auto_checkpoint_due` for when
+    ``auto_checkpoint`` takes a checkpoint.
     """
-    entries = [privacy.seal_entry(session_id, e) for e in message_entries(messages, privacy)]
+    entries = [
+        privacy.seal_entry(session_id, e, owner=owner) for e in message_entries(messages, privacy)
+    ]
     if not entries:
         return
     now = clock()
@@ -289,9 +294,14 @@ def auto_checkpoint_due(
 
 
 def get_messages(
-    session_id: str, limit: int | None, before: str | None, privacy: Privacy = PLAIN
+    session_id: str,
+    limit: int | None,
+    before: str | None,
+    privacy: Privacy = PLAIN,
+    *,
+    owner: str | None,
 ) -> Plan[Call, list[Message]]:
-    """Return the current branch's messages, oldest first."""
+    """Return the current branch's messages, oldest first (``owner``: the session's user ID)."""
     query = BranchQuery(
         before=None if before is None else ids.entry_id(before),
         messages_only=True,
@@ -300,9 +310,7 @@ def get_messages(
     # Even with limit=0 the store is asked: an absent session or an unknown
     # ``before`` message raises, as it does for every other limit.
     messages: list[Message] = yield _call("load_messages", session_id, query)
-    if privacy.encrypted:
-        return [privacy.open_message(session_id, message) for message in messages]
-    return messages
+    return [privacy.open_message(session_id, message, owner=owner) for message in messages]
 
 
 def checkpoint(
@@ -318,12 +326,14 @@ def checkpoint(
 def _new_checkpoint(
     session_id: str, metadata: dict[str, Any], timestamp: datetime, privacy: Privacy
 ) -> NewCheckpoint:
-    checkpoint_id = ids.new_id()
+    checkpoint_id, entry_id = ids.new_id(), ids.new_id()
     return NewCheckpoint(
         id=checkpoint_id,
-        entry_id=ids.new_id(),
+        entry_id=entry_id,
         timestamp=timestamp,
-        metadata=privacy.seal_checkpoint_metadata(session_id, checkpoint_id, metadata),
+        metadata=privacy.seal_checkpoint_metadata(
+            session_id, checkpoint_id, metadata, entry_id=entry_id
+        ),
     )
 
 
@@ -347,10 +357,11 @@ def restore(
             f"checkpoint {cid}: the stored history no longer matches its checksum "
             f"(stored {found.checksum}, computed {actual})"
         )
+    opened = privacy.open_checkpoint(found)  # before anything is written: it may not decrypt
     now = clock()
     marker = restore_marker(ids.new_id(), cid, now)
     yield _call("append_entries", session_id, [marker], fork_from=found.entry_id, updated_at=now)
-    return privacy.open_checkpoint(found)
+    return opened
 
 
 def list_checkpoints(session_id: str, privacy: Privacy = PLAIN) -> Plan[Call, list[Checkpoint]]:
@@ -365,7 +376,9 @@ def load_session(session_id: str, privacy: Privacy = PLAIN) -> Plan[Call, Sessio
     return privacy.open_meta(result)
 
 
-def load_entries(session_id: str, privacy: Privacy = PLAIN) -> Plan[Call, list[SessionEntry]]:
+def load_entries(
+    session_id: str, privacy: Privacy = PLAIN, *, owner: str | None
+) -> Plan[Call, list[SessionEntry]]:
     """Return every entry of the session, in append order (payloads decrypted)."""
     result: list[SessionEntry] = yield _call("load_entries", session_id)
-    return [privacy.open_entry(session_id, entry) for entry in result]
+    return [privacy.open_entry(session_id, entry, owner=owner) for entry in result]

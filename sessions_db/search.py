@@ -32,7 +32,7 @@ from typing import Any
 from ._plan import Plan
 from .backend import MessageHit
 from .errors import SessionNotFoundError
-from .privacy import PLAIN, Privacy
+from .privacy import Privacy
 from .rules import Call
 from .types import EntryType, SessionEntry, SessionMetadata
 
@@ -88,9 +88,12 @@ def _user_sessions(user_id: str, agent_name: str | None) -> Plan[Call, list[Sess
 
 
 def _user_messages(
-    user_id: str, agent_name: str | None, privacy: Privacy
+    user_id: str, agent_name: str | None, privacy: Privacy | None
 ) -> Plan[Call, list[tuple[MessageHit, int]]]:
-    """Return every message entry of the user's sessions, with its place in its session."""
+    """Return every message entry of the user's sessions, with its place in its session.
+
+    Payloads are opened with ``privacy`` (as ``user_id``'s); with ``None``, as stored.
+    """
     found: list[tuple[MessageHit, int]] = []
     for meta in (yield from _user_sessions(user_id, agent_name)):
         try:
@@ -99,7 +102,11 @@ def _user_messages(
             continue  # deleted since it was listed
         for seq, entry in enumerate(entries):
             if entry.type is EntryType.MESSAGE:
-                found.append((MessageHit(meta.id, privacy.open_entry(meta.id, entry)), seq))
+                if privacy is None:
+                    found.append((MessageHit(meta.id, entry), seq))
+                else:
+                    opened = privacy.open_entry(meta.id, entry, owner=user_id)
+                    found.append((MessageHit(meta.id, opened), seq))
     return found
 
 
@@ -113,9 +120,13 @@ def scan(
     query: str,
     agent_name: str | None,
     limit: int,
-    privacy: Privacy = PLAIN,
+    privacy: Privacy | None = None,
 ) -> Plan[Call, list[MessageHit]]:
-    """Search the user's messages by reading them all (any backend; decrypts when needed)."""
+    """Search the user's messages by reading them all (any backend).
+
+    With ``privacy``, payloads are decrypted (and checked) first and the hits
+    hold them opened; without, the stored payloads are searched and returned.
+    """
     words = terms(query)
     if not words or limit <= 0:
         return []
@@ -137,7 +148,7 @@ def scan_list(
     offset: int,
 ) -> Plan[Call, list[MessageHit]]:
     """List the user's messages newest first by reading them all (any backend)."""
-    found = yield from _user_messages(user_id, agent_name, PLAIN)
+    found = yield from _user_messages(user_id, agent_name, None)
     if message_id is not None:
         found = [item for item in found if item[0].entry.id == message_id]
     found.sort(key=_newest_first, reverse=True)

@@ -19,7 +19,7 @@ import pytest
 import sessions_db as sdb
 from sessions_db import migrations
 from sessions_db.cli import EXIT_ERROR, EXIT_OK, EXIT_SCHEMA, EXIT_USAGE
-from sessions_db.cli._common import redacted
+from sessions_db.urls import redact_url
 
 OUR_TABLES = ["sessions_db_checkpoints", "sessions_db_entries", "sessions_db_sessions"]
 
@@ -199,9 +199,9 @@ def test_copy_to_an_unmigrated_target_names_it(
 
 
 def test_redacted_urls_hide_the_whole_password() -> None:
-    assert redacted("postgresql://app:p@ss:w@db:5432/app") == "postgresql://app:***@db:5432/app"
-    assert redacted("postgresql://app@db/app") == "postgresql://app@db/app"
-    assert redacted("sqlite:////srv/a@b.db") == "sqlite:////srv/a@b.db"
+    assert redact_url("postgresql://app:p@ss:w@db:5432/app") == "postgresql://app:***@db:5432/app"
+    assert redact_url("postgresql://app@db/app") == "postgresql://app@db/app"
+    assert redact_url("sqlite:////srv/a@b.db") == "sqlite:////srv/a@b.db"
 
 
 @pytest.mark.parametrize("command", [["list", "assistant"], ["agents"], ["stats"], ["migrate"]])

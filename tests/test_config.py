@@ -363,11 +363,12 @@ session:
     assert "zanzibar" not in raw  # ciphertext only
     assert "4111" not in raw
     assert MARKER in raw
-    # Without the keys, the store gives back envelopes, not the text.
-    with sdb.connect(store_url) as plain:
-        (meta,) = plain.list("assistant")
-        (message,) = plain.get(meta.id).get_messages()
-        assert MARKER in message.payload
+    # Without the keys, reading the store raises instead of giving back envelopes.
+    with (
+        sdb.connect(store_url) as plain,
+        pytest.raises(sdb.EncryptionError, match=r"'new'.*no keyring is configured"),
+    ):
+        plain.list("assistant")
 
 
 def test_encryption_from_the_environment() -> None:

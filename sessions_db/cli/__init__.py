@@ -5,6 +5,7 @@ One module per family of commands; each registers its commands on :data:`main`.
 
 from __future__ import annotations
 
+from . import encryption as encryption
 from . import inspect, maintenance, migrate, transfer
 from ._app import main
 from ._common import (

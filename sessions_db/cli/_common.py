@@ -33,6 +33,7 @@ from ..errors import (
     StorageUnavailableError,
 )
 from ..manager import Manager
+from ..urls import shown
 
 #: Exit codes scripts can rely on.
 EXIT_OK = 0
@@ -138,25 +139,14 @@ def scheme(url: str) -> str:
     return head.lower() if sep else ""
 
 
-def redacted(url: str) -> str:
-    """Return ``url`` with its password replaced by ``***``."""
-    head, sep, rest = url.partition("://")
-    netloc, slash, path = rest.partition("/")
-    if not sep or "@" not in netloc:
-        return url
-    credentials, _, host = netloc.rpartition("@")
-    user, colon, _ = credentials.partition(":")
-    return f"{head}://{user}{':***' if colon else ''}@{host}{slash}{path}"
-
-
 def store_path(url: str) -> Path | None:
     """Return the file or directory a SQLite or file store URL names (``None`` otherwise)."""
     kind = scheme(url)
     if kind.startswith("sqlite"):
         try:
             database = make_url(url).database
-        except ArgumentError as exc:
-            raise ConfigurationError(f"not a database URL: {url!r}") from exc
+        except (ArgumentError, ValueError):  # not chained: its text shows the URL
+            raise ConfigurationError(f"not a database URL: {shown(url)}") from None
         return Path(database) if database and database != ":memory:" else None
     if kind == "file":
         rest = url[len("file:") :]
@@ -164,7 +154,7 @@ def store_path(url: str) -> Path | None:
             rest = rest[2:]
             host, slash, path = rest.partition("/")
             if host not in ("", "localhost"):
-                raise ConfigurationError(f"a file store URL names a local directory: {url!r}")
+                raise ConfigurationError(f"a file store URL names a local directory: {shown(url)}")
             rest = slash + path
         return Path(rest).expanduser() if rest else None
     return None

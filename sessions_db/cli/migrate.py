@@ -8,6 +8,7 @@ import click
 
 from .. import migrations
 from ..ids import schema_name
+from ..urls import redact_url
 from ._app import main
 from ._common import (
     EXIT_ERROR,
@@ -16,7 +17,6 @@ from ._common import (
     check_sqlite_file,
     emit_json,
     json_option,
-    redacted,
     url_option,
 )
 
@@ -102,7 +102,7 @@ def _downgrade(
         )
     at = migrations.current(url, schema=schema)
     if at is None:
-        raise CLIError(f"{redacted(url)} is not migrated: nothing to downgrade", EXIT_USAGE)
+        raise CLIError(f"{redact_url(url)} is not migrated: nothing to downgrade", EXIT_USAGE)
     dropped = migrations.tables_dropped(url, schema=schema, revision=revision)
     _describe(url, schema, at, revision, dropped)
     if not yes:
@@ -125,7 +125,7 @@ def _describe(
     url: str, schema: str | None, at: str, revision: str, dropped: dict[str, int]
 ) -> None:
     """Tell, on stderr, what the downgrade will do."""
-    where = f"{redacted(url)}{f' (schema {schema})' if schema else ''}"
+    where = f"{redact_url(url)}{f' (schema {schema})' if schema else ''}"
     click.echo(f"Downgrading {where} from {at} to {revision}", err=True)
     if not dropped:
         click.echo("drops no table (indexes and triggers only)", err=True)

@@ -18,6 +18,7 @@ from .. import migrations
 from ..backend import StorageBackend
 from ..errors import SchemaError, SessionsDBError
 from ..manager import Manager
+from ..urls import redact_url
 from ._app import main
 from ._archive import (
     SessionDump,
@@ -40,7 +41,6 @@ from ._common import (
     emit_json,
     json_option,
     open_store,
-    redacted,
     url_option,
 )
 from ._render import plural
@@ -200,7 +200,7 @@ def _not_migrated(url: str, command: str) -> str:
     except SessionsDBError:
         at = None
     state = "is not migrated" if at is None else f"is at revision {at}"
-    shown = redacted(url)
+    shown = redact_url(url)
     return (
         f"the target store {shown} {state} (this version needs {migrations.head()}): "
         f"run `sessions-db migrate --url {shown}` first, or add --migrate to this {command}"
@@ -328,4 +328,6 @@ def copy(source_url: str, target_url: str, agent: str | None, migrate: bool, as_
         for name, wanted in copied.items():
             listed = {m.id for m in select_sessions(target, agent=name)}
             report.target[name].sessions = len(listed & wanted)
-    _finish(report, "copied", as_json, {"from": redacted(source_url), "to": redacted(target_url)})
+    _finish(
+        report, "copied", as_json, {"from": redact_url(source_url), "to": redact_url(target_url)}
+    )

@@ -16,6 +16,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DisconnectionError
 
 from ..errors import ConfigurationError
+from ..urls import shown
 
 #: Drivers per database: (sync, asyncio).
 _DRIVERS = {
@@ -34,8 +35,8 @@ def normalize_url(url: str, *, asyncio: bool = False) -> str:
     """
     try:
         parsed = make_url(url)
-    except ArgumentError as exc:
-        raise ConfigurationError(f"not a database URL: {url!r}") from exc
+    except (ArgumentError, ValueError):  # not chained: its text shows the URL
+        raise ConfigurationError(f"not a database URL: {shown(url)}") from None
     backend = parsed.get_backend_name()
     if backend == "postgres":
         backend = "postgresql"
