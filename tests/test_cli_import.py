@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +20,12 @@ from sqlalchemy import create_engine, text
 
 import sessions_db as sdb
 from sessions_db import Message
-from sessions_db.cli import EXIT_MISMATCH, EXIT_USAGE
+from sessions_db.checksum import branch_checksum
+from sessions_db.cli import EXIT_CONFLICT, EXIT_MISMATCH, EXIT_USAGE
 from sessions_db.connect import file_path
 from sessions_db.crypto import MARKER, Keyring, generate_key
 from sessions_db.sql.engine import normalize_url
+from sessions_db.types import SessionEntry
 
 from .conftest import sql_tamper
 from .test_cli import invoke, one_error_line
@@ -250,7 +253,12 @@ def test_copy_skips_a_session_whose_checksum_fails(store_url: str, tmp_path: Pat
 # -- validation ---------------------------------------------------------------------
 
 
-def archive(entries: list[dict[str, Any]], session_id: str, **session: Any) -> bytes:
+def archive(
+    entries: list[dict[str, Any]],
+    session_id: str,
+    checkpoints: Sequence[dict[str, Any]] = (),
+    **session: Any,
+) -> bytes:
     """An export of one session holding ``entries`` (their last one the current leaf)."""
     meta = {
         "id": session_id,
@@ -267,7 +275,8 @@ def archive(entries: list[dict[str, Any]], session_id: str, **session: Any) -> b
         {"kind": "header", "format": "sessions_db.export", "version": 1},
         {"kind": "session", "session": meta},
         *({"kind": "entry", "session_id": session_id, "entry": e} for e in entries),
-        {"kind": "end", "sessions": 1, "entries": len(entries), "checkpoints": 0},
+        *({"kind": "checkpoint", "checkpoint": c} for c in checkpoints),
+        {"kind": "end", "sessions": 1, "entries": len(entries), "checkpoints": len(checkpoints)},
     ]
     return b"".join(json.dumps(r).encode() + b"\n" for r in records)
 
@@ -342,6 +351,47 @@ def test_import_refuses_a_tree_the_api_cannot_build(store_url: str, tmp_path: Pa
     path.write_bytes(archive([message("m1", "user")], session_id, current_leaf="m9"))
     assert invoke("import", str(path), url=store_url).exit_code == EXIT_USAGE
     assert not traces(store_url, session_id)
+
+
+def test_import_cannot_take_over_another_sessions_checkpoint(
+    store_url: str, tmp_path: Path
+) -> None:
+    with sdb.connect(store_url) as mgr:
+        victim = mgr.create("support", user_id="alice")
+        victim.append_message(Message.new("user", {"content": "the victim's history"}))
+        checkpoint = victim.checkpoint(metadata={"label": "victim"})
+        victim.append_message(Message.new("user", {"content": "later"}))
+    attacker = "11111111-2222-4333-8444-555555555555"
+    entries = [
+        message("m1", "user", "mine"),
+        {
+            "id": "cp",
+            "parent_id": "m1",
+            "timestamp": "2025-01-01T00:00:00.000000Z",
+            "type": "checkpoint",
+            "data": {"checkpoint_id": checkpoint.id},
+        },
+    ]
+    branch = [SessionEntry.model_validate(e) for e in entries]
+    forged = {
+        "id": checkpoint.id,
+        "session_id": attacker,
+        "timestamp": "2025-01-01T00:00:00.000000Z",
+        "entry_id": "cp",
+        "checksum": branch_checksum(branch),
+        "metadata": {"label": "mallory"},
+    }
+    path = tmp_path / "forged.jsonl"
+    for agent in ("support", "other"):
+        path.write_bytes(archive(entries, attacker, [forged], agent_name=agent))
+        result = invoke("import", str(path), url=store_url)
+        assert result.exit_code == EXIT_CONFLICT, result.stdout
+        assert checkpoint.id in one_error_line(result.stderr)
+        assert not traces(store_url, attacker)
+    with sdb.connect(store_url) as mgr:
+        again = mgr.get(victim.id)
+        assert again.list_checkpoints() == [checkpoint]
+        assert again.restore(checkpoint.id) == checkpoint
 
 
 # -- size limits --------------------------------------------------------------------

@@ -25,7 +25,13 @@ from typing import Any
 from .. import payload
 from ..backend import BranchQuery, StorageBackend
 from ..checksum import branch_checksum
-from ..errors import EntryNotFoundError, SessionNotFoundError, SessionsDBError
+from ..errors import (
+    CheckpointNotFoundError,
+    DuplicateEntryError,
+    EntryNotFoundError,
+    SessionNotFoundError,
+    SessionsDBError,
+)
 from ..manager import Manager
 from ..types import Checkpoint, SessionEntry, SessionMetadata, utcnow
 from ._common import EXIT_CONFLICT, EXIT_ERROR, EXIT_MISMATCH, EXIT_USAGE, CLIError, iso
@@ -205,6 +211,14 @@ def write_session(backend: StorageBackend, dump: SessionDump) -> Written:
         pass
     else:
         raise CLIError(f"session {session_id} already exists in the target store", EXIT_CONFLICT)
+    for checkpoint in dump.checkpoints:
+        # Checkpoint IDs are unique in a store: another session's is never taken over.
+        with contextlib.suppress(CheckpointNotFoundError):
+            backend.load_checkpoint(checkpoint.id)
+            raise DuplicateEntryError(
+                f"checkpoint {checkpoint.id} of session {session_id} already exists in the "
+                "target store"
+            )
     backend.save_session(dump.meta)
     try:
         _append_tree(backend, dump)
