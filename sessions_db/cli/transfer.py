@@ -163,6 +163,7 @@ def export(
 @click.option("--migrate", is_flag=True, help="Migrate a PostgreSQL schema first.")
 @click.option(
     "--max-line-bytes",
+    metavar="SIZE",
     type=str,
     callback=size_option,
     default=str(MAX_LINE_BYTES),
@@ -171,6 +172,7 @@ def export(
 )
 @click.option(
     "--max-session-bytes",
+    metavar="SIZE",
     type=str,
     callback=size_option,
     default=str(MAX_SESSION_BYTES),
@@ -190,7 +192,8 @@ def import_(
 
     Every record is checked as the API checks what it stores (roles, IDs,
     timestamps, payloads), and every checkpoint's checksum against the history
-    in the file (exit 6 if one does not match). A file is checked completely
+    in the file (exit 6 if one does not match; checksums detect corruption, not a
+    forgery whose checksums were recomputed). A file is checked completely
     before anything is written (not stdin: there a session that fails is not
     written, the ones before it are). The store's privacy applies: payloads are
     redacted and encrypted as the configuration says, and encrypted payloads of
@@ -342,6 +345,8 @@ def copy(source_url: str, target_url: str, agent: str | None, migrate: bool, as_
 
     Each session is read back from the target and compared; at the end the
     sessions, entries and checkpoints per agent must match (exit 6 if not).
+    Payloads are redacted and encrypted as the configuration says, like every
+    write (encrypted ones are decrypted with the configured keys first).
     """
     if source_url == target_url:
         raise CLIError("--from and --to name the same store", EXIT_USAGE)
