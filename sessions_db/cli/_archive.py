@@ -6,6 +6,8 @@ appended, with their original IDs, parents and timestamps) and its
 ``checkpoint`` records, and an ``end`` record with the counts, so that a cut-off
 file is refused instead of half imported.
 
+Reading an export is :mod:`._reading`; what a session becomes in the target
+store (privacy applied, checksums verified and recomputed) is :mod:`._stored`.
 Writing goes through the public backend API only: ``save_session``, then
 ``append_entries`` in the original order (each entry's parent is either the
 entry before it or a fork point, given as ``fork_from``), then
@@ -16,17 +18,22 @@ current leaf is always the newest entry, the same current leaf.
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import ids, payload
+from .. import payload
 from ..backend import BranchQuery, StorageBackend
 from ..checksum import branch_checksum
-from ..errors import EntryNotFoundError, SessionNotFoundError, SessionsDBError
+from ..errors import (
+    CheckpointNotFoundError,
+    DuplicateEntryError,
+    EntryNotFoundError,
+    SessionNotFoundError,
+    SessionsDBError,
+)
 from ..manager import Manager
-from ..types import Checkpoint, EntryType, SessionEntry, SessionMetadata, as_utc, utcnow
+from ..types import Checkpoint, SessionEntry, SessionMetadata, utcnow
 from ._common import EXIT_CONFLICT, EXIT_ERROR, EXIT_MISMATCH, EXIT_USAGE, CLIError, iso
 from ._render import checkpoint_json, entry_json, session_json
 
@@ -53,8 +60,14 @@ class Written:
 
     entries: int
     checkpoints: int
-    #: (checkpoint ID, problem) for each checkpoint whose checksum does not verify.
+    #: (checkpoint ID, problem) for each checkpoint whose checksum does not verify;
+    #: then the session was removed again.
     mismatches: list[tuple[str, str]]
+
+    @property
+    def stored(self) -> bool:
+        """Whether the session is in the store."""
+        return not self.mismatches
 
 
 # -- reading a store --------------------------------------------------------------
@@ -116,127 +129,6 @@ def end_record(sessions: int, entries: int, checkpoints: int) -> dict[str, Any]:
 def encode(record: dict[str, Any]) -> str:
     """Return one line of the export (compact JSON, floats that read back equal)."""
     return payload.dumps(record) + "\n"
-
-
-# -- reading an export ------------------------------------------------------------
-
-
-def _parse_session(data: Any) -> SessionMetadata:
-    meta = SessionMetadata.model_validate(data)
-    ids.session_id(meta.id)
-    ids.agent_name(meta.agent_name)
-    ids.user_id(meta.user_id)
-    payload.check(meta.metadata, "session metadata")
-    as_utc(meta.created_at, "created_at")
-    as_utc(meta.updated_at, "updated_at")
-    return meta
-
-
-def _parse_entry(data: Any) -> SessionEntry:
-    entry = SessionEntry.model_validate(data)
-    ids.entry_id(entry.id)
-    if entry.parent_id is not None:
-        ids.entry_id(entry.parent_id)
-    as_utc(entry.timestamp)
-    if entry.type is EntryType.MESSAGE:
-        if set(entry.data) != {"role", "payload"}:
-            raise CLIError(f"message entry {entry.id} needs data with role and payload", EXIT_USAGE)
-        payload.check(entry.data["payload"])
-    else:
-        payload.check(entry.data, "entry data")
-    return entry
-
-
-def _parse_checkpoint(data: Any) -> Checkpoint:
-    checkpoint = Checkpoint.model_validate(data)
-    ids.checkpoint_id(checkpoint.id)
-    ids.session_id(checkpoint.session_id)
-    ids.entry_id(checkpoint.entry_id)
-    as_utc(checkpoint.timestamp)
-    payload.check(checkpoint.metadata, "checkpoint metadata")
-    return checkpoint
-
-
-class _Reader:
-    """The state of reading an export, record by record."""
-
-    def __init__(self) -> None:
-        self.current: SessionDump | None = None
-        self.counts = [0, 0, 0]
-        self.state = "start"
-
-    def feed(self, record: Any, where: str) -> SessionDump | None:
-        """Take one record; return the session it completes, if any."""
-        kind = record.get("kind") if isinstance(record, dict) else None
-        if self.state == "start":
-            if kind != "header" or record.get("format") != FORMAT:
-                raise CLIError(f"{where}: not a sessions_db export", EXIT_USAGE)
-            if record.get("version") != VERSION:
-                raise CLIError(
-                    f"{where}: export version {record.get('version')!r} is not supported "
-                    f"(this version reads {VERSION})",
-                    EXIT_USAGE,
-                )
-            self.state = "body"
-            return None
-        if self.state == "end":
-            raise CLIError(f"{where}: a record after the end record", EXIT_USAGE)
-        current = self.current
-        if kind == "session":
-            self.current = SessionDump(_parse_session(record.get("session")))
-            self.counts[0] += 1
-            return current
-        if kind == "entry":
-            if current is None or record.get("session_id") != current.meta.id:
-                raise CLIError(f"{where}: an entry outside its session", EXIT_USAGE)
-            current.entries.append(_parse_entry(record.get("entry")))
-            self.counts[1] += 1
-        elif kind == "checkpoint":
-            checkpoint = _parse_checkpoint(record.get("checkpoint"))
-            if current is None or checkpoint.session_id != current.meta.id:
-                raise CLIError(f"{where}: a checkpoint outside its session", EXIT_USAGE)
-            current.checkpoints.append(checkpoint)
-            self.counts[2] += 1
-        elif kind == "end":
-            expected = [record.get(key) for key in ("sessions", "entries", "checkpoints")]
-            if expected != self.counts:
-                raise CLIError(
-                    f"{where}: the file holds {self.counts[0]} sessions, {self.counts[1]} "
-                    f"entries and {self.counts[2]} checkpoints, its end record says {expected}",
-                    EXIT_USAGE,
-                )
-            self.state = "end"
-        else:
-            raise CLIError(f"{where}: unknown record kind {kind!r}", EXIT_USAGE)
-        return None
-
-
-def read_archive(lines: Iterable[str], name: str) -> Iterator[SessionDump]:
-    """Yield the sessions of an export, checking every record; ``CLIError`` on a bad file."""
-    reader = _Reader()
-    lineno = 0
-    for lineno, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        where = f"{name}:{lineno}"
-        try:
-            record = json.loads(line)
-        except ValueError:
-            raise CLIError(f"{where}: not a JSON line", EXIT_USAGE) from None
-        try:
-            done = reader.feed(record, where)
-        except SessionsDBError as error:
-            raise CLIError(f"{where}: {error}", EXIT_USAGE) from None
-        if done is not None:
-            yield done
-    if reader.state == "start":
-        raise CLIError(f"{name}: empty, not a sessions_db export", EXIT_USAGE)
-    if reader.state != "end":
-        raise CLIError(
-            f"{name}:{lineno}: the file ends before its end record (cut off?)", EXIT_USAGE
-        )
-    if reader.current is not None:
-        yield reader.current
 
 
 # -- writing a store --------------------------------------------------------------
@@ -307,8 +199,10 @@ _COMPARED = ("agent_name", "user_id", "created_at", "updated_at", "message_count
 def write_session(backend: StorageBackend, dump: SessionDump) -> Written:
     """Write one session into ``backend`` and read it back to check it is identical.
 
+    ``dump`` is the session as the store is to hold it (see :mod:`._stored`).
     ``CLIError`` (conflict) if the session already exists there; a session that
-    fails half-way is removed again, so that the import can be run again.
+    fails half-way, or whose checkpoints do not verify once stored, is removed
+    again, so that nothing of it stays and the import can be run again.
     """
     session_id = dump.meta.id
     try:
@@ -317,6 +211,14 @@ def write_session(backend: StorageBackend, dump: SessionDump) -> Written:
         pass
     else:
         raise CLIError(f"session {session_id} already exists in the target store", EXIT_CONFLICT)
+    for checkpoint in dump.checkpoints:
+        # Checkpoint IDs are unique in a store: another session's is never taken over.
+        with contextlib.suppress(CheckpointNotFoundError):
+            backend.load_checkpoint(checkpoint.id)
+            raise DuplicateEntryError(
+                f"checkpoint {checkpoint.id} of session {session_id} already exists in the "
+                "target store"
+            )
     backend.save_session(dump.meta)
     try:
         _append_tree(backend, dump)
@@ -338,6 +240,9 @@ def write_session(backend: StorageBackend, dump: SessionDump) -> Written:
                 EXIT_MISMATCH,
             )
         mismatches = verify_checkpoints(backend, session_id, checkpoints)
+        if mismatches:
+            backend.delete_session(session_id)
+            return Written(0, 0, mismatches)
     except BaseException:
         with contextlib.suppress(SessionsDBError):
             backend.delete_session(session_id)

@@ -85,6 +85,30 @@ def exit_code(error: SessionsDBError) -> int:
     return EXIT_ERROR
 
 
+# C0 controls (newline and tab apart), DEL, C1 controls (CSI among them), the
+# Unicode line separators and the bidirectional marks that reorder what a
+# terminal shows.
+_OTHERS = r"\x7f-\x9f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+_CONTROL = re.compile(rf"[\x00-\x08\x0b-\x1f{_OTHERS}]")
+_CONTROL_OR_SPACE = re.compile(rf"[\x00-\x1f{_OTHERS}]")
+_JSON_UNSAFE = re.compile(f"[{_OTHERS}]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def plain(text: str, *, lines: bool = False) -> str:
+    r"""Return stored text safe to print: control characters shown as escapes (``\x1b``).
+
+    What a store holds is data, never terminal commands: escape sequences, bells,
+    carriage returns and bidirectional overrides are written out visibly instead
+    of being sent to the terminal. With ``lines``, newlines and tabs are kept.
+    """
+    return (_CONTROL if lines else _CONTROL_OR_SPACE).sub(_escape, text)
+
+
 def one_line(text: str) -> str:
     """Return ``text`` with its line breaks and runs of spaces collapsed."""
     return " ".join(text.split())
@@ -92,7 +116,7 @@ def one_line(text: str) -> str:
 
 def fail(message: str, code: int) -> None:
     """Print ``error: message`` on stderr and exit with ``code``."""
-    click.echo(f"error: {one_line(message)}", err=True)
+    click.echo(f"error: {plain(one_line(message))}", err=True)
     sys.exit(code)
 
 
@@ -206,8 +230,14 @@ def open_store(url: str, *, create: bool = False, migrate: bool = False) -> Iter
 
 
 def emit_json(document: Any) -> None:
-    """Print ``document`` as one JSON document on stdout."""
-    click.echo(json.dumps(document, ensure_ascii=False, indent=2, sort_keys=False))
+    r"""Print ``document`` as one JSON document on stdout.
+
+    JSON escapes the C0 controls itself; the other characters a terminal acts on
+    (DEL, C1, bidirectional marks) are written as ``\uXXXX`` too, which reads
+    back as the same string.
+    """
+    text = json.dumps(document, ensure_ascii=False, indent=2, sort_keys=False)
+    click.echo(_JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
 
 
 def console() -> Console:
@@ -216,9 +246,11 @@ def console() -> Console:
     When stdout is not a terminal (a pipe, a file) the tables are laid out wide
     instead of at 80 columns, so that IDs and content are not cut.
     """
+    # Never markup or emoji codes: strings the store holds ("[/bold]", ":x:") print as they are.
     if sys.stdout.isatty():
-        return Console(highlight=False)
-    return Console(highlight=False, width=int(os.environ.get("COLUMNS", "0") or 0) or 200)
+        return Console(highlight=False, markup=False, emoji=False)
+    width = int(os.environ.get("COLUMNS", "0") or 0) or 200
+    return Console(highlight=False, markup=False, emoji=False, width=width)
 
 
 def progress(enabled: bool = True) -> Progress:

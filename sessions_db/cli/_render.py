@@ -10,7 +10,12 @@ from typing import Any
 from rich.text import Text
 
 from ..types import Checkpoint, EntryType, SessionEntry, SessionMetadata
-from ._common import iso, when
+from ._common import iso, plain, when
+
+
+def plain_text(text: str, *, lines: bool = False, style: str = "") -> Text:
+    """Return stored text as a rich ``Text``: never read as markup, controls escaped."""
+    return Text(plain(text, lines=lines), style=style)
 
 
 def session_json(meta: SessionMetadata) -> dict[str, Any]:
@@ -203,8 +208,8 @@ def tree_text(
             marker = "·"
         out.append(line.prefix, style="dim")
         out.append(f"{marker} {short(entry.id)} {when(entry.timestamp)} ", style=style)
-        out.append(f"{entry_role(entry):<10} ", style=("bold " + style).strip())
-        text = entry_text(entry, labels)
+        out.append(f"{plain(entry_role(entry)):<10} ", style=("bold " + style).strip())
+        text = plain(entry_text(entry, labels), lines=True)
         room = width - len(line.prefix) - 43 - (16 if entry.id == leaf else 0)
         room = max(20, room)
         out.append(one_line(text, room), style=style)

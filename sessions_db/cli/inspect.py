@@ -5,7 +5,6 @@ from __future__ import annotations
 import click
 from rich.console import Console
 from rich.table import Table
-from rich.text import Text
 
 from .. import ids
 from ..backend import WHOLE_BRANCH
@@ -18,6 +17,7 @@ from ._render import (
     entry_json,
     entry_role,
     entry_text,
+    plain_text,
     plural,
     session_json,
     short,
@@ -52,7 +52,11 @@ def list_(
         return
     out = console()
     if not sessions:
-        out.print(f"no sessions of agent {agent}" + (f" for user {user_id}" if user_id else ""))
+        out.print(
+            plain_text(
+                f"no sessions of agent {agent}" + (f" for user {user_id}" if user_id else "")
+            )
+        )
         return
     table = Table(title=f"Sessions of {agent}", title_justify="left")
     table.add_column("session", no_wrap=True)
@@ -62,11 +66,11 @@ def list_(
     table.add_column("metadata", min_width=8, overflow="ellipsis")
     for meta in sessions:
         table.add_row(
-            meta.id,
-            meta.user_id or "-",
+            plain_text(meta.id),
+            plain_text(meta.user_id or "-"),
             str(meta.message_count),
             when(meta.updated_at),
-            Text(summarize(meta.metadata)),
+            plain_text(summarize(meta.metadata)),
         )
     out.print(table)
 
@@ -88,7 +92,7 @@ def agents(url: str, as_json: bool) -> None:
     table = Table(title="Agents", title_justify="left")
     table.add_column("agent", no_wrap=True)
     for name in names:
-        table.add_row(name)
+        table.add_row(plain_text(name))
     out.print(table)
 
 
@@ -147,15 +151,15 @@ def show(session_id: str, tree: bool, url: str, as_json: bool) -> None:
     table.add_column("role", no_wrap=True, style="bold")
     table.add_column("content", overflow="fold")
     for entry in entries:
-        text = Text(entry_text(entry, labels))
+        text = plain_text(entry_text(entry, labels), lines=True)
         if entry.type.value != "message":
             text.stylize("cyan")
-        table.add_row(when(entry.timestamp), entry_role(entry), text)
+        table.add_row(when(entry.timestamp), plain_text(entry_role(entry)), text)
     out.print(table)
 
 
 def _header(out: Console, meta: SessionMetadata, entries: int, checkpoints: int) -> None:
-    out.print(Text(f"session {meta.id}", style="bold"))
+    out.print(plain_text(f"session {meta.id}", style="bold"))
     details = [
         f"agent {meta.agent_name}",
         f"user {meta.user_id or '-'}",
@@ -165,9 +169,9 @@ def _header(out: Console, meta: SessionMetadata, entries: int, checkpoints: int)
         f"created {when(meta.created_at)}",
         f"updated {when(meta.updated_at)} UTC",
     ]
-    out.print(Text(", ".join(details), style="dim"))
+    out.print(plain_text(", ".join(details), style="dim"))
     if meta.metadata:
-        out.print(Text(f"metadata {summarize(meta.metadata, 200)}", style="dim"))
+        out.print(plain_text(f"metadata {summarize(meta.metadata, 200)}", style="dim"))
     out.print()
 
 
@@ -185,7 +189,7 @@ def checkpoints(session_id: str, url: str, as_json: bool) -> None:
         return
     out = console()
     if not found:
-        out.print(f"session {session_id} has no checkpoints")
+        out.print(plain_text(f"session {session_id} has no checkpoints"))
         return
     table = Table(
         title=f"Checkpoints of {session_id}",
@@ -198,10 +202,10 @@ def checkpoints(session_id: str, url: str, as_json: bool) -> None:
     table.add_column("metadata", overflow="fold")
     for cp in found:
         table.add_row(
-            cp.id,
-            short(cp.entry_id),
+            plain_text(cp.id),
+            plain_text(short(cp.entry_id)),
             when(cp.timestamp),
-            cp.checksum[:23] + "…",
-            Text(summarize(cp.metadata)),
+            plain_text(cp.checksum[:23] + "…"),
+            plain_text(summarize(cp.metadata)),
         )
     out.print(table)

@@ -15,9 +15,9 @@ import click
 from rich.table import Table
 
 from .. import migrations
-from ..backend import StorageBackend
-from ..errors import SchemaError, SessionsDBError
+from ..errors import ChecksumMismatchError, SchemaError, SessionsDBError
 from ..manager import Manager
+from ..privacy import Privacy
 from ..urls import redact_url
 from ._app import main
 from ._archive import (
@@ -25,7 +25,6 @@ from ._archive import (
     encode,
     end_record,
     header_record,
-    read_archive,
     read_session,
     select_sessions,
     session_records,
@@ -43,7 +42,9 @@ from ._common import (
     open_store,
     url_option,
 )
+from ._reading import MAX_LINE_BYTES, MAX_SESSION_BYTES, Limits, read_archive, size_option
 from ._render import plural
+from ._stored import checksum_problems, stored_form
 
 
 @dataclass
@@ -162,22 +163,56 @@ def export(
 @click.argument("file", metavar="FILE")
 @url_option
 @click.option("--migrate", is_flag=True, help="Migrate a PostgreSQL schema first.")
+@click.option(
+    "--max-line-bytes",
+    metavar="SIZE",
+    type=str,
+    callback=size_option,
+    default=str(MAX_LINE_BYTES),
+    show_default=f"{MAX_LINE_BYTES // 1024**2}M",
+    help="The longest line (one record, so one entry) read; a longer one is refused.",
+)
+@click.option(
+    "--max-session-bytes",
+    metavar="SIZE",
+    type=str,
+    callback=size_option,
+    default=str(MAX_SESSION_BYTES),
+    show_default=f"{MAX_SESSION_BYTES // 1024**2}M",
+    help="The most bytes of records one session may take (it is held in memory).",
+)
 @json_option
-def import_(file: str, url: str, migrate: bool, as_json: bool) -> None:
+def import_(
+    file: str,
+    url: str,
+    migrate: bool,
+    max_line_bytes: int,
+    max_session_bytes: int,
+    as_json: bool,
+) -> None:
     """Import an export FILE ('-' for stdin): the same sessions, trees and checkpoints.
 
-    The file is checked completely before anything is written (unless it is read
-    from stdin). A session that already exists in the store is a conflict (exit 7).
+    Every record is checked as the API checks what it stores (roles, IDs,
+    timestamps, payloads), and every checkpoint's checksum against the history
+    in the file (exit 6 if one does not match; checksums detect corruption, not a
+    forgery whose checksums were recomputed). A file is checked completely
+    before anything is written (not stdin: there a session that fails is not
+    written, the ones before it are). The store's privacy applies: payloads are
+    redacted and encrypted as the configuration says, and encrypted payloads of
+    the file are decrypted with the configured keys. A line longer than
+    --max-line-bytes or a session of more than --max-session-bytes is refused
+    (exit 2, naming the line). A session that already exists in the store is a
+    conflict (exit 7).
     """
     report = Report()
-    with _input(file) as source:
+    limits = Limits(max_line_bytes, max_session_bytes)
+    with _input(file) as source, _target(url, migrate, "import") as manager:
         if source.seekable():
-            for _ in read_archive(source, file):
-                pass
+            for dump in read_archive(source, file, limits):
+                _check(dump, manager.privacy, file)
             source.seek(0)
-        with _target(url, migrate, "import") as manager:
-            for dump in read_archive(source, file):
-                _write(manager.backend, dump, report)
+        for dump in read_archive(source, file, limits):
+            _write(manager, dump, report)
     _finish(report, "imported", as_json, {"file": file})
 
 
@@ -208,32 +243,59 @@ def _not_migrated(url: str, command: str) -> str:
 
 
 @contextmanager
-def _input(file: str) -> Iterator[IO[str]]:
+def _input(file: str) -> Iterator[IO[bytes]]:
     if file == "-":
-        yield sys.stdin
+        yield sys.stdin.buffer
         return
     try:
-        handle = open(file, encoding="utf-8")  # noqa: SIM115 - closed below
+        handle = open(file, "rb")  # noqa: SIM115 - closed below
     except OSError as exc:
         raise CLIError(f"cannot read {file}: {exc.strerror}", EXIT_USAGE) from None
     with handle:
         yield handle
 
 
-def _write(backend: StorageBackend, dump: SessionDump, report: Report) -> None:
+def _check(dump: SessionDump, privacy: Privacy, where: str) -> None:
+    """Refuse a session of an export before anything is written.
+
+    ``ChecksumMismatchError`` if a checkpoint does not match the history in the
+    file; ``EncryptionError`` if an encrypted payload does not decrypt.
+    """
+    for checkpoint_id, problem in checksum_problems(dump):
+        raise ChecksumMismatchError(
+            f"{where}: checkpoint {checkpoint_id} of session {dump.meta.id} does not match "
+            f"its history ({problem}); nothing was imported"
+        )
+    stored_form(dump, privacy)
+
+
+def _write(
+    target: Manager, dump: SessionDump, report: Report, source: Manager | None = None
+) -> None:
+    """Write one session (read from an export, or from ``source``) and count it.
+
+    A session whose checkpoints do not match its history is not written, and
+    one whose checkpoints do not verify once stored is removed again: both are
+    reported as mismatches.
+    """
     agent = dump.meta.agent_name
-    source = report.source.setdefault(agent, Tally())
-    source.sessions += 1
-    source.entries += len(dump.entries)
-    source.checkpoints += len(dump.checkpoints)
-    written = write_session(backend, dump)
-    target = report.target.setdefault(agent, Tally())
-    target.sessions += 1
-    target.entries += written.entries
-    target.checkpoints += written.checkpoints
+    counts = report.source.setdefault(agent, Tally())
+    counts.sessions += 1
+    counts.entries += len(dump.entries)
+    counts.checkpoints += len(dump.checkpoints)
+    problems = checksum_problems(dump)
+    stored = report.target.setdefault(agent, Tally())
+    if not problems:
+        privacy = None if source is None else source.privacy
+        written = write_session(target.backend, stored_form(dump, target.privacy, privacy))
+        problems = written.mismatches
+        if written.stored:
+            stored.sessions += 1
+            stored.entries += written.entries
+            stored.checkpoints += written.checkpoints
     report.mismatches.extend(
         {"session_id": dump.meta.id, "checkpoint_id": cid, "problem": problem}
-        for cid, problem in written.mismatches
+        for cid, problem in problems
     )
 
 
@@ -290,14 +352,14 @@ def _finish(report: Report, verb: str, as_json: bool, extra: dict[str, Any]) -> 
                 f"checkpoint {problem['checkpoint_id']} of session {problem['session_id']} "
                 f"does not verify: {problem['problem']}"
             )
-    if not report.counts_match():
-        raise CLIError(f"{verb} counts differ between source and target", EXIT_MISMATCH)
     if report.mismatches:
         raise CLIError(
-            f"{len(report.mismatches)} checkpoint(s) do not verify: "
-            + ", ".join(p["checkpoint_id"] for p in report.mismatches),
+            f"{len(report.mismatches)} checkpoint(s) do not verify, their sessions were not "
+            "written: " + ", ".join(p["checkpoint_id"] for p in report.mismatches),
             EXIT_MISMATCH,
         )
+    if not report.counts_match():
+        raise CLIError(f"{verb} counts differ between source and target", EXIT_MISMATCH)
 
 
 @main.command()
@@ -311,6 +373,8 @@ def copy(source_url: str, target_url: str, agent: str | None, migrate: bool, as_
 
     Each session is read back from the target and compared; at the end the
     sessions, entries and checkpoints per agent must match (exit 6 if not).
+    Payloads are redacted and encrypted as the configuration says, like every
+    write (encrypted ones are decrypted with the configured keys first).
     """
     if source_url == target_url:
         raise CLIError("--from and --to name the same store", EXIT_USAGE)
@@ -322,7 +386,7 @@ def copy(source_url: str, target_url: str, agent: str | None, migrate: bool, as_
         chosen = select_sessions(source, agent=agent)
         copied: dict[str, set[str]] = {}
         for meta in each(chosen, "copying", enabled=not as_json):
-            _write(target.backend, read_session(source.backend, meta.id), report)
+            _write(target, read_session(source.backend, meta.id), report, source)
             copied.setdefault(meta.agent_name, set()).add(meta.id)
         # Count the sessions again from the target's own listing.
         for name, wanted in copied.items():

@@ -9,7 +9,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
@@ -548,10 +548,12 @@ class FileBackend(StorageBackend):
             os.unlink(paths.session_file(session_id), dir_fd=agent_fd)
             os.fsync(agent_fd)
             self._forget(session_id)
-            self._remove_checkpoints(agent_fd, checkpoint_ids)
+            self._remove_checkpoints(agent_fd, session_id, checkpoint_ids)
         return True
 
-    def _remove_checkpoints(self, agent_fd: int, checkpoint_ids: list[str]) -> None:
+    def _remove_checkpoints(
+        self, agent_fd: int, session_id: str, checkpoint_ids: list[str]
+    ) -> None:
         try:
             cfd = paths.open_dir(CHECKPOINTS, agent_fd)
         except FileNotFoundError:
@@ -559,8 +561,7 @@ class FileBackend(StorageBackend):
         with opened(cfd):
             for checkpoint_id in checkpoint_ids:
                 self._checkpoint_agents.pop(checkpoint_id)
-                with suppress(FileNotFoundError):
-                    os.unlink(paths.checkpoint_file(checkpoint_id), dir_fd=cfd)
+                checkpoints.remove(cfd, checkpoint_id, session_id)
             os.fsync(cfd)
 
     def _drop_from_index(self, agent: str, session_ids: list[str]) -> None:
@@ -765,7 +766,6 @@ class FileBackend(StorageBackend):
     @_io
     def create_checkpoint(self, session_id: str, new: NewCheckpoint) -> Checkpoint:  # noqa: D102
         session_id = ids.session_id(session_id)
-        name = paths.checkpoint_file(new.id)
         with self._writing(session_id) as (agent, agent_fd, fd, log):
             cfd = paths.open_dir(CHECKPOINTS, agent_fd, create=True)
             with opened(cfd):
@@ -773,6 +773,8 @@ class FileBackend(StorageBackend):
                     raise DuplicateEntryError(
                         f"entry {new.entry_id} is already in session {session_id}"
                     )
+                if checkpoints.is_live(checkpoints.read(cfd, new.id), agent_fd):
+                    raise DuplicateEntryError(f"checkpoint {new.id} already exists")
                 leaf = log.leaf
                 branch = self._branch(log, BranchQuery(leaf=leaf)) if leaf is not None else []
                 entry = checkpoint_entry(new, leaf)
@@ -790,7 +792,7 @@ class FileBackend(StorageBackend):
                 # leaves an entry no checkpoint points to, never the reverse.
                 durable.append(fd, data, log.offset)
                 log.feed_own([entry], leaf, data)
-                durable.replace(cfd, name, content)
+                checkpoints.write_new(cfd, agent_fd, new.id, content)
                 self._checkpoint_agents.put(new.id, agent)
         return checkpoint
 
@@ -804,8 +806,16 @@ class FileBackend(StorageBackend):
                 raise EntryNotFoundError(
                     f"entry {checkpoint.entry_id} not found in session {session_id}"
                 )
+            # Checkpoint IDs are unique in the store, as in SQL: not only in this agent.
+            for other in paths.agent_dirs(self._base_fd):
+                if (
+                    other != agent
+                    and self._exists(f"{other}/{CHECKPOINTS}/{name}")
+                    and self._read_checkpoint(other, checkpoint.id) is not None
+                ):
+                    raise DuplicateEntryError(f"checkpoint {checkpoint.id} already exists")
             with opened(paths.open_dir(CHECKPOINTS, agent_fd, create=True)) as cfd:
-                durable.replace(cfd, name, content)
+                checkpoints.write_new(cfd, agent_fd, checkpoint.id, content)
             self._checkpoint_agents.put(checkpoint.id, agent)
 
     def _read_checkpoint(self, agent: str, checkpoint_id: str) -> Checkpoint | None:

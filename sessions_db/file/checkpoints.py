@@ -1,12 +1,21 @@
-"""``checkpoints/<checkpoint-id>.json``: one checkpoint per file, replaced atomically."""
+"""``checkpoints/<checkpoint-id>.json``: one checkpoint per file, written once.
+
+Checkpoint IDs are unique in the store, as in the SQL stores. A checkpoint file
+is created exclusively, so a session can never take over another session's
+checkpoint by reusing its ID, and a file is removed only on behalf of the
+session it names.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 
 from .. import payload
-from ..errors import SessionsDBError
+from ..errors import DuplicateEntryError, SessionsDBError
 from ..types import Checkpoint
+from . import durable, paths
 from .jsonl import parse_ts, ts_text
 
 
@@ -37,3 +46,51 @@ def decode(raw: bytes, name: str) -> Checkpoint:
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise SessionsDBError(f"checkpoint file {name} is damaged: {exc}") from exc
+
+
+def read(cfd: int, checkpoint_id: str) -> Checkpoint | None:
+    """Return the checkpoint file of ``checkpoint_id`` in ``cfd``, ``None`` if there is none."""
+    name = paths.checkpoint_file(checkpoint_id)
+    try:
+        fd = paths.open_file(name, cfd, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    with paths.opened(fd):
+        size = os.fstat(fd).st_size
+        return decode(os.pread(fd, size + 1, 0), name)
+
+
+def write_new(cfd: int, agent_fd: int, checkpoint_id: str, content: bytes) -> None:
+    """Create a checkpoint's file (``content``: see :func:`encode`).
+
+    ``DuplicateEntryError`` if a live checkpoint has the ID. A file left by a
+    session that is gone (a delete cut short by a crash) is not one: it is replaced.
+    """
+    name = paths.checkpoint_file(checkpoint_id)
+    try:
+        durable.create_new(cfd, name, content)
+        return
+    except FileExistsError:
+        pass
+    if is_live(read(cfd, checkpoint_id), agent_fd):
+        raise DuplicateEntryError(f"checkpoint {checkpoint_id} already exists")
+    durable.replace(cfd, name, content)
+
+
+def is_live(found: Checkpoint | None, agent_fd: int) -> bool:
+    """Whether ``found`` (a checkpoint file's content) belongs to a session that exists."""
+    if found is None:
+        return False
+    return paths.lstat(paths.session_file(found.session_id), agent_fd) is not None
+
+
+def remove(cfd: int, checkpoint_id: str, session_id: str) -> None:
+    """Remove the checkpoint file of ``checkpoint_id`` if it names ``session_id``."""
+    try:
+        found = read(cfd, checkpoint_id)
+    except SessionsDBError:
+        return  # damaged: whose it is cannot be told, so it is left to repair
+    if found is None or found.session_id != session_id:
+        return
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(paths.checkpoint_file(checkpoint_id), dir_fd=cfd)

@@ -89,6 +89,30 @@ def replace(dir_fd: int, name: str, data: bytes) -> None:
     os.fsync(dir_fd)
 
 
+def create_new(dir_fd: int, name: str, data: bytes) -> None:
+    """Create ``name`` in ``dir_fd`` holding ``data``; ``FileExistsError`` if it exists.
+
+    Atomic and exclusive: the data goes to a temporary file, which is fsynced and
+    then hard-linked under ``name`` (a link never replaces an existing file), so
+    ``name`` appears whole or not at all and never takes another file's place.
+    """
+    tmp = temp_name(name)
+    fd = open_file(tmp, dir_fd, os.O_WRONLY, create=True)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.link(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp, dir_fd=dir_fd)
+    os.fsync(dir_fd)
+
+
 def create(dir_fd: int, name: str, data: bytes) -> int | None:
     """Create ``name`` with ``data`` durably; ``None`` if it already exists.
 
@@ -109,4 +133,13 @@ def create(dir_fd: int, name: str, data: bytes) -> int | None:
     return fd
 
 
-__all__ = ["FILE_MODE", "append", "create", "is_temp", "overwrite", "replace", "temp_name"]
+__all__ = [
+    "FILE_MODE",
+    "append",
+    "create",
+    "create_new",
+    "is_temp",
+    "overwrite",
+    "replace",
+    "temp_name",
+]
