@@ -156,6 +156,12 @@ def test_import_redacts_and_encrypts(store_url: str, tmp_path: Path) -> None:
 def test_copy_redacts_and_encrypts(store_url: str, tmp_path: Path) -> None:
     source, session_id, checkpoint_id = source_store(tmp_path)
     env = {"SESSIONS_DB_ENCRYPTION_KEYS": f"k1:{K1}", **redact_module(tmp_path)}
+    # A keyring refuses clear payloads unless migrating from a clear store is said explicitly.
+    refused = cli("copy", "--from", source, "--to", store_url, "--json", env=env)
+    assert refused.returncode == 1
+    assert "allow_plaintext" in err(refused)
+    assert not traces(store_url, session_id)
+    env["SESSIONS_DB_ENCRYPTION_ALLOW_PLAINTEXT"] = "1"
     result = cli("copy", "--from", source, "--to", store_url, "--json", env=env)
     assert result.returncode == 0, err(result)
     assert json.loads(out(result))["ok"] is True
@@ -177,7 +183,7 @@ def test_import_of_an_encrypted_export(store_url: str, tmp_path: Path) -> None:
         "import", str(dump), "--url", store_url, env={"SESSIONS_DB_ENCRYPTION_KEYS": f"k1:{K2}"}
     )
     assert wrong.returncode == 1
-    assert "does not decrypt" in one_error_line(err(wrong))
+    assert "a different key is configured under key ID" in one_error_line(err(wrong))
     assert not traces(store_url, session_id)
 
     # With the old key and a new active one: re-encrypted under the new key.

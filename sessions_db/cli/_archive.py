@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import payload
+from .. import ids, payload
 from ..backend import BranchQuery, StorageBackend
 from ..checksum import branch_checksum
 from ..errors import (
@@ -76,14 +76,19 @@ class Written:
 def select_sessions(
     manager: Manager, *, session_id: str | None = None, agent: str | None = None
 ) -> list[SessionMetadata]:
-    """Return the sessions to export: one, one agent's, or all of them (by agent)."""
+    """Return the sessions to export: one, one agent's, or all of them (by agent).
+
+    The metadata is read as stored (sealed if the store is encrypted), so that a
+    store can be listed and exported without its keys.
+    """
+    backend = manager.backend
     if session_id is not None:
-        return [manager.get(session_id).info()]
+        return [backend.load_session(ids.session_id(session_id))]
     found: list[SessionMetadata] = []
-    for name in [agent] if agent is not None else manager.list_agents():
+    for name in [agent] if agent is not None else backend.list_agents():
         offset = 0
         while True:
-            page = manager.list(name, limit=PAGE, offset=offset)
+            page = backend.list_sessions(name, limit=PAGE, offset=offset)
             found.extend(page)
             if len(page) < PAGE:
                 break
