@@ -174,7 +174,45 @@ def test_get_user_id_and_not_found_status(mgr: sdb.Manager) -> None:
         assert new.json()["user"] == "dan"
 
 
+def bound_only_inside(app: Any, seen: list[Any]) -> Any:
+    """Wrap ``app`` (the middleware) to record the binding around each request.
+
+    The wrapper runs in the same task and context as the middleware, so a
+    binding that the middleware leaves behind is visible to it after the call.
+    """
+
+    async def wrapper(scope: Any, receive: Any, send: Any) -> None:
+        before = sdb.session_from_context()
+        try:
+            await app(scope, receive, send)
+        finally:
+            seen.append((before, sdb.session_from_context()))
+
+    return wrapper
+
+
+async def failing_chat(request: Request) -> JSONResponse:
+    assert sdb.session_from_context() is not None
+    raise RuntimeError("the endpoint failed")
+
+
 def test_context_is_not_bound_outside_requests(mgr: sdb.Manager) -> None:
-    with TestClient(make_app(mgr, auth=False)) as client:
-        client.get("/achat")
+    seen: list[Any] = []
+    routes = [Route("/chat", sync_chat), Route("/achat", async_chat), Route("/fail", failing_chat)]
+    inner = Starlette(routes=routes)
+    app = bound_only_inside(SessionMiddleware(inner, manager=mgr, agent_name="web"), seen)
+
+    async def requests() -> list[Any]:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            first = await client.get("/achat")
+            second = await client.get("/chat", params={"q": "x"})
+            # the session the endpoint saw was bound only while the request ran
+            assert first.json()["id"] != second.json()["id"]
+            failed = await client.get("/fail")
+            assert failed.status_code == 500
+            return [first, second, failed]
+
+    assert len(anyio.run(requests)) == 3
+    assert seen == [(None, None)] * 3  # before and after each request
     assert sdb.session_from_context() is None
