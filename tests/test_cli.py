@@ -325,10 +325,14 @@ def test_export_selections_and_import_errors(seeded: Seeded, tmp_path: Path) -> 
 # -- copy ---------------------------------------------------------------------------
 
 
+@pytest.mark.postgres
 def test_copy_to_the_other_sql_kind(
     seeded: Seeded, pg_server: Callable[[], str], tmp_path: Path
 ) -> None:
-    """sqlite -> postgres and postgres -> sqlite (any other kind -> postgres)."""
+    """sqlite -> postgres and postgres -> sqlite (any other kind -> postgres).
+
+    Every variant needs the server (as its source or its target), so all are marked.
+    """
     source = seeded.url
     # Into a fresh, empty PostgreSQL database (--migrate creates the tables), or
     # from PostgreSQL into a new SQLite file.
