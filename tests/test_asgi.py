@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from collections.abc import Iterator, MutableMapping
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
@@ -216,3 +218,29 @@ def test_context_is_not_bound_outside_requests(mgr: sdb.Manager) -> None:
     assert len(anyio.run(requests)) == 3
     assert seen == [(None, None)] * 3  # before and after each request
     assert sdb.session_from_context() is None
+
+
+def test_store_unavailable_during_a_request_is_503(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    with sdb.connect(url) as mgr:
+        known = mgr.create("web").id
+    backend = sdb.SQLBackend(url, busy_timeout=0.1)
+    backend.engine.dispose()  # no pooled connection: the next call opens one
+    # Another process takes the database for itself (exclusive locking mode):
+    # even reading the session fails past the busy timeout.
+    holder = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
+    holder.execute("PRAGMA locking_mode = EXCLUSIVE")
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with TestClient(make_app(sdb.Manager(backend), auth=False)) as client:
+            refused = client.get("/chat", params={"q": "x"}, headers={"X-Session-ID": known})
+            assert refused.status_code == 503
+            assert refused.json() == {"detail": "session store unavailable"}
+            assert "X-Session-ID" not in refused.headers
+            holder.close()  # the store is back
+            served = client.get("/chat", params={"q": "x"}, headers={"X-Session-ID": known})
+            assert served.status_code == 200
+            assert served.json()["count"] == 1  # the refused request stored nothing
+    finally:
+        holder.close()
+        backend.close()
