@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import sessions_db as sdb
+from sessions_db import ids
 
 from .support import COUNTS, clear, profile, snapshot
 
@@ -100,11 +101,47 @@ def agent_errors(value: str) -> Errors:
     return NONE if AGENT_NAME.fullmatch(value) else INVALID_ID
 
 
+def _empty_user_refused() -> bool:
+    """Whether this version refuses a user ID given as "" or blank where it filters or
+    checks ownership (the public contract: only None means "no owner check"); older
+    versions took "" for None there."""
+    try:
+        ids.user_id("")
+    except sdb.InvalidIDError:
+        return True
+    return False
+
+
+EMPTY_USER_REFUSED = _empty_user_refused()
+
+
+def _blank(value: str) -> bool:
+    return not value.strip() if EMPTY_USER_REFUSED else not value
+
+
 def user_errors(value: str | None) -> Errors:
-    """A user ID: None or "" (no user), else at most 255 printable characters."""
-    if not value:
+    """A user ID that filters or checks ownership: None (no check), else a user ID of at
+    most 255 printable characters (see :data:`EMPTY_USER_REFUSED` for "" and blank)."""
+    if value is None:
         return NONE
+    if _blank(value):
+        return INVALID_ID if EMPTY_USER_REFUSED else NONE
     return NONE if len(value) <= MAX_USER_ID and value.isprintable() else INVALID_ID
+
+
+def user_filter(value: str | None) -> str | None:
+    """The user an accepted filter checks for (``None``: no check)."""
+    return None if value is None or _blank(value) else value
+
+
+def owner_errors(value: str | None) -> Errors:
+    """The user of a new session: None, "" or blank mean no user; else a user ID."""
+    return NONE if value is None or _blank(value) else user_errors(value)
+
+
+def owner(value: str | None) -> str | None:
+    """The user a new session created for ``value`` belongs to."""
+    return None if value is None or _blank(value) else value
 
 
 def entry_errors(value: str | None) -> Errors:
@@ -193,15 +230,15 @@ def _expect(mgr: sdb.Manager, call: Callable[[], Any], refused: Errors) -> Any:
 
 @given(agent=HOSTILE, user=HOSTILE | st.none(), meta=PAYLOADS)
 def test_create_and_read_back(mgr: sdb.Manager, agent: str, user: str | None, meta: Any) -> None:
-    refused = agent_errors(agent) | user_errors(user) | payload_errors(meta)
+    refused = agent_errors(agent) | owner_errors(user) | payload_errors(meta)
     session = _expect(mgr, lambda: mgr.create(agent, user_id=user, metadata=meta), refused)
     if refused:
         return
-    got = mgr.get(session.id, user_id=user)
+    got = mgr.get(session.id, user_id=owner(user))
     assert got.agent_name == agent
-    assert got.user_id == (user or None)
+    assert got.user_id == owner(user)
     assert _same(got.metadata, meta)
-    assert session.id in [m.id for m in mgr.list(agent, user_id=user)]
+    assert session.id in [m.id for m in mgr.list(agent, user_id=owner(user))]
     mgr.delete(session.id)
 
 
@@ -210,11 +247,11 @@ def test_lookups_never_leak_or_write(
     mgr: sdb.Manager, value: str, other: str | None, limit: int | None
 ) -> None:
     victim = mgr.list("victim")[0].id
-    alice = ("", "alice")  # the user IDs that may see the victim (no user, or its owner)
+    alice = (None, "alice")  # the filters that let the victim through (none, or its owner)
     not_found = frozenset({sdb.SessionNotFoundError})
 
     _expect(mgr, lambda: mgr.get(value), uuid_errors(value, sdb.SessionNotFoundError))
-    refused = user_errors(value) or (NONE if value in alice else not_found)
+    refused = user_errors(value) or (NONE if user_filter(value) in alice else not_found)
     session = _expect(mgr, lambda: mgr.get(victim, user_id=value), refused)
     assert refused or session.id == victim
     _expect(mgr, lambda: mgr.delete(value), uuid_errors(value, sdb.SessionNotFoundError))
@@ -222,11 +259,11 @@ def test_lookups_never_leak_or_write(
     refused = agent_errors(value) | user_errors(other) | limit_errors(limit)
     found = _expect(mgr, lambda: mgr.list(value, user_id=other, limit=limit), refused)
     if not refused:
-        visible = value == "victim" and (other is None or other in alice) and limit != 0
+        visible = value == "victim" and user_filter(other) in alice and limit != 0
         assert [m.id for m in found] == ([victim] if visible else [])
     found = _expect(mgr, lambda: mgr.list("victim", user_id=value), user_errors(value))
     if found is not None:
-        assert [m.id for m in found] == ([victim] if value in alice else [])
+        assert [m.id for m in found] == ([victim] if user_filter(value) in alice else [])
 
     refused = (entry_errors(value) | limit_errors(limit)) or frozenset({sdb.EntryNotFoundError})
     _expect(mgr, lambda: mgr.get(victim).get_messages(before=value, limit=limit), refused)
@@ -234,9 +271,9 @@ def test_lookups_never_leak_or_write(
     _expect(mgr, lambda: mgr.get(victim).restore(value), refused)
 
     # get_or_create may create (that is its job), but never returns another user's session.
-    found = _expect(mgr, lambda: mgr.get_or_create("victim", value), user_errors(value))
+    found = _expect(mgr, lambda: mgr.get_or_create("victim", value), owner_errors(value))
     if found is not None:
-        assert found.user_id == (value or None)
+        assert found.user_id == owner(value)
         if value == "alice":
             assert found.id == victim
         else:
