@@ -11,7 +11,14 @@ from typing import Any
 
 from . import report
 from .scenarios import SCENARIOS, Bench, Sizes, run_async
-from .stores import has_async, has_file_store, open_store, pg_admin_url, workdir
+from .stores import (
+    has_async,
+    has_file_store,
+    hidden_password,
+    open_store,
+    pg_admin_url,
+    workdir,
+)
 
 DEFAULT_JSON = Path(__file__).parent / "results" / "latest.json"
 ALL_BACKENDS = ("sqlite", "postgres", "file")
@@ -25,6 +32,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write the JSON")
     parser.add_argument("--quiet", action="store_true", help="print only the tables")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="keep the stores (local ones under DIR, the PostgreSQL database) to inspect them; "
+        "the JSON gives each one's URL (password hidden) as store_url",
+    )
     args = parser.parse_args(argv)
     sizes = Sizes.small() if args.small else Sizes()
     kinds = [k.strip() for k in args.backends.split(",") if k.strip()]
@@ -59,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"== {kind}")
         started = time.perf_counter()
         try:
-            result = run_backend(kind, sizes, with_async, log)
+            result = run_backend(kind, sizes, with_async, log, args.keep)
         except Exception as exc:  # report the others, fail at the end
             import traceback
 
@@ -94,8 +109,17 @@ def print_tables(out: dict[str, Any]) -> None:
         result["async_rows"] = [r.as_json() for r in result.pop("async_rows_obj")]
 
 
-def run_backend(kind: str, sizes: Sizes, with_async: bool, log: Callable[[str], None]) -> Any:
-    with workdir() as tmp, open_store(kind, tmp) as store:
+def run_backend(
+    kind: str,
+    sizes: Sizes,
+    with_async: bool,
+    log: Callable[[str], None],
+    keep: Path | None = None,
+) -> Any:
+    with (
+        workdir(None if keep is None else keep / kind) as tmp,
+        open_store(kind, tmp, keep=keep is not None) as store,
+    ):
         bench = Bench(store, sizes, log)
         try:
             bench.run_create()
@@ -125,6 +149,7 @@ def run_backend(kind: str, sizes: Sizes, with_async: bool, log: Callable[[str], 
             "async_rows_obj": async_rows,
             "targets": report.targets(kind, rows),
             "server_version": version,
+            **({"store_url": hidden_password(store.url)} if keep is not None else {}),
         }
 
 

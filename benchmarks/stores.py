@@ -195,8 +195,8 @@ def sqlite_ts(ts: datetime) -> str:
 
 
 @contextmanager
-def open_store(kind: str, workdir: Path) -> Iterator[Store]:
-    """Yield a fresh, empty store of ``kind``; drop it afterwards."""
+def open_store(kind: str, workdir: Path, *, keep: bool = False) -> Iterator[Store]:
+    """Yield a fresh, empty store of ``kind``; drop it afterwards unless ``keep``."""
     if kind == "sqlite":
         path = workdir / "bench.db"
         yield Store(kind, f"sqlite:///{path}", path)
@@ -205,15 +205,15 @@ def open_store(kind: str, workdir: Path) -> Iterator[Store]:
         path.mkdir()
         yield Store(kind, f"file://{path}", path)
     elif kind == "postgres":
-        with pg_database() as url:
+        with pg_database(keep=keep) as url:
             yield Store(kind, url)
     else:
         raise ValueError(f"unknown backend {kind!r}")
 
 
 @contextmanager
-def pg_database() -> Iterator[str]:
-    """Yield the URL of a new throwaway PostgreSQL database; drop it at the end."""
+def pg_database(*, keep: bool = False) -> Iterator[str]:
+    """Yield the URL of a new throwaway PostgreSQL database; drop it at the end unless ``keep``."""
     import psycopg
     from sqlalchemy.engine import make_url
 
@@ -227,13 +227,28 @@ def pg_database() -> Iterator[str]:
             hide_password=False
         )
     finally:
-        with psycopg.connect(admin_dsn, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if not keep:
+            with psycopg.connect(admin_dsn, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def hidden_password(url: str) -> str:
+    """Return ``url`` with its password, if any, shown as ``***``."""
+    from sqlalchemy.engine import make_url
+
+    if url.startswith("file:"):
+        return url
+    return make_url(url).render_as_string(hide_password=True)
 
 
 @contextmanager
-def workdir() -> Iterator[Path]:
-    """A temporary directory on the same disk as the results (not tmpfs)."""
+def workdir(keep: Path | None = None) -> Iterator[Path]:
+    """A temporary directory on the same disk as the results (not tmpfs); ``keep``: that
+    directory instead, created and left in place."""
+    if keep is not None:
+        keep.mkdir(parents=True)
+        yield keep
+        return
     base = Path(tempfile.gettempdir())
     path = Path(tempfile.mkdtemp(prefix="sessions_db_bench_", dir=base))
     try:

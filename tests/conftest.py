@@ -60,6 +60,18 @@ def pg_server() -> Iterator[Callable[[], str]]:
         janitor.drop()
 
 
+#: The fixtures that need the PostgreSQL server.
+PG_FIXTURES = frozenset({"pg_server", "pg_database"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``postgres`` every test that takes a PostgreSQL fixture, so that
+    ``-m "not postgres"`` leaves out exactly the tests that need the server."""
+    for item in items:
+        if PG_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.postgres)
+
+
 @pytest.fixture(scope="session")
 def pg_database(pg_server: Callable[[], str]) -> str:
     """One migrated database shared by the tests, emptied before each of them."""

@@ -114,29 +114,37 @@ def test_cancelled_appends_are_whole_or_absent(store_url: str) -> None:
     async def main() -> None:
         async with await aio.connect(store_url) as mgr:
             session = await mgr.create("assistant")
-            batches: list[list[str]] = []
+            # Each batch with whether its call returned (then it must be stored whole)
+            # or was cancelled / timed out (then it is stored whole or not at all).
+            batches: list[tuple[list[str], bool]] = []
             for k in range(60):
                 batch = [f"b{k}-{i}" for i in range(3)]
-                batches.append(batch)
                 work = asyncio.ensure_future(session.append_messages([msg(c) for c in batch]))
                 for _ in range(k % 12):
                     await asyncio.sleep(0)
-                work.cancel()
-                with pytest.raises(asyncio.CancelledError):
+                if work.cancel():
+                    with pytest.raises(asyncio.CancelledError):
+                        await work
+                    batches.append((batch, False))
+                else:  # it had already finished: cancel() cannot undo it
                     await work
+                    batches.append((batch, True))
             for k in range(60, 100):  # timeouts, some of which expire mid-call
                 batch = [f"b{k}-{i}" for i in range(3)]
-                batches.append(batch)
-                with contextlib.suppress(TimeoutError):
+                try:
                     await asyncio.wait_for(
                         session.append_messages([msg(c) for c in batch]), timeout=(k % 5) * 1e-4
                     )
+                except TimeoutError:
+                    batches.append((batch, False))
+                else:
+                    batches.append((batch, True))
             got = await assert_valid(session)
             stored = set(got)
-            for batch in batches:  # all or nothing, and in order
+            for batch, returned in batches:  # all or nothing, and in order
                 present = [c for c in batch if c in stored]
-                assert present in ([], batch)
-            assert len(got) == len(stored)
+                assert (present == batch) if returned else (present in ([], batch)), batch
+            assert got == [c for batch, _ in batches for c in batch if c in stored]
             assert checked_out(mgr) == 0
             await session.append_message(msg("after"))
             assert (await session.get_messages(limit=1))[0].payload == {"content": "after"}

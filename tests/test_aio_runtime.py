@@ -135,9 +135,13 @@ def test_plain_agents_do_not_block_the_loop(store_url: str) -> None:
         sess = await mgr.create("blocking")
         message = sdb.Message.new("user", {"content": "go", "session": sess.id})
         call = asyncio.create_task(rt.call_with_session("blocking", message, sess.id))
+
         # The loop is free while the agent blocks: this task runs and lets it finish.
-        while agent.thread is None:
-            await asyncio.sleep(0.01)
+        async def agent_started() -> None:
+            while agent.thread is None:
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(agent_started(), timeout=60)
         assert agent.thread is not threading.main_thread()
         assert await contents(sess) == []
         agent.release.set()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from collections.abc import Iterator, MutableMapping
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
@@ -175,7 +177,71 @@ def test_get_user_id_and_not_found_status(mgr: sdb.Manager) -> None:
         assert new.json()["user"] == "dan"
 
 
+def bound_only_inside(app: Any, seen: list[Any]) -> Any:
+    """Wrap ``app`` (the middleware) to record the binding around each request.
+
+    The wrapper runs in the same task and context as the middleware, so a
+    binding that the middleware leaves behind is visible to it after the call.
+    """
+
+    async def wrapper(scope: Any, receive: Any, send: Any) -> None:
+        before = sdb.session_from_context()
+        try:
+            await app(scope, receive, send)
+        finally:
+            seen.append((before, sdb.session_from_context()))
+
+    return wrapper
+
+
+async def failing_chat(request: Request) -> JSONResponse:
+    assert sdb.session_from_context() is not None
+    raise RuntimeError("the endpoint failed")
+
+
 def test_context_is_not_bound_outside_requests(mgr: sdb.Manager) -> None:
-    with TestClient(make_app(mgr, auth=False)) as client:
-        client.get("/achat")
+    seen: list[Any] = []
+    routes = [Route("/chat", sync_chat), Route("/achat", async_chat), Route("/fail", failing_chat)]
+    inner = Starlette(routes=routes)
+    app = bound_only_inside(SessionMiddleware(inner, manager=mgr, agent_name="web"), seen)
+
+    async def requests() -> list[Any]:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            first = await client.get("/achat")
+            second = await client.get("/chat", params={"q": "x"})
+            # the session the endpoint saw was bound only while the request ran
+            assert first.json()["id"] != second.json()["id"]
+            failed = await client.get("/fail")
+            assert failed.status_code == 500
+            return [first, second, failed]
+
+    assert len(anyio.run(requests)) == 3
+    assert seen == [(None, None)] * 3  # before and after each request
     assert sdb.session_from_context() is None
+
+
+def test_store_unavailable_during_a_request_is_503(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    with sdb.connect(url) as mgr:
+        known = mgr.create("web").id
+    backend = sdb.SQLBackend(url, busy_timeout=0.1)
+    backend.engine.dispose()  # no pooled connection: the next call opens one
+    # Another process takes the database for itself (exclusive locking mode):
+    # even reading the session fails past the busy timeout.
+    holder = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
+    holder.execute("PRAGMA locking_mode = EXCLUSIVE")
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with TestClient(make_app(sdb.Manager(backend), auth=False)) as client:
+            refused = client.get("/chat", params={"q": "x"}, headers={"X-Session-ID": known})
+            assert refused.status_code == 503
+            assert refused.json() == {"detail": "session store unavailable"}
+            assert "X-Session-ID" not in refused.headers
+            holder.close()  # the store is back
+            served = client.get("/chat", params={"q": "x"}, headers={"X-Session-ID": known})
+            assert served.status_code == 200
+            assert served.json()["count"] == 1  # the refused request stored nothing
+    finally:
+        holder.close()
+        backend.close()

@@ -325,10 +325,14 @@ def test_export_selections_and_import_errors(seeded: Seeded, tmp_path: Path) -> 
 # -- copy ---------------------------------------------------------------------------
 
 
+@pytest.mark.postgres
 def test_copy_to_the_other_sql_kind(
     seeded: Seeded, pg_server: Callable[[], str], tmp_path: Path
 ) -> None:
-    """sqlite -> postgres and postgres -> sqlite (any other kind -> postgres)."""
+    """sqlite -> postgres and postgres -> sqlite (any other kind -> postgres).
+
+    Every variant needs the server (as its source or its target), so all are marked.
+    """
     source = seeded.url
     # Into a fresh, empty PostgreSQL database (--migrate creates the tables), or
     # from PostgreSQL into a new SQLite file.
@@ -408,14 +412,96 @@ def test_stats(seeded: Seeded) -> None:
     assert "storage: " in human.stdout
 
 
-def test_repair(store_url: str) -> None:
-    with sdb.connect(store_url) as mgr:
-        mgr.create("assistant")
-    result = run("repair", url=store_url)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip()
-    report = as_json(invoke("repair", "--json", url=store_url))
-    assert set(report) >= {"repaired", "needed"}
+def _damage_file_store(base: Path) -> dict[str, Any]:
+    """Leave what crashes leave in a file store; return what repair must report and keep.
+
+    Two sessions survive (one with a torn last write, one with a checkpoint); a
+    third session's file is gone, leaving its checkpoint an orphan; there is a
+    temporary file of an interrupted rewrite and a damaged index.
+    """
+    with sdb.connect(base.as_uri()) as mgr:
+        torn = mgr.create("assistant")
+        torn.append_messages([sdb.Message.new("user", {"content": c}) for c in ("a1", "a2")])
+        kept = mgr.create("assistant", user_id="bob")
+        kept.append_message(sdb.Message.new("user", {"content": "b1"}))
+        checkpoint = kept.checkpoint()
+        gone = mgr.create("assistant")
+        orphan = gone.checkpoint()
+    agent = base / "assistant"
+    (agent / f"{gone.id}.jsonl").unlink()
+    with (agent / f"{torn.id}.jsonl").open("ab") as f:
+        f.write(b'{"id":"torn","parent_id":null,"type":"mess')
+    temp = ".sessions.json.0123456789ab.tmp"
+    (agent / temp).write_bytes(b"{half a rewrite")
+    (agent / "sessions.json").write_bytes(b"{damaged")
+    return {
+        "report": {
+            "agents": ["assistant"],
+            "sessions": 2,
+            "indexes_rebuilt": ["assistant"],
+            "damaged_indexes": ["assistant"],
+            "torn_tails": [f"assistant/{torn.id}.jsonl"],
+            "damaged_sessions": [],
+            "temp_files_removed": [f"assistant/{temp}"],
+            "orphan_checkpoints_removed": [f"assistant/checkpoints/{orphan.id}.json"],
+            "refused": [],
+        },
+        "sessions": {torn.id: ["a1", "a2"], kept.id: ["b1"]},
+        "checkpoint": (kept.id, checkpoint.id),
+    }
+
+
+def test_repair(tmp_path: Path) -> None:
+    shown = _damage_file_store(tmp_path / "human")
+    expected = _damage_file_store(tmp_path / "json")
+    url = (tmp_path / "json").as_uri()
+    report = as_json(invoke("repair", "--json", url=url))
+    assert report["repaired"] is True
+    assert report["needed"] is True
+    result = report["result"]
+    assert result.pop("base") == str(tmp_path / "json")
+    assert result == expected["report"]
+    base = tmp_path / "json"
+    for removed in expected["report"]["temp_files_removed"]:
+        assert not (base / removed).exists()
+    for removed in expected["report"]["orphan_checkpoints_removed"]:
+        assert not (base / removed).exists()
+    for cut in expected["report"]["torn_tails"]:
+        assert (base / cut).read_bytes().endswith(b"}\n")
+
+    # What the human form says, in a real process, about the same damage.
+    human = run("repair", url=(tmp_path / "human").as_uri())
+    assert human.returncode == 0, human.stderr
+    report_lists = [v for v in shown["report"].values() if isinstance(v, list)]
+    for item in (path for paths in report_lists for path in paths):
+        assert item in human.stdout
+    assert "nothing to repair" not in human.stdout
+
+    # A second repair finds nothing left to do, and the store reads back whole.
+    again = as_json(invoke("repair", "--json", url=url))
+    assert again["needed"] is False, again
+    fixes = [k for k, v in expected["report"].items() if isinstance(v, list) and k != "agents"]
+    assert {k: again["result"][k] for k in fixes} == {k: [] for k in fixes}
+    assert again["result"]["sessions"] == 2
+    with sdb.connect(url) as mgr:
+        listed = {m.id: m.message_count for m in mgr.list("assistant")}
+        assert listed == {sid: len(c) for sid, c in expected["sessions"].items()}
+        for sid, contents in expected["sessions"].items():
+            assert [m.payload["content"] for m in mgr.get(sid).get_messages()] == contents
+        sid, checkpoint = expected["checkpoint"]
+        mgr.get(sid).restore(checkpoint)  # verifies its checksum
+
+
+def test_repair_leaves_sql_stores_alone(sql_url: str) -> None:
+    seed(sql_url)
+    before = snapshot(sql_url)
+    report = as_json(invoke("repair", "--json", url=sql_url))
+    assert (report["repaired"], report["needed"]) == (False, False)
+    assert "keeps no separate index" in report["message"]
+    human = run("repair", url=sql_url)
+    assert human.returncode == 0, human.stderr
+    assert "nothing to repair" in human.stdout
+    assert snapshot(sql_url) == before
 
 
 def test_verify_clean_then_tampered(seeded: Seeded, tamper: Callable[..., None]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import tempfile
 from collections.abc import Callable
@@ -12,8 +13,9 @@ import pytest
 from sqlalchemy import Engine, create_engine, event, inspect, text
 
 import sessions_db as sdb
+import sessions_db.aio
 from sessions_db import migrations
-from sessions_db.sql.engine import normalize_url
+from sessions_db.sql.engine import PREPARED, normalize_url
 
 
 def _message(i: int) -> sdb.Message:
@@ -191,6 +193,10 @@ def test_unreachable_postgres_is_storage_unavailable() -> None:
         sdb.SQLBackend("postgresql://nobody:x@127.0.0.1:1/none", connect_timeout=2)
 
 
+#: What ``PRAGMA synchronous`` reports for each level.
+SYNCHRONOUS_LEVEL = {"OFF": 0, "NORMAL": 1, "FULL": 2, "EXTRA": 3}
+
+
 def test_sqlite_is_wal_with_full_sync(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     with sdb.connect(f"sqlite:///{path}") as mgr:
@@ -198,5 +204,38 @@ def test_sqlite_is_wal_with_full_sync(tmp_path: Path) -> None:
         backend = mgr.backend
         assert isinstance(backend, sdb.SQLBackend)
         with backend.engine.connect() as conn:
+            # The connection the append ran on (one thread: the pool hands it back).
+            assert conn.connection.info.get(PREPARED)
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == SYNCHRONOUS_LEVEL["FULL"]
     assert migrations.current(f"sqlite:///{path}") == migrations.head()
+
+
+@pytest.mark.parametrize("level", ["FULL", "NORMAL", "EXTRA"])
+def test_sqlite_durability_setting_reaches_live_connections(tmp_path: Path, level: str) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    migrations.upgrade(url)
+    backend = sdb.SQLBackend(url, synchronous=level)
+    try:
+        sdb.Manager(backend).create("assistant").append_message(_message(1))
+        with backend.engine.connect() as conn:
+            assert conn.connection.info.get(PREPARED)
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == SYNCHRONOUS_LEVEL[level]
+    finally:
+        backend.close()
+
+
+def test_asyncio_sqlite_is_wal_with_full_sync(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+
+    async def main() -> tuple[Any, Any]:
+        async with await sdb.aio.connect(url) as mgr:
+            await (await mgr.create("assistant")).append_message(_message(1))
+            backend = mgr.backend
+            assert isinstance(backend, sdb.aio.AsyncSQLBackend)
+            async with backend.engine.connect() as conn:
+                assert (await conn.get_raw_connection()).info.get(PREPARED)
+                mode = (await conn.exec_driver_sql("PRAGMA journal_mode")).scalar()
+                return mode, (await conn.exec_driver_sql("PRAGMA synchronous")).scalar()
+
+    assert asyncio.run(main()) == ("wal", SYNCHRONOUS_LEVEL["FULL"])

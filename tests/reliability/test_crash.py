@@ -19,8 +19,16 @@ from .support import COUNTS, check_tree, scale
 ROOT = Path(__file__).resolve().parents[2]
 
 
+#: Operations the writer must have acknowledged before it is killed, every round:
+#: a round that checks nothing acknowledged would prove nothing.
+MIN_ACKED = 5
+#: How long the writer may take to start and to acknowledge them.
+STARTUP_DEADLINE = 60.0
+
+
 def _run_and_kill(url: str, seed: int, session_ids: list[str], delay: float) -> list[str]:
-    """Start the writer, kill it ``delay`` seconds after it is ready; return its lines."""
+    """Start the writer; once it has acknowledged ``MIN_ACKED`` operations, wait ``delay``
+    seconds and kill it. Return the lines it printed in full."""
     child = subprocess.Popen(
         [sys.executable, "-m", "tests.reliability.workers", url, str(seed), *session_ids],
         cwd=ROOT,
@@ -31,30 +39,34 @@ def _run_and_kill(url: str, seed: int, session_ids: list[str], delay: float) -> 
     )
     assert child.stdout is not None
     lines: list[str] = []
-    ready = threading.Event()
+    enough = threading.Event()
 
     def read() -> None:
         assert child.stdout is not None
         for line in child.stdout:
-            if line == "READY\n":
-                ready.set()
-            else:
+            if line != "READY\n":
                 lines.append(line)
-        ready.set()
+                if len(lines) >= MIN_ACKED:
+                    enough.set()
+        enough.set()  # the writer ended: nothing more will come
 
     reader = threading.Thread(target=read)
     reader.start()
-    ready.wait(60)
-    time.sleep(delay)
-    child.send_signal(signal.SIGKILL)
-    child.wait()
-    reader.join()
+    try:
+        enough.wait(STARTUP_DEADLINE)
+        time.sleep(delay)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        reader.join()
     assert child.stderr is not None
     err = child.stderr.read()
     child.stderr.close()
     assert child.returncode == -signal.SIGKILL, err
     # The last line may be cut short by the kill: only whole lines were acknowledged.
-    return [line for line in lines if line.endswith("\n")]
+    acked = [line for line in lines if line.endswith("\n")]
+    assert len(acked) >= MIN_ACKED, f"the writer acknowledged only {len(acked)} operations: {err}"
+    return acked
 
 
 def _verify(mgr: sdb.Manager, session_ids: list[str], lines: list[str]) -> int:

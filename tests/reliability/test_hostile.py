@@ -1,9 +1,10 @@
-"""Hostile input: every call either works and reads back identical, or raises a
-documented error and stores nothing."""
+"""Hostile input: every call is predicted to work (and then reads back identical) or
+to be refused with one named error (and then stores nothing), and does exactly that."""
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -12,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import sessions_db as sdb
+from sessions_db import ids
 
 from .support import COUNTS, clear, profile, snapshot
 
@@ -78,6 +80,115 @@ PAYLOADS = st.recursive(
 ).map(lambda v: v if isinstance(v, dict) else {"v": v})
 
 
+# The documented rules for what callers pass in, stated here independently of the
+# code: each hostile case below predicts from them whether a call is accepted or
+# refused, and with which error.
+AGENT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+ENTRY_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}")
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+MAX_USER_ID = 255
+MAX_ROLE = 64
+MAX_DEPTH = 256
+
+Errors = frozenset[type[sdb.SessionsDBError]]
+NONE: Errors = frozenset()
+INVALID_ID: Errors = frozenset({sdb.InvalidIDError})
+BAD_PAYLOAD: Errors = frozenset({sdb.PayloadError})
+
+
+def agent_errors(value: str) -> Errors:
+    """An agent name names a directory: a safe token of 1-128 characters."""
+    return NONE if AGENT_NAME.fullmatch(value) else INVALID_ID
+
+
+def _empty_user_refused() -> bool:
+    """Whether this version refuses a user ID given as "" or blank where it filters or
+    checks ownership (the public contract: only None means "no owner check"); older
+    versions took "" for None there."""
+    try:
+        ids.user_id("")
+    except sdb.InvalidIDError:
+        return True
+    return False
+
+
+EMPTY_USER_REFUSED = _empty_user_refused()
+
+
+def _blank(value: str) -> bool:
+    return not value.strip() if EMPTY_USER_REFUSED else not value
+
+
+def user_errors(value: str | None) -> Errors:
+    """A user ID that filters or checks ownership: None (no check), else a user ID of at
+    most 255 printable characters (see :data:`EMPTY_USER_REFUSED` for "" and blank)."""
+    if value is None:
+        return NONE
+    if _blank(value):
+        return INVALID_ID if EMPTY_USER_REFUSED else NONE
+    return NONE if len(value) <= MAX_USER_ID and value.isprintable() else INVALID_ID
+
+
+def user_filter(value: str | None) -> str | None:
+    """The user an accepted filter checks for (``None``: no check)."""
+    return None if value is None or _blank(value) else value
+
+
+def owner_errors(value: str | None) -> Errors:
+    """The user of a new session: None, "" or blank mean no user; else a user ID."""
+    return NONE if value is None or _blank(value) else user_errors(value)
+
+
+def owner(value: str | None) -> str | None:
+    """The user a new session created for ``value`` belongs to."""
+    return None if value is None or _blank(value) else value
+
+
+def entry_errors(value: str | None) -> Errors:
+    """A message ID: None (a fresh one), else a safe token of 1-128 characters."""
+    return NONE if value is None or ENTRY_ID.fullmatch(value) else INVALID_ID
+
+
+def uuid_errors(value: str, absent: type[sdb.SessionsDBError]) -> Errors:
+    """A session or checkpoint ID: a canonical UUID, else ``absent`` (none exists here)."""
+    return frozenset({absent}) if UUID.fullmatch(value) else INVALID_ID
+
+
+def limit_errors(limit: int | None) -> Errors:
+    """A limit: None or a non-negative integer."""
+    return frozenset({sdb.InvalidArgumentError}) if limit is not None and limit < 0 else NONE
+
+
+def role_errors(value: str) -> Errors:
+    """A role: 1-64 printable characters."""
+    return NONE if 0 < len(value) <= MAX_ROLE and value.isprintable() else BAD_PAYLOAD
+
+
+def _storable_text(value: str) -> bool:
+    return "\x00" not in value and not any("\ud800" <= c <= "\udfff" for c in value)
+
+
+def payload_errors(value: Any, depth: int = 0) -> Errors:
+    """A payload: JSON that reads back equal (finite numbers, no NUL, no lone surrogates,
+    string keys, at most 256 nested objects and arrays)."""
+    if isinstance(value, str):
+        return NONE if _storable_text(value) else BAD_PAYLOAD
+    if isinstance(value, float):
+        return NONE if math.isfinite(value) else BAD_PAYLOAD
+    if value is None or isinstance(value, bool | int):
+        return NONE
+    if isinstance(value, dict | list):
+        if depth >= MAX_DEPTH:
+            return BAD_PAYLOAD
+        if isinstance(value, dict) and not all(
+            isinstance(k, str) and _storable_text(k) for k in value
+        ):
+            return BAD_PAYLOAD
+        items = value.values() if isinstance(value, dict) else value
+        return BAD_PAYLOAD if any(payload_errors(v, depth + 1) for v in items) else NONE
+    return BAD_PAYLOAD
+
+
 @pytest.fixture
 def mgr(open_manager: Callable[[], sdb.Manager]) -> Iterator[sdb.Manager]:
     with open_manager() as manager:
@@ -99,28 +210,36 @@ def _same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
-def _attempt(mgr: sdb.Manager, call: Callable[[], Any]) -> Any:
-    """Run ``call``: on error it must be documented and the store unchanged."""
-    before = snapshot(mgr)
+def _expect(mgr: sdb.Manager, call: Callable[[], Any], refused: Errors) -> Any:
+    """Run ``call``, which must be refused with one of ``refused`` or, if that is empty, work.
+
+    A refusal must be exactly one of the predicted errors (not a subclass, not
+    another documented one) and leave the store unchanged.
+    """
     COUNTS["hostile: inputs tried"] += 1
-    try:
+    if not refused:
         return call()
-    except sdb.SessionsDBError:
-        COUNTS["hostile: refused with a documented error"] += 1
-        assert snapshot(mgr) == before
-        return None
+    before = snapshot(mgr)
+    with pytest.raises(sdb.SessionsDBError) as raised:
+        call()
+    assert type(raised.value) in refused, (raised.value, refused)
+    assert snapshot(mgr) == before
+    COUNTS["hostile: refused with the predicted error"] += 1
+    return None
 
 
 @given(agent=HOSTILE, user=HOSTILE | st.none(), meta=PAYLOADS)
 def test_create_and_read_back(mgr: sdb.Manager, agent: str, user: str | None, meta: Any) -> None:
-    session = _attempt(mgr, lambda: mgr.create(agent, user_id=user, metadata=meta))
-    if session is not None:
-        got = mgr.get(session.id, user_id=user)
-        assert got.agent_name == agent
-        assert got.user_id == (user or None)
-        assert _same(got.metadata, meta)
-        assert session.id in [m.id for m in mgr.list(agent, user_id=user)]
-        mgr.delete(session.id)
+    refused = agent_errors(agent) | owner_errors(user) | payload_errors(meta)
+    session = _expect(mgr, lambda: mgr.create(agent, user_id=user, metadata=meta), refused)
+    if refused:
+        return
+    got = mgr.get(session.id, user_id=owner(user))
+    assert got.agent_name == agent
+    assert got.user_id == owner(user)
+    assert _same(got.metadata, meta)
+    assert session.id in [m.id for m in mgr.list(agent, user_id=owner(user))]
+    mgr.delete(session.id)
 
 
 @given(value=HOSTILE, other=HOSTILE | st.none(), limit=st.integers(-2, 3) | st.none())
@@ -128,26 +247,36 @@ def test_lookups_never_leak_or_write(
     mgr: sdb.Manager, value: str, other: str | None, limit: int | None
 ) -> None:
     victim = mgr.list("victim")[0].id
+    alice = (None, "alice")  # the filters that let the victim through (none, or its owner)
+    not_found = frozenset({sdb.SessionNotFoundError})
 
-    def allowed(meta: sdb.SessionMetadata, agent: str, user: str | None) -> bool:
-        return meta.agent_name == agent and (not user or meta.user_id == user)
+    _expect(mgr, lambda: mgr.get(value), uuid_errors(value, sdb.SessionNotFoundError))
+    refused = user_errors(value) or (NONE if user_filter(value) in alice else not_found)
+    session = _expect(mgr, lambda: mgr.get(victim, user_id=value), refused)
+    assert refused or session.id == victim
+    _expect(mgr, lambda: mgr.delete(value), uuid_errors(value, sdb.SessionNotFoundError))
 
-    session = _attempt(mgr, lambda: mgr.get(value))
-    assert session is None or session.id == value
-    session = _attempt(mgr, lambda: mgr.get(victim, user_id=value))
-    assert session is None or value in ("", "alice")
-    _attempt(mgr, lambda: mgr.delete(value))
-    found = _attempt(mgr, lambda: mgr.list(value, user_id=other, limit=limit)) or []
-    assert all(allowed(m, value, other) for m in found)
-    found = _attempt(mgr, lambda: mgr.list("victim", user_id=value)) or []
-    assert all(allowed(m, "victim", value) for m in found)
-    _attempt(mgr, lambda: mgr.get(victim).get_messages(before=value, limit=limit))
-    _attempt(mgr, lambda: mgr.get(victim).restore(value))
-    # get_or_create may create (that is its job), but never returns another user's session.
-    found = _attempt(mgr, lambda: mgr.get_or_create("victim", value))
+    refused = agent_errors(value) | user_errors(other) | limit_errors(limit)
+    found = _expect(mgr, lambda: mgr.list(value, user_id=other, limit=limit), refused)
+    if not refused:
+        visible = value == "victim" and user_filter(other) in alice and limit != 0
+        assert [m.id for m in found] == ([victim] if visible else [])
+    found = _expect(mgr, lambda: mgr.list("victim", user_id=value), user_errors(value))
     if found is not None:
-        assert found.user_id == (value or None)
-        if value != "alice":
+        assert [m.id for m in found] == ([victim] if user_filter(value) in alice else [])
+
+    refused = (entry_errors(value) | limit_errors(limit)) or frozenset({sdb.EntryNotFoundError})
+    _expect(mgr, lambda: mgr.get(victim).get_messages(before=value, limit=limit), refused)
+    refused = uuid_errors(value, sdb.CheckpointNotFoundError)
+    _expect(mgr, lambda: mgr.get(victim).restore(value), refused)
+
+    # get_or_create may create (that is its job), but never returns another user's session.
+    found = _expect(mgr, lambda: mgr.get_or_create("victim", value), owner_errors(value))
+    if found is not None:
+        assert found.user_id == owner(value)
+        if value == "alice":
+            assert found.id == victim
+        else:
             assert found.id != victim
             mgr.delete(found.id)
 
@@ -158,19 +287,134 @@ def test_messages_read_back_identical(
 ) -> None:
     session = mgr.list("victim")[0]
     victim = mgr.get(session.id)
+    refused = role_errors(role) | entry_errors(message_id) | payload_errors(body)
+    if not refused and message_id in {e.id for e in victim.get_entries()}:
+        refused = frozenset({sdb.DuplicateEntryError})
 
     def append() -> sdb.Message:
         message = sdb.Message.new(role, body, id=message_id)
         victim.append_message(message)
         return message
 
-    message = _attempt(mgr, append)
-    if message is not None:
-        got = victim.get_messages(limit=1)[0]
-        assert (got.id, got.type, got.timestamp) == (message.id, role, message.timestamp)
-        assert _same(got.payload, body), (got.payload, body)
-        # A checkpoint over hostile content verifies and restores.
-        victim.restore(victim.checkpoint().id)
+    message = _expect(mgr, append, refused)
+    if refused:
+        return
+    got = victim.get_messages(limit=1)[0]
+    assert (got.id, got.type, got.timestamp) == (message.id, role, message.timestamp)
+    assert _same(got.payload, body), (got.payload, body)
+    # A checkpoint over hostile content verifies and restores.
+    victim.restore(victim.checkpoint().id)
+
+
+def _nested(levels: int) -> dict[str, Any]:
+    """A payload of ``levels`` nested objects and arrays (the payload itself included)."""
+    value: Any = "leaf"
+    for _ in range(levels - 1):
+        value = [value]
+    return {"x": value}
+
+
+UNICODE = [
+    "\U0001f642 emoji",
+    "\u05e9\u05dc\u05d5\u05dd right-to-left",
+    "e\u0301 combining",
+    "\uff41\uff4c\uff49\uff43\uff45",
+    "\u4f1a\u8a71 CJK",
+    "\U00010348 astral",
+    "\u200b\ufeff\u202e format characters",
+]
+
+#: Valid edge cases, each of which must be accepted and read back identical.
+ACCEPTED = [
+    pytest.param("a" * 128, "u" * MAX_USER_ID, "r" * MAX_ROLE, "A" * 128, {}, id="longest"),
+    pytest.param("_a.b-c", "\U0001f642 alice", "tool:call", "a:b.c-d_e", {"": ""}, id="tokens"),
+    pytest.param(
+        "bot",
+        UNICODE[3],
+        "\u0430\u0441\u0441\u0438\u0441\u0442\u0435\u043d\u0442",
+        None,
+        {u: u for u in UNICODE},
+        id="unicode",
+    ),
+    pytest.param("bot", "e\u0301", "user", None, _nested(MAX_DEPTH), id="deepest"),
+    pytest.param(
+        "bot",
+        None,
+        "user",
+        None,
+        {
+            "big": 2**300,
+            "neg": -(2**300),
+            "tiny": 5e-324,
+            "huge": 1e308,
+            "f": 2.0**64,
+            "text": "\u00fc\u2713" * 100_000,
+            "list": list(range(50_000)),
+        },
+        id="big",
+    ),
+]
+
+
+@pytest.mark.parametrize(("agent", "user", "role", "message_id", "body"), ACCEPTED)
+def test_valid_edge_cases_are_accepted(
+    mgr: sdb.Manager,
+    open_manager: Callable[[], sdb.Manager],
+    agent: str,
+    user: str | None,
+    role: str,
+    message_id: str | None,
+    body: dict[str, Any],
+) -> None:
+    session = mgr.create(agent, user_id=user, metadata=body)
+    message = sdb.Message.new(role, body, id=message_id)
+    session.append_message(message)
+    checkpoint = session.checkpoint(metadata=body)
+    with open_manager() as fresh:  # read back through a new manager, from the store
+        got = fresh.get(session.id, user_id=user)
+        assert (got.agent_name, got.user_id) == (agent, user)
+        assert _same(got.metadata, body)
+        (read,) = got.get_messages()
+        assert (read.id, read.type, read.timestamp) == (message.id, role, message.timestamp)
+        assert _same(read.payload, body)
+        assert [m.id for m in fresh.list(agent, user_id=user)] == [session.id]
+        (cp,) = got.list_checkpoints()
+        assert cp.id == checkpoint.id
+        assert _same(cp.metadata, body)
+        got.restore(checkpoint.id)
+    COUNTS["hostile: inputs tried"] += 1
+
+
+#: Just past each limit: refused with the documented error, nothing stored.
+REFUSED = [
+    pytest.param("a" * 129, None, "user", None, {}, sdb.InvalidIDError, id="agent-129"),
+    pytest.param("bot", "u" * 256, "user", None, {}, sdb.InvalidIDError, id="user-256"),
+    pytest.param("bot", None, "r" * 65, None, {}, sdb.PayloadError, id="role-65"),
+    pytest.param("bot", None, "user", "A" * 129, {}, sdb.InvalidIDError, id="id-129"),
+    pytest.param("bot", None, "user", None, _nested(MAX_DEPTH + 1), sdb.PayloadError, id="deep"),
+]
+
+
+@pytest.mark.parametrize(("agent", "user", "role", "message_id", "body", "error"), REFUSED)
+def test_just_past_the_limits_is_refused(
+    mgr: sdb.Manager,
+    agent: str,
+    user: str | None,
+    role: str,
+    message_id: str | None,
+    body: dict[str, Any],
+    error: type[sdb.SessionsDBError],
+) -> None:
+    victim = mgr.get(mgr.list("victim")[0].id)
+    before = snapshot(mgr)
+    if agent != "bot" or user is not None:
+        with pytest.raises(error):
+            mgr.create(agent, user_id=user)
+    else:
+        with pytest.raises(error):
+            victim.append_message(sdb.Message.new(role, body, id=message_id))
+    assert snapshot(mgr) == before
+    COUNTS["hostile: inputs tried"] += 1
 
 
 @pytest.mark.parametrize("size_mb", [1, 8])

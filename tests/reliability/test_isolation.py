@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pytest_postgresql.janitor import DatabaseJanitor
 from sqlalchemy import create_engine, event, make_url, text
 
 import sessions_db as sdb
@@ -57,17 +58,38 @@ def _recipe_sql(role: str, password: str) -> list[str]:
     return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
 
 
+def _drop_database(url: str) -> None:
+    """Drop the database of ``url``, ending the connections still open to it."""
+    parsed = make_url(url)
+    DatabaseJanitor(
+        user=parsed.username or "postgres",
+        password=parsed.password,
+        host=parsed.host or "127.0.0.1",
+        port=parsed.port or 5432,
+        dbname=parsed.database or "",
+        connection_timeout=10,
+    ).drop()
+
+
 @pytest.fixture
 def rls_database(pg_server: Callable[[], str]) -> Iterator[tuple[str, str]]:
-    """A fresh database with the recipe applied; yields (owner URL, app URL)."""
+    """A fresh database with the recipe applied; yields (owner URL, app URL).
+
+    Cleanup works for an owner that may create roles but is not a superuser (it
+    may not ``DROP OWNED BY`` a role it is no member of): it drops the whole
+    database, which takes the role's grants and policies with it, then the role.
+    Membership in the role lets it end the role's connections left open by a
+    failed test.
+    """
     owner_url = pg_server()
-    migrations.upgrade(owner_url)
     role, password = f"sdb_rls_{secrets.token_hex(4)}", secrets.token_hex(8)
     owner = create_engine(normalize_url(owner_url))
     try:
+        migrations.upgrade(owner_url)
         with owner.begin() as conn:
             for statement in _recipe_sql(role, password):
                 conn.exec_driver_sql(statement)
+            conn.exec_driver_sql(f'GRANT "{role}" TO CURRENT_USER')
             assert not conn.execute(
                 text("SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = :r"),
                 {"r": role},
@@ -79,10 +101,18 @@ def rls_database(pg_server: Callable[[], str]) -> Iterator[tuple[str, str]]:
         )
         yield owner_url, app_url
     finally:
-        with owner.begin() as conn:
-            conn.exec_driver_sql(f'DROP OWNED BY "{role}"')
-            conn.exec_driver_sql(f'DROP ROLE "{role}"')
         owner.dispose()
+        try:
+            _drop_database(owner_url)
+        finally:
+            cluster = create_engine(
+                normalize_url(make_url(owner_url).set(database="postgres").render_as_string(False))
+            )
+            try:
+                with cluster.begin() as conn:
+                    conn.exec_driver_sql(f'DROP ROLE IF EXISTS "{role}"')
+            finally:
+                cluster.dispose()
 
 
 @pytest.mark.postgres

@@ -24,6 +24,9 @@ CONNECT_TIMEOUT = 2.0
 #: generous slack for a loaded machine. A hang would blow far past it.
 BOUND = CONNECT_TIMEOUT + 15.0
 
+#: The longest a test waits for the writer to make progress before it fails.
+PROGRESS_DEADLINE = 120.0
+
 pytestmark = pytest.mark.postgres
 
 
@@ -50,6 +53,18 @@ class Writer(threading.Thread):
                 self.errors[f"undocumented {type(exc).__name__}: {exc}"] += 1
                 continue
             self.acked.append(message.id)
+
+
+def _wait_for_acks(writer: Writer, count: int) -> None:
+    """Wait until ``writer`` has ``count`` acknowledged appends; fail past the deadline."""
+    deadline = time.monotonic() + PROGRESS_DEADLINE
+    while len(writer.acked) < count:
+        if time.monotonic() > deadline or not writer.is_alive():
+            raise AssertionError(
+                f"the writer acknowledged {len(writer.acked)} of {count} appends "
+                f"within {PROGRESS_DEADLINE:.0f} s (errors: {dict(writer.errors)})"
+            )
+        time.sleep(0.01)
 
 
 def _call_during_outage(mgr: sdb.Manager, session_id: str, n: int) -> float:
@@ -86,8 +101,7 @@ def test_calls_fail_fast_during_an_outage_and_recover_after() -> None:
             durations: list[float] = []
             try:
                 for outage in range(outages):
-                    while len(writer.acked) < 20 * (outage + 1):
-                        time.sleep(0.01)
+                    _wait_for_acks(writer, 20 * (outage + 1))
                     cluster.stop()
                     for n in range(6):
                         durations.append(_call_during_outage(mgr, sid, n))
@@ -95,12 +109,11 @@ def test_calls_fail_fast_during_an_outage_and_recover_after() -> None:
                     _first_calls_after(mgr, sid)
                     COUNTS["outage: outages survived"] += 1
                 # The writer goes on after the last restart, on the same manager.
-                target = len(writer.acked) + 20
-                while len(writer.acked) < target:
-                    time.sleep(0.01)
+                _wait_for_acks(writer, len(writer.acked) + 20)
             finally:
                 writer.halt.set()
                 writer.join(60)
+            assert not writer.is_alive(), "the writer did not stop within 60 s"
             assert not [e for e in writer.errors if e.startswith("undocumented")], writer.errors
             stored = Counter(m.id for m in mgr.get(sid).get_messages())
             assert all(stored[m] == 1 for m in writer.acked), "an acknowledged append was lost"
