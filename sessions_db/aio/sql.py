@@ -272,6 +272,12 @@ class AsyncSQLBackend(SQLBackendBase[AsyncEngine], AsyncStorageBackend):
         if self._owns_engine:
             await self._base_engine.dispose()
 
+    async def erase_user(self, user_id: str) -> int:  # noqa: D102 - see the ABC
+        count: int = await self._run(self.plans.erase_user(user_id))
+        if count and self._dialect == "sqlite":
+            await self._run(self.plans.checkpoint_wal())
+        return count
+
 
 async def _rollback(conn: AsyncConnection) -> None:
     try:
