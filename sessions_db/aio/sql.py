@@ -15,7 +15,13 @@ from .._plan import adrive
 from ..backend import WHOLE_BRANCH, BranchQuery, MessageHit, NewCheckpoint
 from ..errors import StorageClosedError
 from ..sql import opening
-from ..sql.engine import PREPARED, drop_dead_connections, engine_options, normalize_url
+from ..sql.engine import (
+    PREPARED,
+    drop_dead_connections,
+    engine_options,
+    normalize_url,
+    private_sqlite_file,
+)
 from ..sql.errors import translate
 from ..sql.plans import SQLPlan, Stmt
 from ..sql.setup import ROLLBACK, SQLBackendBase
@@ -52,6 +58,7 @@ class AsyncSQLBackend(SQLBackendBase[AsyncEngine], AsyncStorageBackend):
     ) -> None:
         if isinstance(engine_or_url, str):
             url = normalize_url(engine_or_url, asyncio=True)
+            private_sqlite_file(url)
             engine = create_async_engine(
                 url, **engine_options(url, connect_timeout=connect_timeout)
             )
