@@ -319,3 +319,11 @@ def test_cli_erase_user_asks_on_a_terminal(
     assert result.returncode == code, result.stderr
     assert "Erase?" in result.stderr
     assert _victim_count(url) == left
+
+
+def test_a_store_that_keeps_nothing_erases_nothing() -> None:
+    with sdb.Manager(sdb.NullBackend()) as mgr:
+        mgr.create("assistant", user_id=VICTIM)
+        assert mgr.erase_user(VICTIM) == 0
+        with pytest.raises(sdb.InvalidIDError):
+            mgr.erase_user("")
