@@ -33,7 +33,7 @@ OTHER = "bob"
 def _populate(mgr: sdb.Manager) -> list[str]:
     """Store the victim's sessions (two agents, branches, checkpoints) among others'."""
     victims = []
-    for agent in ("assistant", "assistant", "helper"):
+    for agent in ("assistant", "assistant", "planner"):
         sess = mgr.create(agent, user_id=VICTIM, metadata={"note": f"{MARKER} meta"})
         sess.append_messages([msg(f"hello {MARKER} one"), msg(f"reply {MARKER}", "assistant")])
         cp = sess.checkpoint(metadata={"why": MARKER})
@@ -41,7 +41,7 @@ def _populate(mgr: sdb.Manager) -> list[str]:
         sess.restore(cp.id)
         sess.append_message(msg(f"branch {MARKER} two"))
         victims.append(sess.id)
-    for agent in ("assistant", "helper"):
+    for agent in ("assistant", "planner"):
         for user in (OTHER, None):
             sess = mgr.create(agent, user_id=user, metadata={"note": "keep"})
             sess.append_messages([msg(f"{agent} {user} says hi"), msg("ok", "assistant")])
@@ -53,7 +53,7 @@ def _populate(mgr: sdb.Manager) -> list[str]:
 def _snapshot(mgr: sdb.Manager) -> dict[str, Any]:
     """Everything readable of every session not the victim's."""
     found: dict[str, Any] = {}
-    for agent in ("assistant", "helper"):
+    for agent in ("assistant", "planner"):
         for meta in mgr.list(agent):
             if meta.user_id == VICTIM:
                 continue
@@ -146,7 +146,7 @@ def test_erase_user_leaves_no_trace(store_url: str, store_kind: str, api: str) -
         for session_id in victims:
             with pytest.raises(sdb.SessionNotFoundError):
                 mgr.get(session_id)
-        for agent in ("assistant", "helper"):
+        for agent in ("assistant", "planner"):
             assert mgr.list(agent, user_id=VICTIM) == []
         assert mgr.memory(VICTIM).search(MARKER, limit=50) == []
         assert mgr.memory(VICTIM).list() == []
@@ -266,7 +266,7 @@ def _cli(*args: str, stdin: int | None = subprocess.DEVNULL) -> subprocess.Compl
 
 def _victim_count(url: str) -> int:
     with sdb.connect(url) as mgr:
-        return sum(len(mgr.list(agent, user_id=VICTIM)) for agent in ("assistant", "helper"))
+        return sum(len(mgr.list(agent, user_id=VICTIM)) for agent in ("assistant", "planner"))
 
 
 def test_cli_erase_user(store_url: str, store_kind: str) -> None:
@@ -277,7 +277,7 @@ def test_cli_erase_user(store_url: str, store_kind: str) -> None:
     assert refused.returncode == 2, refused.stderr
     assert "--yes" in refused.stderr
     assert "2 sessions" in refused.stderr
-    assert "helper" in refused.stderr
+    assert "planner" in refused.stderr
     assert _victim_count(store_url) == 3
 
     for bad in ("", " "):
@@ -290,7 +290,7 @@ def test_cli_erase_user(store_url: str, store_kind: str) -> None:
     assert json.loads(done.stdout) == {
         "user_id": VICTIM,
         "erased": 3,
-        "agents": {"assistant": 2, "helper": 1},
+        "agents": {"assistant": 2, "planner": 1},
     }
     assert _traces(store_url, store_kind) == []
     with sdb.connect(store_url) as mgr:
