@@ -258,6 +258,21 @@ class StorageBackend(ABC):
     def close(self) -> None:
         """Release the backend's resources. Idempotent; later calls raise ``StorageClosedError``."""
 
+    def erase_user(self, user_id: str) -> int:
+        """Remove every session of ``user_id`` on every agent; return how many were removed.
+
+        Each session goes with its entries, checkpoints and whatever the store
+        keeps for it (its full-text index rows); sessions of other users and of
+        no user are untouched. ``user_id`` is a checked user ID, never ``None``.
+        Stores that can should do this in one transaction. This default lists
+        the agents (:meth:`list_agents`) and deletes the user's sessions one by
+        one, which is not atomic: a session created for the user meanwhile may
+        stay.
+        """
+        from .rules import erase_fallback  # noqa: PLC0415 - the rules build on this module
+
+        return drive(erase_fallback(user_id), _performer(self))
+
 
 def _performer(backend: StorageBackend) -> Callable[[Any], Any]:
     from .rules import performer  # noqa: PLC0415 - the rules build on this module

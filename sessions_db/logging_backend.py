@@ -314,6 +314,10 @@ class LoggingBackend(StorageBackend):
         """See :meth:`StorageBackend.close`."""
         self._run("close", "", "", self._inner.close)
 
+    def erase_user(self, user_id: str) -> int:
+        """See :meth:`StorageBackend.erase_user` (the user ID is not logged)."""
+        return self._run("erase_user", "", "", lambda: self._inner.erase_user(user_id))
+
 
 def _branch_detail(query: BranchQuery) -> str:
     detail = f" messages_only={query.messages_only} limit={query.limit}"

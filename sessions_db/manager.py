@@ -162,6 +162,30 @@ class Manager(ManagerFields[StorageBackend], _ClosesOnExit):
             self._closed = True
         self._backend.close()
 
+    def erase_user(self, user_id: str) -> int:
+        """Remove everything stored for ``user_id`` across agents; return the sessions removed.
+
+        Every session of the user, on every agent, goes with its entries,
+        checkpoints and long-term memory (the full-text index rows of its
+        messages); nothing else holds a user's data today (sessions_db has no
+        forks or framework adapters with state of their own yet: when they come,
+        this removes theirs too). Sessions of other users are untouched, even
+        where their messages mention this user. ``None``, ``""`` or a blank
+        ``user_id`` raises ``InvalidIDError``.
+
+        On SQL stores this is one transaction; a SQLite database also purges
+        the freed pages, its full-text index and its write-ahead log, so that
+        the user's data is gone from the files. PostgreSQL keeps the bytes of
+        deleted rows in its data files until ``VACUUM`` reuses them (and in
+        WAL archives and backups). The file store deletes the user's session
+        and checkpoint files and rewrites the agents' indexes, fsyncing each
+        directory; it is not one transaction. With ``SimpleBackend`` stores it
+        needs ``list_agents`` (else ``UnsupportedOperationError``). A session
+        created for the user while this runs may stay: stop serving the user
+        first.
+        """
+        return self.run(rules.erase_user(user_id))
+
 
 class Session(SessionFields, _ClosesOnExit):
     """One conversation: its messages, checkpoints and branches.

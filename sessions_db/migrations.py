@@ -35,7 +35,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from .errors import InvalidArgumentError, SchemaError
 from .ids import schema_name
-from .sql.engine import normalize_url
+from .sql.engine import normalize_url, private_sqlite_file
 from .sql.errors import translate
 from .sql.schema import PREFIX, VERSION_TABLE
 from .sql.writelock import write_transaction
@@ -110,6 +110,8 @@ def _connection(
             yield connectable
         return
     owned = isinstance(connectable, str)
+    if isinstance(connectable, str):
+        private_sqlite_file(normalize_url(connectable))
     engine = (
         create_engine(normalize_url(connectable)) if isinstance(connectable, str) else connectable
     )

@@ -139,3 +139,8 @@ class NullBackend(StorageBackend):
     def close(self) -> None:
         """Mark the backend closed."""
         self._closed = True
+
+    def erase_user(self, user_id: str) -> int:
+        """Nothing is kept for anyone: ``0``."""
+        self._check()
+        return 0

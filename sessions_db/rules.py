@@ -24,6 +24,7 @@ from .errors import (
     ChecksumMismatchError,
     DuplicateEntryError,
     InvalidArgumentError,
+    InvalidIDError,
     PayloadError,
     SessionNotFoundError,
     SessionsDBError,
@@ -382,3 +383,38 @@ def load_entries(
     """Return every entry of the session, in append order (payloads decrypted)."""
     result: list[SessionEntry] = yield _call("load_entries", session_id)
     return [privacy.open_entry(session_id, entry, owner=owner) for entry in result]
+
+
+def erase_user(user_id: str) -> Plan[Call, int]:
+    """Remove everything stored for ``user_id``; return the number of sessions removed.
+
+    ``None`` raises ``InvalidIDError`` (sessions of no user are no one's to
+    erase), as do ``""`` and blank IDs.
+    """
+    uid = ids.user_id(user_id)
+    if uid is None:
+        raise InvalidIDError("erasing needs a user ID; None names no user")
+    count: int = yield _call("erase_user", uid)
+    return count
+
+
+def erase_fallback(user_id: str) -> Plan[Call, int]:
+    """Delete every session of ``user_id`` on every agent, one by one (not atomic).
+
+    The default of stores without an erase of their own: it lists the agents
+    and the user's sessions of each, and deletes them; a session deleted
+    meanwhile is not counted.
+    """
+    agents: list[str] = yield _call("list_agents")
+    count = 0
+    for agent in agents:
+        found: list[SessionMetadata] = yield _call("list_sessions", agent, user_id=user_id)
+        for meta in found:
+            if meta.user_id != user_id:
+                continue
+            try:
+                yield _call("delete_session", meta.id)
+            except SessionNotFoundError:
+                continue
+            count += 1
+    return count

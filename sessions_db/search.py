@@ -10,8 +10,11 @@ to :data:`MAX_TERMS`); a message matches when it contains any of them, and
 ranks higher the more of the words it contains and the more often. There is no
 stemming and there are no stop words, so any language works alike.
 
-* PostgreSQL: ``jsonb_to_tsvector('simple', payload, '["string"]')`` with a GIN
-  expression index, the words OR-ed into a ``tsquery``, ranked by ``ts_rank``.
+* PostgreSQL: ``to_tsvector('simple', ...)`` of the first 100,000 characters of
+  that text (:data:`~sessions_db.sql.schema.PG_FTS_CHARS`; a text-search vector
+  must stay under 1 MB, so words past the cut are not found, though the message
+  is stored whole) with a GIN expression index, the words OR-ed into a
+  ``tsquery``, ranked by ``ts_rank``.
 * SQLite: an FTS5 table kept in sync by triggers, ranked by ``bm25``.
 * Any other backend (the file store, a user's own): :func:`scan` reads the
   user's messages and ranks them by term frequency (``sum(1 + ln(tf))`` over

@@ -406,6 +406,22 @@ class SimpleStorage(StorageBackend):
         self._closed = True
         self._simple.close()
 
+    def erase_user(self, user_id: str) -> int:
+        """Delete the user's sessions of every agent, in one unit of work.
+
+        Needs :meth:`SimpleBackend.list_agents` (else ``UnsupportedOperationError``,
+        and nothing is deleted).
+        """
+        with self._work():
+            mine = [
+                meta.id
+                for agent in set(self._simple.list_agents())
+                for meta in self._listed(agent, user_id)
+            ]
+            for session_id in mine:
+                self._simple.delete_session(session_id)
+        return len(mine)
+
 
 def as_storage(backend: StorageBackend | SimpleBackend) -> StorageBackend:
     """Return ``backend``, or a :class:`SimpleStorage` on it if it is a :class:`SimpleBackend`."""

@@ -9,7 +9,7 @@ from datetime import datetime
 
 from .._plan import adrive
 from ..backend import WHOLE_BRANCH, BranchQuery, MessageHit, NewCheckpoint
-from ..rules import find_or_create_fallback, performer
+from ..rules import erase_fallback, find_or_create_fallback, performer
 from ..search import scan, scan_list
 from ..types import Checkpoint, Message, SessionEntry, SessionMetadata
 
@@ -143,3 +143,7 @@ class AsyncStorageBackend(ABC):
     @abstractmethod
     async def close(self) -> None:
         """See :meth:`StorageBackend.close`; waits for the calls under way."""
+
+    async def erase_user(self, user_id: str) -> int:
+        """See :meth:`StorageBackend.erase_user`; this default deletes one session at a time."""
+        return await adrive(erase_fallback(user_id), performer(self))

@@ -118,6 +118,10 @@ class AsyncManager(ManagerFields[AsyncStorageBackend]):
         self._closed = True
         await self._backend.close()
 
+    async def erase_user(self, user_id: str) -> int:
+        """See :meth:`Manager.erase_user`."""
+        return await self.run(rules.erase_user(user_id))
+
     async def __aenter__(self) -> Self:
         return self
 

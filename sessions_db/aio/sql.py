@@ -15,7 +15,13 @@ from .._plan import adrive
 from ..backend import WHOLE_BRANCH, BranchQuery, MessageHit, NewCheckpoint
 from ..errors import StorageClosedError
 from ..sql import opening
-from ..sql.engine import PREPARED, drop_dead_connections, engine_options, normalize_url
+from ..sql.engine import (
+    PREPARED,
+    drop_dead_connections,
+    engine_options,
+    normalize_url,
+    private_sqlite_file,
+)
 from ..sql.errors import translate
 from ..sql.plans import SQLPlan, Stmt
 from ..sql.setup import ROLLBACK, SQLBackendBase
@@ -52,6 +58,7 @@ class AsyncSQLBackend(SQLBackendBase[AsyncEngine], AsyncStorageBackend):
     ) -> None:
         if isinstance(engine_or_url, str):
             url = normalize_url(engine_or_url, asyncio=True)
+            private_sqlite_file(url)
             engine = create_async_engine(
                 url, **engine_options(url, connect_timeout=connect_timeout)
             )
@@ -271,6 +278,12 @@ class AsyncSQLBackend(SQLBackendBase[AsyncEngine], AsyncStorageBackend):
             await asyncio.wait(set(self._calls))
         if self._owns_engine:
             await self._base_engine.dispose()
+
+    async def erase_user(self, user_id: str) -> int:  # noqa: D102 - see the ABC
+        count: int = await self._run(self.plans.erase_user(user_id))
+        if count and self._dialect == "sqlite":
+            await self._run(self.plans.checkpoint_wal())
+        return count
 
 
 async def _rollback(conn: AsyncConnection) -> None:

@@ -193,3 +193,7 @@ class ThreadedBackend(AsyncStorageBackend):
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._pool, self._backend.close)
         self._pool.shutdown(wait=False)
+
+    async def erase_user(self, user_id: str) -> int:  # noqa: D102
+        result: int = await self._call(self._backend.erase_user, user_id)
+        return result

@@ -6,7 +6,7 @@ One module per family of commands; each registers its commands on :data:`main`.
 from __future__ import annotations
 
 from . import encryption as encryption
-from . import inspect, maintenance, migrate, transfer
+from . import erase, inspect, maintenance, migrate, transfer
 from ._app import main
 from ._common import (
     EXIT_CONFLICT,
@@ -28,6 +28,7 @@ __all__ = [
     "EXIT_SCHEMA",
     "EXIT_UNAVAILABLE",
     "EXIT_USAGE",
+    "erase",
     "inspect",
     "main",
     "maintenance",

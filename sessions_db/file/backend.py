@@ -921,5 +921,56 @@ class FileBackend(StorageBackend):
                 self._shut = True
                 self._calls.notify_all()
 
+    # -- erasure ------------------------------------------------------------------------
+
+    @_io
+    def erase_user(self, user_id: str) -> int:
+        """Delete the user's session and checkpoint files of every agent; rewrite its indexes.
+
+        Each agent is done under its lock (no ``get_or_create`` for it runs
+        meanwhile): its sessions of the user are deleted, each durably (the
+        directories are fsynced), and its ``sessions.json`` is rewritten without
+        the user's records. Not one transaction: after a crash part way, some of
+        the user's sessions remain, and erasing again removes them.
+        """
+        count = 0
+        for agent in paths.agent_dirs(self._base_fd):
+            try:
+                with self._agent_dir(agent) as agent_fd, locked(agent_fd):
+                    summaries, _ = self._scan(agent, agent_fd)
+                    erased = [
+                        s.session_id
+                        for s in summaries
+                        if s.user_id == user_id and self._erase_session(s.session_id, user_id)
+                    ]
+                    known = self._index(agent, agent_fd)
+                    keep = [
+                        record
+                        for sid, record in known.items()
+                        if sid not in erased and record.user_id != user_id
+                    ]
+                    if len(keep) != len(known) or agent in self._damaged_indexes:
+                        index.write(agent_fd, agent, keep)
+                        self._damaged_indexes.discard(agent)
+            except FileNotFoundError:
+                continue
+            count += len(erased)
+        return count
+
+    def _erase_session(self, session_id: str, user_id: str) -> bool:
+        """Delete the session's file and checkpoints if it still belongs to ``user_id``."""
+        try:
+            with self._writing(session_id) as (_, agent_fd, _, log):
+                if log.user_id != user_id:
+                    return False
+                checkpoint_ids = self._checkpoint_ids(log)
+                os.unlink(paths.session_file(session_id), dir_fd=agent_fd)
+                os.fsync(agent_fd)
+                self._forget(session_id)
+                self._remove_checkpoints(agent_fd, session_id, checkpoint_ids)
+        except SessionNotFoundError:
+            return False
+        return True
+
 
 __all__ = ["DEFAULT_BASE", "FileBackend"]

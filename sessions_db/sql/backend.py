@@ -250,6 +250,12 @@ class SQLBackend(SQLBackendBase[Engine], StorageBackend):
         if self._owns_engine:
             self._base_engine.dispose()
 
+    def erase_user(self, user_id: str) -> int:  # noqa: D102 - see StorageBackend
+        count: int = self._run(self.plans.erase_user(user_id))
+        if count and self._dialect == "sqlite":
+            self._run(self.plans.checkpoint_wal())
+        return count
+
 
 def _rollback(conn: Connection) -> None:
     try:

@@ -7,6 +7,7 @@ The sync and asyncio backends build their engines with the same options
 
 from __future__ import annotations
 
+import os
 import select
 from typing import Any
 
@@ -71,6 +72,7 @@ def engine_options(url: str, *, connect_timeout: float = 10.0, **kwargs: Any) ->
 def build_engine(url: str, *, connect_timeout: float = 10.0, **kwargs: Any) -> Engine:
     """Create the engine sessions_db owns for ``url``."""
     url = normalize_url(url)
+    private_sqlite_file(url)
     engine = create_engine(url, **engine_options(url, connect_timeout=connect_timeout, **kwargs))
     drop_dead_connections(engine)
     return engine
@@ -119,3 +121,33 @@ def sqlite_pragmas(busy_timeout: float, synchronous: str) -> tuple[str, ...]:
         "PRAGMA foreign_keys = ON",
         f"PRAGMA synchronous = {level}",
     )
+
+
+#: The permissions of a SQLite file sessions_db creates (as the file store's files).
+SQLITE_FILE_MODE = 0o600
+
+
+def private_sqlite_file(url: str) -> None:
+    """Create the SQLite file ``url`` names, readable by its owner only, if it is absent.
+
+    SQLite would create it with the umask's permissions (``0644`` under the
+    usual ``022``), and gives its ``-wal`` and ``-shm`` files the permissions of
+    the database file: so all three are ``0600``. An existing file keeps its
+    permissions; PostgreSQL URLs, ``:memory:`` and ``file:`` URIs are left alone,
+    as is a path SQLite will refuse anyway (it reports that itself).
+    """
+    parsed = make_url(url)
+    database = parsed.database
+    if (
+        parsed.get_backend_name() != "sqlite"
+        or not database
+        or database == ":memory:"
+        or database.startswith("file:")
+        or parsed.query.get("uri")
+    ):
+        return
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        os.close(os.open(database, flags, SQLITE_FILE_MODE))
+    except OSError:
+        return  # it exists, or SQLite will say why it cannot be opened

@@ -763,6 +763,53 @@ WHERE {FTS_TABLE} MATCH :match AND s.user_id = :uid {by_agent} AND e.type = 'mes
 
         return SQLPlan(plan())
 
+    # -- erasure -------------------------------------------------------------------
+
+    def erase_user(self, user_id: str) -> SQLPlan:
+        """Delete every session of the user in one transaction; return how many.
+
+        Entries and checkpoints go by ON DELETE CASCADE, and with the entries
+        their full-text index rows (PostgreSQL's GIN index entries; SQLite's
+        FTS5 rows, by the mapping table's cascade and trigger). On SQLite the
+        transaction also zeroes the pages it frees (``secure_delete``) and
+        merges the FTS5 index, whose segments would otherwise keep the deleted
+        words until some later merge.
+        """
+        s = self.tables.sessions
+        stmt = delete(s).where(s.c.user_id == user_id).returning(s.c.id)
+        if self.dialect != "sqlite":
+            return SQLPlan(_count_rows(stmt))
+        optimize = text(f"INSERT INTO {FTS_TABLE} ({FTS_TABLE}) VALUES ('optimize')")
+
+        def plan() -> Plan:
+            before = (yield Stmt(text("PRAGMA secure_delete"))).scalar()
+            yield Stmt(text("PRAGMA secure_delete = ON"))
+            count = yield from _count_rows(stmt)
+            if count:
+                yield Stmt(optimize)
+            yield Stmt(text(f"PRAGMA secure_delete = {int(before or 0)}"))
+            return count
+
+        return SQLPlan(plan(), atomic=True)
+
+    def checkpoint_wal(self) -> SQLPlan:
+        """Move SQLite's write-ahead log into the database file and empty it (SQLite only).
+
+        Run after an erasure, so that the log keeps no older copy of the pages
+        it changed. With readers holding an old snapshot the log may not be
+        emptied; this waits for them up to the busy timeout, and does not fail.
+        """
+
+        def plan() -> Plan:
+            yield Stmt(text("PRAGMA wal_checkpoint(TRUNCATE)"))
+
+        return SQLPlan(plan())
+
+
+def _count_rows(stmt: Executable) -> Plan:
+    """Run ``stmt`` and return the number of rows it returns."""
+    return len((yield Stmt(stmt)).all())
+
 
 def _follow(rows: Sequence[Any], leaf: str | None, messages_only: bool) -> list[Any]:
     """Return the rows on the path root -> ``leaf``, root first.

@@ -33,14 +33,25 @@ from .columns import UTCDateTime, json_type
 PREFIX = "sessions_db_"
 VERSION_TABLE = f"{PREFIX}alembic_version"
 
-#: Full-text search objects, made by migration 0002 outside the models (they are
+#: Full-text search objects, made by migrations 0002 and 0003 outside the models (they are
 #: dialect-specific: a GIN expression index on PostgreSQL; on SQLite an FTS5
 #: table, its shadow tables, a table mapping its rows to entries, and triggers).
 FTS_INDEX = f"ix_{PREFIX}entries_fts"
 FTS_TABLE = f"{PREFIX}entries_fts"
 FTS_DOCS = f"{PREFIX}entries_fts_docs"
-#: The PostgreSQL text-search vector of a message payload (the index's expression).
-PG_FTS_VECTOR = "jsonb_to_tsvector('simple'::regconfig, {payload}, '[\"string\"]'::jsonb)"
+#: How many characters of a message's text PostgreSQL indexes (migration 0003): a
+#: text-search vector must stay under 1 MB, and this many characters make at most
+#: 400 kB of lexemes. Messages are stored whole; words past this are not searched.
+PG_FTS_CHARS = 100_000
+#: The PostgreSQL text-search vector of a message payload (the index's expression,
+#: ``{payload}`` being the column): the payload's string values as a JSON array,
+#: cut to :data:`PG_FTS_CHARS`, with JSON escapes turned into spaces.
+PG_FTS_VECTOR = (
+    "to_tsvector('simple'::regconfig, regexp_replace(left((jsonb_path_query_array("
+    "{payload}, 'strict $.** ? (@.type() == \"string\")'::jsonpath))::text, "
+    f"{PG_FTS_CHARS}), "
+    r"'\\(u[0-9A-Fa-f]{{4}}|.)', ' ', 'g'))"
+)
 
 
 def is_fts_object(name: str | None) -> bool:

@@ -107,6 +107,7 @@ class BlockingBackend(StorageBackend):
     list_messages = _awaited("list_messages")
     release = _awaited("release")
     close = _awaited("close")
+    erase_user = _awaited("erase_user")
 
 
 class BlockingMemory(SessionMemory):
@@ -158,6 +159,7 @@ class BlockingManager(Manager):
     delete = _awaited("delete")
     list_agents = _awaited("list_agents")
     prune = _awaited("prune")
+    erase_user = _awaited("erase_user")
 
     @property
     def closed(self) -> bool:

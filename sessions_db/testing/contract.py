@@ -617,3 +617,30 @@ class StorageContract:
         with context.Pool(4) as pool:
             ids = pool.starmap(_create_worker, [(open_manager, "racing-user")] * 8)
         assert len(set(ids)) == 1
+
+    # -- erasure ------------------------------------------------------------------
+
+    def test_erase_user(self, mgr: sdb.Manager) -> None:
+        mine = [mgr.create(agent, user_id="erased") for agent in ("alpha", "beta", "beta")]
+        for sess in mine:
+            sess.append_message(msg("forget me"))
+            sess.checkpoint()
+        others = [mgr.create("beta", user_id="kept"), mgr.create("beta")]
+        for sess in others:
+            sess.append_message(msg("keep me"))
+        if not self.lists_agents:
+            with pytest.raises(sdb.UnsupportedOperationError):
+                mgr.erase_user("erased")
+            assert len(mgr.list("beta", user_id="erased")) == 2
+            return
+        for bad in ("", " ", None):
+            with pytest.raises(sdb.InvalidIDError):
+                mgr.erase_user(bad)  # type: ignore[arg-type]
+        assert mgr.erase_user("erased") == 3
+        for sess in mine:
+            with pytest.raises(sdb.SessionNotFoundError):
+                mgr.get(sess.id)
+        assert mgr.list("alpha") == []
+        assert {m.id for m in mgr.list("beta")} == {s.id for s in others}
+        assert [contents(mgr.get(s.id)) for s in others] == [["keep me"], ["keep me"]]
+        assert mgr.erase_user("erased") == 0
