@@ -33,6 +33,8 @@ from .errors import (
     SessionNotInContextError,
     SessionsDBError,
     StorageClosedError,
+    StorageError,
+    StorageTimeoutError,
     StorageUnavailableError,
 )
 from .file import FileBackend
@@ -109,6 +111,8 @@ __all__ = [
     "SessionsDBError",
     "StorageBackend",
     "StorageClosedError",
+    "StorageError",
+    "StorageTimeoutError",
     "StorageUnavailableError",
     "__version__",
     "connect",
