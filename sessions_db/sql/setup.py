@@ -109,6 +109,11 @@ class SQLBackendBase(Generic[E]):
             statement_timeout=statement_timeout,
             lock_timeout=lock_timeout,
         )
+        if self._setup.timeouts.prelude is not None and engine.dialect.driver != "psycopg":
+            raise ConfigurationError(
+                f"statement and lock timeouts need the psycopg driver, not "
+                f"{engine.dialect.driver!r}: pass statement_timeout=None, lock_timeout=None"
+            )
         self._dialect = self._setup.dialect
         self._owns_engine = owns_engine
         self._base_engine: E = engine
