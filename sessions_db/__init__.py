@@ -33,6 +33,8 @@ from .errors import (
     SessionNotInContextError,
     SessionsDBError,
     StorageClosedError,
+    StorageError,
+    StorageTimeoutError,
     StorageUnavailableError,
     UnsupportedOperationError,
 )
@@ -117,6 +119,8 @@ __all__ = [
     "SimpleStorage",
     "StorageBackend",
     "StorageClosedError",
+    "StorageError",
+    "StorageTimeoutError",
     "StorageUnavailableError",
     "UnsupportedOperationError",
     "__version__",

@@ -51,8 +51,16 @@ from typing import Any, TypeVar
 from . import ids
 from ._unstored import PendingSession
 from .context import use_session
-from .errors import InvalidIDError, SessionNotFoundError, StorageUnavailableError
+from .errors import (
+    InvalidIDError,
+    SessionNotFoundError,
+    StorageTimeoutError,
+    StorageUnavailableError,
+)
 from .manager import Manager, Session
+
+# Errors that pass: the store is down, or busy past its timeouts; the client may retry.
+_TRANSIENT = (StorageUnavailableError, StorageTimeoutError)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -158,7 +166,7 @@ class SessionMiddleware:
         except SessionNotFoundError:
             await _error(send, self.not_found_status, "unknown session")
             return
-        except StorageUnavailableError:
+        except _TRANSIENT:
             await _error(send, 503, "session store unavailable")
             return
 
@@ -179,7 +187,7 @@ class SessionMiddleware:
         try:
             with use_session(session):
                 await self.app(scope, receive, send_with_id)
-        except StorageUnavailableError:
+        except _TRANSIENT:
             if started:
                 raise
             await _error(send, 503, "session store unavailable")

@@ -8,6 +8,8 @@ A configuration document looks like the seed's::
       base_dir: ~/.sessions_db/sessions   # the file store's directory
       url: sqlite:///sessions.db          # the SQL store's URL
       schema: sessions_db      # PostgreSQL schema of the tables (optional)
+      statement_timeout: 60s   # PostgreSQL: longest statement (0: no limit)
+      lock_timeout: 10s        # PostgreSQL: longest wait for a lock (0: no limit)
       checkpoint:
         auto_save: true        # take checkpoints automatically
         interval: 5m           # 30s, 5m, 1h, 1d, or combined: 1h30m
@@ -28,6 +30,7 @@ sets it wins:
    when none is given, the YAML file named by ``SESSIONS_DB_CONFIG``;
 2. the environment: ``SESSIONS_DB_ENABLED``, ``SESSIONS_DB_STORE``,
    ``SESSIONS_DB_URL``, ``SESSIONS_DB_BASE_DIR``, ``SESSIONS_DB_SCHEMA``,
+   ``SESSIONS_DB_STATEMENT_TIMEOUT``, ``SESSIONS_DB_LOCK_TIMEOUT``,
    ``SESSIONS_DB_CHECKPOINT_AUTO_SAVE``, ``SESSIONS_DB_CHECKPOINT_INTERVAL``,
    ``SESSIONS_DB_REDACT``, ``SESSIONS_DB_ENCRYPTION_KEYS`` (``kid1:key1,kid2:key2``),
    ``SESSIONS_DB_ENCRYPTION_ACTIVE``, ``SESSIONS_DB_ENCRYPTION_ALLOW_PLAINTEXT``,
@@ -102,6 +105,25 @@ def parse_duration(value: object) -> timedelta:
     if result <= timedelta(0):
         raise ValueError(f"{value!r}: the duration must be positive")
     return result
+
+
+def parse_timeout(value: object) -> float | None:
+    """Return a timeout in seconds: a duration (``"30s"``, ``"500ms"``, ``"2"``: seconds), or 0.
+
+    ``0`` (or ``"off"``) means no limit; ``None`` stays ``None`` (the default).
+    ``ValueError`` otherwise.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == "off":
+            return 0.0
+        if re.fullmatch(r"\d+(?:\.\d+)?", text):  # a bare number (an environment variable)
+            value = float(text)
+    if isinstance(value, int | float) and not isinstance(value, bool) and value == 0:
+        return 0.0
+    return parse_duration(value).total_seconds()
 
 
 class _Model(BaseModel):
@@ -189,6 +211,9 @@ class SessionConfig(_Model):
     base_dir: str | None = None
     url: str | None = None
     db_schema: str | None = Field(default=None, alias="schema")
+    #: PostgreSQL statement and lock timeouts, seconds (``None``: the library's defaults).
+    statement_timeout: float | None = None
+    lock_timeout: float | None = None
     checkpoint: CheckpointConfig = CheckpointConfig()
     redact: str | None = None
     encryption: EncryptionConfig | None = None
@@ -200,6 +225,11 @@ class SessionConfig(_Model):
             return schema_name(value)
         except ConfigurationError as exc:
             raise ValueError(str(exc)) from None
+
+    @field_validator("statement_timeout", "lock_timeout", mode="before")
+    @classmethod
+    def _timeout(cls, value: object) -> float | None:
+        return parse_timeout(value)
 
     @field_validator("redact")
     @classmethod
@@ -270,6 +300,8 @@ _ENV_FIELDS: list[tuple[str, tuple[str, ...]]] = [
     ("SESSIONS_DB_BASE_DIR", ("base_dir",)),
     ("AIXGO_SESSION_DIR", ("base_dir",)),
     ("SESSIONS_DB_SCHEMA", ("schema",)),
+    ("SESSIONS_DB_STATEMENT_TIMEOUT", ("statement_timeout",)),
+    ("SESSIONS_DB_LOCK_TIMEOUT", ("lock_timeout",)),
     ("SESSIONS_DB_CHECKPOINT_AUTO_SAVE", ("checkpoint", "auto_save")),
     ("SESSIONS_DB_CHECKPOINT_INTERVAL", ("checkpoint", "interval")),
     ("SESSIONS_DB_REDACT", ("redact",)),
@@ -407,4 +439,5 @@ __all__ = [
     "import_callable",
     "load_config",
     "parse_duration",
+    "parse_timeout",
 ]

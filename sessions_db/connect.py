@@ -12,6 +12,7 @@ from .errors import ConfigurationError
 from .manager import Manager
 from .null import NullBackend
 from .sql.backend import SQLBackend
+from .sql.timeouts import DEFAULT_LOCK_TIMEOUT, DEFAULT_STATEMENT_TIMEOUT
 from .urls import shown
 
 #: Where the embedded default store (the file store) lives.
@@ -47,7 +48,12 @@ def file_path(url: str) -> Path:
 
 
 def backend_for_url(
-    url: str, *, migrate: bool | None = None, schema: str | None = None
+    url: str,
+    *,
+    migrate: bool | None = None,
+    schema: str | None = None,
+    statement_timeout: float | None = None,
+    lock_timeout: float | None = None,
 ) -> StorageBackend:
     """Return the backend a store URL names.
 
@@ -55,7 +61,9 @@ def backend_for_url(
     ``sqlite:///path`` and ``postgresql://...`` give a :class:`SQLBackend`. SQLite
     files are migrated on open by default (the library owns them); PostgreSQL
     schemas are migrated only with ``migrate=True`` (or ``sessions-db migrate``).
-    ``schema`` is the PostgreSQL schema of the tables.
+    ``schema`` is the PostgreSQL schema of the tables; ``statement_timeout``
+    and ``lock_timeout`` (seconds, ``None``: the defaults) bound PostgreSQL
+    statements (see :class:`SQLBackend`).
     """
     scheme = url.split(":", 1)[0].lower()
     if scheme == "file":
@@ -63,10 +71,30 @@ def backend_for_url(
 
         return FileBackend(file_path(url))
     if scheme.startswith(("sqlite", "postgres")):
-        return SQLBackend(url, migrate=migrate_on_open(url, migrate), schema=schema)
+        statement, lock = sql_timeouts((statement_timeout, lock_timeout))
+        return SQLBackend(
+            url,
+            migrate=migrate_on_open(url, migrate),
+            schema=schema,
+            statement_timeout=statement,
+            lock_timeout=lock,
+        )
     raise ConfigurationError(
         f"unsupported store URL {shown(url)}: use file://, sqlite:// or postgresql://"
     )
+
+
+def sql_timeouts(*choices: tuple[float | None, float | None]) -> tuple[float, float]:
+    """Return ``(statement_timeout, lock_timeout)``: for each, the first of ``choices`` set.
+
+    ``choices`` are ``(statement, lock)`` pairs, most important first (the
+    arguments, then the configuration); the defaults when none sets one.
+    """
+    statement, lock = DEFAULT_STATEMENT_TIMEOUT, DEFAULT_LOCK_TIMEOUT
+    for choice in reversed(choices):
+        statement = statement if choice[0] is None else choice[0]
+        lock = lock if choice[1] is None else choice[1]
+    return statement, lock
 
 
 def migrate_on_open(url: str, migrate: bool | None) -> bool:
@@ -130,6 +158,8 @@ def connect(
     *,
     config: ConfigSource | None = None,
     migrate: bool | None = None,
+    statement_timeout: float | None = None,
+    lock_timeout: float | None = None,
 ) -> Manager:
     """Return a :class:`Manager` on the store ``url`` names, or on the configured store.
 
@@ -156,10 +186,21 @@ def connect(
     :mod:`sessions_db.privacy`. With
     ``enabled: false`` the manager keeps nothing (see :class:`NullBackend`).
     ``ConfigurationError`` names any invalid field.
+
+    ``statement_timeout`` and ``lock_timeout`` (seconds; ``0``: no limit) bound
+    each PostgreSQL statement and its waits for locks; given here they win over
+    the configured ``statement_timeout``/``lock_timeout``, else the defaults
+    (60 s and 10 s) apply. A call past them raises
+    :class:`~sessions_db.StorageTimeoutError`.
     """
     store, cfg = configured(url, config)
     if store is None:
         return Manager(NullBackend())
     options = cfg.manager_options()
-    backend = backend_for_url(store, migrate=migrate, schema=cfg.db_schema)
+    statement, lock = sql_timeouts(
+        (statement_timeout, lock_timeout), (cfg.statement_timeout, cfg.lock_timeout)
+    )
+    backend = backend_for_url(
+        store, migrate=migrate, schema=cfg.db_schema, statement_timeout=statement, lock_timeout=lock
+    )
     return Manager(backend, **options)

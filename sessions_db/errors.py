@@ -57,7 +57,25 @@ class SchemaError(SessionsDBError):
 
 
 class StorageUnavailableError(SessionsDBError):
-    """The storage cannot be reached (database down, timeout, disk error)."""
+    """The storage cannot be reached (database down, no connection in time, disk error)."""
+
+
+class StorageTimeoutError(SessionsDBError):
+    """A statement ran past the statement timeout, or waited past the lock timeout.
+
+    On PostgreSQL, for example, when another connection holds a lock on the
+    session for longer than ``lock_timeout``. The call's transaction was rolled
+    back: nothing of it is stored, and a later call may succeed.
+    """
+
+
+class StorageError(SessionsDBError):
+    """The database failed a statement for another reason than being unreachable.
+
+    A server limit, a refused privilege, a constraint or trigger of the host's, a
+    deadlock, an internal error: the driver's error is the ``__cause__``. Nothing
+    of the call is stored.
+    """
 
 
 class ConfigurationError(SessionsDBError):
@@ -94,6 +112,8 @@ __all__ = [
     "SessionNotInContextError",
     "SessionsDBError",
     "StorageClosedError",
+    "StorageError",
+    "StorageTimeoutError",
     "StorageUnavailableError",
     "UnsupportedOperationError",
 ]

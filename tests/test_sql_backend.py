@@ -40,6 +40,7 @@ class RoundTrips:
         finally:
             self._pgconn.untrace()  # flushes libpq's buffered trace
         new = Path(self._file.name).read_text()[len(before) :]
+        self.last_trace = new
         return new.count("\tReadyForQuery")
 
     def close(self) -> None:

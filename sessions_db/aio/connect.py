@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from ..config import ConfigSource
-from ..connect import backend_for_url, configured, migrate_on_open
+from ..connect import backend_for_url, configured, migrate_on_open, sql_timeouts
 from ..null import NullBackend
 from .backend import AsyncStorageBackend
 from .manager import AsyncManager
@@ -14,7 +14,12 @@ from .threaded import ThreadedBackend
 
 
 async def backend_for_url_async(
-    url: str, *, migrate: bool | None = None, schema: str | None = None
+    url: str,
+    *,
+    migrate: bool | None = None,
+    schema: str | None = None,
+    statement_timeout: float | None = None,
+    lock_timeout: float | None = None,
 ) -> AsyncStorageBackend:
     """Return the started asyncio backend a store URL names.
 
@@ -24,7 +29,14 @@ async def backend_for_url_async(
     """
     scheme = url.split(":", 1)[0].lower()
     if scheme.startswith(("sqlite", "postgres")):
-        backend = AsyncSQLBackend(url, migrate=migrate_on_open(url, migrate), schema=schema)
+        statement, lock = sql_timeouts((statement_timeout, lock_timeout))
+        backend = AsyncSQLBackend(
+            url,
+            migrate=migrate_on_open(url, migrate),
+            schema=schema,
+            statement_timeout=statement,
+            lock_timeout=lock,
+        )
         try:
             await backend.start()
         except BaseException:
@@ -41,6 +53,8 @@ async def connect(
     *,
     config: ConfigSource | None = None,
     migrate: bool | None = None,
+    statement_timeout: float | None = None,
+    lock_timeout: float | None = None,
 ) -> AsyncManager:
     """Return an :class:`AsyncManager` on the store ``url`` names, or on the configured store.
 
@@ -51,5 +65,10 @@ async def connect(
     if store is None:
         return AsyncManager(ThreadedBackend(NullBackend()), auto_checkpoint=cfg.auto_checkpoint)
     options = cfg.manager_options()
-    backend = await backend_for_url_async(store, migrate=migrate, schema=cfg.db_schema)
+    statement, lock = sql_timeouts(
+        (statement_timeout, lock_timeout), (cfg.statement_timeout, cfg.lock_timeout)
+    )
+    backend = await backend_for_url_async(
+        store, migrate=migrate, schema=cfg.db_schema, statement_timeout=statement, lock_timeout=lock
+    )
     return AsyncManager(backend, **options)

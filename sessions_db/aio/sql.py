@@ -25,6 +25,7 @@ from ..sql.engine import (
 from ..sql.errors import translate
 from ..sql.plans import SQLPlan, Stmt
 from ..sql.setup import ROLLBACK, SQLBackendBase
+from ..sql.timeouts import DEFAULT_LOCK_TIMEOUT, DEFAULT_STATEMENT_TIMEOUT
 from ..types import Checkpoint, Message, SessionEntry, SessionMetadata
 from ._tasks import run_to_completion
 from .backend import AsyncStorageBackend
@@ -55,6 +56,8 @@ class AsyncSQLBackend(SQLBackendBase[AsyncEngine], AsyncStorageBackend):
         busy_timeout: float = 30.0,
         synchronous: str = "FULL",
         connect_timeout: float = 10.0,
+        statement_timeout: float | None = DEFAULT_STATEMENT_TIMEOUT,
+        lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT,
     ) -> None:
         if isinstance(engine_or_url, str):
             url = normalize_url(engine_or_url, asyncio=True)
@@ -71,6 +74,8 @@ class AsyncSQLBackend(SQLBackendBase[AsyncEngine], AsyncStorageBackend):
             schema=schema,
             busy_timeout=busy_timeout,
             synchronous=synchronous,
+            statement_timeout=statement_timeout,
+            lock_timeout=lock_timeout,
         )
         self._migrate = self._dialect == "sqlite" if migrate is None else migrate
         self._check_schema = check_schema
@@ -136,12 +141,14 @@ class AsyncSQLBackend(SQLBackendBase[AsyncEngine], AsyncStorageBackend):
     async def _execute_on_connection(self, sql_plan: SQLPlan) -> Any:
         try:
             async with self._engine.connect() as conn:
-                info = (await conn.get_raw_connection()).info
+                raw = await conn.get_raw_connection()
+                info = raw.info
                 if self._setup.pragmas and not info.get(PREPARED):
                     for pragma in self._setup.pragmas:
                         await conn.exec_driver_sql(pragma)
                     info[PREPARED] = True
-                return await adrive(self._setup.transaction(sql_plan), self._perform(conn))
+                async with self._setup.timeouts.applied_async(raw.driver_connection):
+                    return await adrive(self._setup.transaction(sql_plan), self._perform(conn))
         except SQLAlchemyError as exc:
             # Statement errors were translated as they happened; what is left
             # came from getting (or setting up) the connection.

@@ -30,6 +30,7 @@ from ..errors import (
     SchemaError,
     SessionNotFoundError,
     SessionsDBError,
+    StorageTimeoutError,
     StorageUnavailableError,
 )
 from ..manager import Manager
@@ -72,7 +73,7 @@ def exit_code(error: SessionsDBError) -> int:
     """Return the exit code that reports ``error``."""
     if isinstance(error, SessionNotFoundError | CheckpointNotFoundError | EntryNotFoundError):
         return EXIT_NOT_FOUND
-    if isinstance(error, StorageUnavailableError):
+    if isinstance(error, StorageUnavailableError | StorageTimeoutError):
         return EXIT_UNAVAILABLE
     if isinstance(error, SchemaError):
         return EXIT_SCHEMA

@@ -21,6 +21,7 @@ from .engine import PREPARED, build_engine
 from .errors import translate
 from .plans import SQLPlan, Stmt
 from .setup import ROLLBACK, SQLBackendBase
+from .timeouts import DEFAULT_LOCK_TIMEOUT, DEFAULT_STATEMENT_TIMEOUT
 
 
 class SQLBackend(SQLBackendBase[Engine], StorageBackend):
@@ -42,6 +43,14 @@ class SQLBackend(SQLBackendBase[Engine], StorageBackend):
     On SQLite, ``busy_timeout`` (seconds) is how long a writer waits for the
     lock and ``synchronous`` is the durability pragma (``FULL``: a returned
     append survives power loss; ``NORMAL``: it survives a process crash).
+
+    On PostgreSQL, ``statement_timeout`` and ``lock_timeout`` (seconds; ``0``: no
+    limit; ``None``: the server's setting) bound every statement of ours and its
+    waits for locks; past them the call raises
+    :class:`~sessions_db.StorageTimeoutError` and stores nothing. They are set
+    per transaction (``SET LOCAL``, sent in the same round trip as the
+    statement), so they hold behind PgBouncer in transaction mode and never
+    touch the host's own statements on a shared engine.
     """
 
     def __init__(
@@ -54,6 +63,8 @@ class SQLBackend(SQLBackendBase[Engine], StorageBackend):
         busy_timeout: float = 30.0,
         synchronous: str = "FULL",
         connect_timeout: float = 10.0,
+        statement_timeout: float | None = DEFAULT_STATEMENT_TIMEOUT,
+        lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT,
     ) -> None:
         if isinstance(engine_or_url, str):
             engine = build_engine(engine_or_url, connect_timeout=connect_timeout)
@@ -65,6 +76,8 @@ class SQLBackend(SQLBackendBase[Engine], StorageBackend):
             schema=schema,
             busy_timeout=busy_timeout,
             synchronous=synchronous,
+            statement_timeout=statement_timeout,
+            lock_timeout=lock_timeout,
         )
         self._lock = threading.Lock()
         # SQLite has one writer at a time. Threads of this process take turns
@@ -124,7 +137,8 @@ class SQLBackend(SQLBackendBase[Engine], StorageBackend):
                     for pragma in self._setup.pragmas:
                         conn.exec_driver_sql(pragma)
                     info[PREPARED] = True
-                return drive(self._setup.transaction(sql_plan), self._perform(conn))
+                with self._setup.timeouts.applied(conn.connection.driver_connection):
+                    return drive(self._setup.transaction(sql_plan), self._perform(conn))
         except SQLAlchemyError as exc:
             # Statement errors were translated as they happened; what is left
             # came from getting (or setting up) the connection.

@@ -49,19 +49,37 @@ def normalize_url(url: str, *, asyncio: bool = False) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+#: libpq's TCP settings for our connections (a URL's own ``?keepalives_idle=...`` wins):
+#: a server host that vanished, or a network that dropped the connection, is
+#: noticed within about a minute, waiting for an answer (keepalives) or sending
+#: (``tcp_user_timeout``, milliseconds), instead of after the system's hours.
+KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 60_000,
+}
+
+
 def engine_options(url: str, *, connect_timeout: float = 10.0, **kwargs: Any) -> dict[str, Any]:
     """Return the engine options sessions_db uses for ``url`` (a normalized URL).
 
     Every statement runs in autocommit (transactions are opened explicitly). On
     PostgreSQL the pool is sized for a service and bounds the wait for a new
-    connection and for a free one by ``connect_timeout`` seconds. Connections
-    are checked before use by :func:`drop_dead_connections`, which costs no
-    round trip (``pool_pre_ping`` would double the round trips of an append).
+    connection and for a free one by ``connect_timeout`` seconds, and TCP
+    keepalives are on (:data:`KEEPALIVES`). Connections are checked before use
+    by :func:`drop_dead_connections`, which costs no round trip
+    (``pool_pre_ping`` would double the round trips of an append).
     """
     options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT", **kwargs}
     if url.startswith("postgresql"):
         connect_args = dict(options.pop("connect_args", {}))
         connect_args.setdefault("connect_timeout", max(1, round(connect_timeout)))
+        in_url = make_url(url).query
+        for name, value in KEEPALIVES.items():
+            if name not in in_url:
+                connect_args.setdefault(name, value)
         options["connect_args"] = connect_args
         options.setdefault("pool_size", 10)
         options.setdefault("max_overflow", 20)

@@ -17,6 +17,8 @@ from ..errors import (
     SchemaError,
     SessionNotFoundError,
     SessionsDBError,
+    StorageError,
+    StorageTimeoutError,
     StorageUnavailableError,
 )
 from .schema import PREFIX
@@ -33,20 +35,22 @@ def _first_line(orig: BaseException | None) -> str:
     return lines[0] if lines else type(orig).__name__
 
 
-def _postgres(orig: BaseException | None, exc: sa_exc.DBAPIError) -> SessionsDBError:
+def _postgres(
+    orig: BaseException | None, exc: sa_exc.DBAPIError, connecting: bool
+) -> SessionsDBError:
     sqlstate = getattr(orig, "sqlstate", None) or ""
     diag = getattr(orig, "diag", None)
     constraint = getattr(diag, "constraint_name", None) or ""
     if sqlstate == "23505":
         if constraint == _ENTRY_PK:
             return DuplicateEntryError("an entry with this ID is already in the session")
-        return SessionsDBError(f"unique constraint {constraint} violated")
+        return StorageError(f"unique constraint {constraint} violated")
     if sqlstate == "23503":
         if constraint in _SESSION_FKS:
             return SessionNotFoundError("session not found")
         if constraint in (_PARENT_FK, _CHECKPOINT_ENTRY_FK):
             return EntryNotFoundError("entry not found in the session")
-        return SessionsDBError(f"foreign key {constraint} violated")
+        return StorageError(f"foreign key {constraint} violated")
     if sqlstate in ("42P01", "3F000"):
         return SchemaError(
             "the sessions_db tables are missing: run `sessions-db migrate` "
@@ -56,15 +60,20 @@ def _postgres(orig: BaseException | None, exc: sa_exc.DBAPIError) -> SessionsDBE
         return ConfigurationError(f"PostgreSQL refused the login: {_first_line(orig)}")
     if sqlstate == "3D000":
         return ConfigurationError(f"no such PostgreSQL database: {_first_line(orig)}")
+    # lock_timeout (or NOWAIT) and statement_timeout (or a cancel request).
+    if sqlstate in ("55P03", "57014"):
+        return StorageTimeoutError(f"PostgreSQL gave up on the statement: {_first_line(orig)}")
+    # Without an SQLSTATE the error is the client's: it is about the connection
+    # only if the connection is gone or was never made (no statement was run).
     if (
         sqlstate.startswith(("08", "57", "53"))
         or exc.connection_invalidated
-        or (not sqlstate and isinstance(exc, sa_exc.OperationalError))
+        or (not sqlstate and (connecting or exc.statement is None))
     ):
         return StorageUnavailableError(f"PostgreSQL is unavailable: {_first_line(orig)}")
-    if sqlstate in ("40001", "40P01", "55P03"):
-        return StorageUnavailableError(f"PostgreSQL aborted the transaction ({sqlstate})")
-    return SessionsDBError(f"PostgreSQL error {sqlstate or type(orig).__name__}")
+    if sqlstate in ("40001", "40P01"):
+        return StorageError(f"PostgreSQL aborted the transaction ({sqlstate}); it may be retried")
+    return StorageError(f"PostgreSQL error {sqlstate or type(orig).__name__}: {_first_line(orig)}")
 
 
 def _sqlite(orig: BaseException | None, exc: sa_exc.DBAPIError) -> SessionsDBError:
@@ -93,7 +102,7 @@ def translate(
     """
     if isinstance(exc, sa_exc.DBAPIError):
         orig = exc.orig
-        error = _postgres(orig, exc) if dialect == "postgresql" else _sqlite(orig, exc)
+        error = _postgres(orig, exc, connecting) if dialect == "postgresql" else _sqlite(orig, exc)
     elif isinstance(exc, sa_exc.TimeoutError):
         error = StorageUnavailableError("no database connection became free in time")
     elif connecting:

@@ -356,7 +356,11 @@ class SQLPlans:
         seq: int,
         depth: int,
     ) -> tuple[Stmt, int]:
-        """Return the INSERT of ``entries`` linked after ``parent_id``, and the final depth."""
+        """Return the INSERT of ``entries`` linked after ``parent_id``, and the final depth.
+
+        On PostgreSQL it is one statement with one array per column, whatever the
+        number of entries; on SQLite one ``executemany`` (no parameter limit).
+        """
         rows = []
         for entry in entries:
             role, data = self._columns(entry)
@@ -377,7 +381,11 @@ class SQLPlans:
                 }
             )
             parent_id = entry.id
-        return Stmt(self._insert_entry, rows), depth
+        if self.dialect != "postgresql":
+            return Stmt(self._insert_entry, rows), depth
+        arrays: dict[str, Any] = {name: [row[name] for row in rows] for name in _ARRAY_COLUMNS}
+        arrays["sid"] = session_id
+        return Stmt(_pg_insert(self._entries), arrays), depth
 
     def append_entries(
         self,
@@ -425,30 +433,38 @@ class SQLPlans:
     def _append_one_statement(
         self, session_id: str, entries: Sequence[SessionEntry], updated_at: datetime
     ) -> Plan:
-        params: dict[str, Any] = {
-            "sid": session_id,
-            "last_id": entries[-1].id,
-            "n": len(entries),
-            "now": updated_at,
-        }
+        ids: list[str] = []
+        types: list[str] = []
+        roles: list[str | None] = []
+        payloads: list[str] = []
+        stamps: list[datetime] = []
+        depths: list[int] = []
         messages = 0
-        for i, entry in enumerate(entries):
+        for entry in entries:
             role, data = self._columns(entry)
             if entry.type is EntryType.MESSAGE:
                 messages += 1
-            params.update(
-                {
-                    f"id{i}": entry.id,
-                    f"parent{i}": entries[i - 1].id if i else None,
-                    f"type{i}": entry.type.value,
-                    f"role{i}": role,
-                    f"payload{i}": payload.dumps(data),
-                    f"ts{i}": entry.timestamp,
-                    f"dmsg{i}": messages,
-                }
-            )
-        params["m"] = messages
-        result = yield Stmt(_pg_append(self._sessions, self._entries, len(entries)), params)
+            ids.append(entry.id)
+            types.append(entry.type.value)
+            roles.append(role)
+            payloads.append(payload.dumps(data))
+            stamps.append(entry.timestamp)
+            depths.append(messages)
+        params: dict[str, Any] = {
+            "sid": session_id,
+            "last_id": ids[-1],
+            "n": len(ids),
+            "m": messages,
+            "now": updated_at,
+            "ids": ids,
+            "parents": [None, *ids[:-1]],
+            "types": types,
+            "roles": roles,
+            "payloads": payloads,
+            "stamps": stamps,
+            "depths": depths,
+        }
+        result = yield Stmt(_pg_append(self._sessions, self._entries), params)
         if result.rowcount == 0:
             raise SessionNotFoundError(f"session {session_id} not found")
 
@@ -832,20 +848,43 @@ def _follow(rows: Sequence[Any], leaf: str | None, messages_only: bool) -> list[
     return picked
 
 
+#: The columns :func:`_pg_insert` takes as arrays, with their element types.
+_ARRAY_COLUMNS = {
+    "id": "VARCHAR",
+    "parent_id": "VARCHAR",
+    "seq": "BIGINT",
+    "depth": "INTEGER",
+    "type": "VARCHAR",
+    "role": "VARCHAR",
+    "payload": "TEXT",
+    "created_at": "TIMESTAMPTZ",
+}
+
+
 @lru_cache(maxsize=64)
-def _pg_append(sessions: str, entries: str, n: int) -> Executable:
-    """Return the one-statement PostgreSQL append of ``n`` entries.
+def _pg_insert(entries: str) -> Executable:
+    """Return the PostgreSQL INSERT of any number of linked entries, one array per column."""
+    arrays = ", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in _ARRAY_COLUMNS.items())
+    return text(f"""
+INSERT INTO {entries} (session_id, {_ENTRY_COLUMNS})
+SELECT :sid, v.id, v.parent_id, v.seq, v.depth, v.type, v.role, CAST(v.payload AS JSONB),
+       v.created_at
+FROM unnest({arrays}) AS v({_ENTRY_COLUMNS})""")
+
+
+@lru_cache(maxsize=64)
+def _pg_append(sessions: str, entries: str) -> Executable:
+    """Return the one-statement PostgreSQL append of any number of entries.
 
     ``prev`` locks the session row (a concurrent append waits here and then sees
     the row as the one before it left it); ``upd`` advances the row and returns
     the old leaf and counters; the INSERT links the new entries after the old
     leaf. If the session does not exist, nothing is updated or inserted.
+
+    The entries come as one array per column, so the statement has the same
+    text and the same 12 parameters for any batch (PostgreSQL allows at most
+    65,535 parameters to a statement) and is prepared once for all sizes.
     """
-    values = ",\n        ".join(
-        f"({i + 1}, :id{i}, CAST(:parent{i} AS VARCHAR), :type{i}, CAST(:role{i} AS VARCHAR), "
-        f"CAST(:payload{i} AS JSONB), CAST(:ts{i} AS TIMESTAMPTZ), :dmsg{i})"
-        for i in range(n)
-    )
     return text(f"""
 WITH prev AS (
     SELECT current_leaf, last_seq, message_count FROM {sessions} WHERE id = :sid FOR UPDATE
@@ -858,7 +897,9 @@ WITH prev AS (
 )
 INSERT INTO {entries} (session_id, {_ENTRY_COLUMNS})
 SELECT :sid, v.id, COALESCE(v.parent_id, upd.parent_id), upd.seq0 + v.ord,
-       upd.depth0 + v.dmsg, v.type, v.role, v.payload, v.created_at
-FROM upd CROSS JOIN (VALUES
-        {values}
-    ) AS v(ord, id, parent_id, type, role, payload, created_at, dmsg)""")
+       upd.depth0 + v.dmsg, v.type, v.role, CAST(v.payload AS JSONB), v.created_at
+FROM upd CROSS JOIN unnest(
+        CAST(:ids AS VARCHAR[]), CAST(:parents AS VARCHAR[]), CAST(:types AS VARCHAR[]),
+        CAST(:roles AS VARCHAR[]), CAST(:payloads AS TEXT[]), CAST(:stamps AS TIMESTAMPTZ[]),
+        CAST(:depths AS INTEGER[])
+    ) WITH ORDINALITY AS v(id, parent_id, type, role, payload, created_at, dmsg, ord)""")

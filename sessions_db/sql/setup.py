@@ -17,6 +17,7 @@ from ..ids import schema_name
 from .engine import sqlite_pragmas
 from .plans import Plan, SQLPlan, SQLPlans, Stmt
 from .schema import tables_in
+from .timeouts import Timeouts
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -41,10 +42,19 @@ class SQLSetup:
     plans: SQLPlans
     #: Statements each new connection runs once (SQLite pragmas; none on PostgreSQL).
     pragmas: tuple[str, ...]
+    #: The statement and lock timeouts of every transaction (PostgreSQL only).
+    timeouts: Timeouts
 
     @classmethod
     def of(
-        cls, dialect: str, *, schema: str | None, busy_timeout: float, synchronous: str
+        cls,
+        dialect: str,
+        *,
+        schema: str | None,
+        busy_timeout: float,
+        synchronous: str,
+        statement_timeout: float | None = None,
+        lock_timeout: float | None = None,
     ) -> SQLSetup:
         """Check the options for ``dialect`` and build the setup."""
         schema = schema_name(schema)
@@ -53,7 +63,11 @@ class SQLSetup:
         if schema is not None and dialect != "postgresql":
             raise ConfigurationError("a schema can only be set on PostgreSQL")
         pragmas = sqlite_pragmas(busy_timeout, synchronous) if dialect == "sqlite" else ()
-        return cls(dialect, schema, SQLPlans(tables_in(schema), dialect), pragmas)
+        timeouts = Timeouts.of(statement_timeout, lock_timeout)
+        if dialect != "postgresql":
+            timeouts = Timeouts(None, None)  # SQLite waits for locks by busy_timeout
+        timeouts.check_supported()
+        return cls(dialect, schema, SQLPlans(tables_in(schema), dialect), pragmas, timeouts)
 
     def transaction(self, sql_plan: SQLPlan) -> Plan:
         """Return ``sql_plan`` as it runs on an autocommit connection.
@@ -86,10 +100,22 @@ class SQLBackendBase(Generic[E]):
         schema: str | None,
         busy_timeout: float,
         synchronous: str,
+        statement_timeout: float | None,
+        lock_timeout: float | None,
     ) -> None:
         self._setup = SQLSetup.of(
-            engine.dialect.name, schema=schema, busy_timeout=busy_timeout, synchronous=synchronous
+            engine.dialect.name,
+            schema=schema,
+            busy_timeout=busy_timeout,
+            synchronous=synchronous,
+            statement_timeout=statement_timeout,
+            lock_timeout=lock_timeout,
         )
+        if self._setup.timeouts.prelude is not None and engine.dialect.driver != "psycopg":
+            raise ConfigurationError(
+                f"statement and lock timeouts need the psycopg driver, not "
+                f"{engine.dialect.driver!r}: pass statement_timeout=None, lock_timeout=None"
+            )
         self._dialect = self._setup.dialect
         self._owns_engine = owns_engine
         self._base_engine: E = engine
@@ -113,6 +139,11 @@ class SQLBackendBase(Generic[E]):
     def schema(self) -> str | None:
         """The PostgreSQL schema of the tables (``None``: the search path)."""
         return self._setup.schema
+
+    @property
+    def timeouts(self) -> Timeouts:
+        """The statement and lock timeouts of our transactions (PostgreSQL only)."""
+        return self._setup.timeouts
 
     @property
     def plans(self) -> SQLPlans:
