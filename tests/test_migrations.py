@@ -21,6 +21,8 @@ from sessions_db import migrations
 from sessions_db.sql.engine import normalize_url
 from sessions_db.sql.schema import VERSION_TABLE, Base, is_fts_object
 
+from .test_host_alembic import HOST_REVISION
+
 OUR_TABLES = {"sessions_db_sessions", "sessions_db_entries", "sessions_db_checkpoints"}
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -123,31 +125,9 @@ with engine.connect() as connection:
 engine.dispose()
 """
 
-HOST_REVISION = """
-import sqlalchemy as sa
-from alembic import op
-
-revision = "host0001"
-down_revision = None
-branch_labels = None
-depends_on = None
-
-
-def upgrade():
-    op.create_table(
-        "host_items",
-        sa.Column("id", sa.Integer, primary_key=True),
-        sa.Column("name", sa.String(50)),
-    )
-
-
-def downgrade():
-    op.drop_table("host_items")
-"""
-
 
 def test_from_the_host_alembic_environment(empty_url: str, tmp_path: Path) -> None:
-    """A host runs our migrations from its own env.py, on its own connection."""
+    """The earlier recipe: a host calls ``migrations.upgrade(connection)`` from its env.py."""
     script_dir = tmp_path / "host_alembic"
     (script_dir / "versions").mkdir(parents=True)
     (script_dir / "env.py").write_text(textwrap.dedent(HOST_ENV))
