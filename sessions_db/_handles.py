@@ -1,21 +1,24 @@
 """What the sync and asyncio managers and sessions share besides the rules.
 
-Both APIs build the plans of :mod:`sessions_db.rules` here, with the manager's
-settings (clock, redaction and encryption), so that the two differ only in how
-they run a plan: :func:`~sessions_db._plan.drive` or ``adrive``.
+Both APIs build the work of each operation here: a rule of
+:mod:`sessions_db.rules` with the manager's settings (clock, redaction and
+encryption) bound to it, to be done in one unit of work. The two APIs differ
+only in how they run it: in the calling thread, or awaited (through
+``run_sync`` on SQL, in a worker thread on the other stores).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, Generic, TypeVar
 
 from . import rules
-from ._plan import Plan
 from .errors import InvalidArgumentError
 from .privacy import Privacy
-from .rules import Call, Clock
+from .rules import Clock
+from .storage import Work
 from .types import Checkpoint, Message, SessionEntry, SessionMetadata
 
 B = TypeVar("B")
@@ -65,28 +68,52 @@ class ManagerFields(Generic[B]):
         """Whether ``close`` was called."""
         return self._closed
 
-    def _create_plan(
+    def _create_work(
         self, agent_name: str, user_id: str | None, metadata: dict[str, Any] | None
-    ) -> Plan[Call, SessionMetadata]:
-        return rules.create(agent_name, user_id, metadata, self._clock, self._privacy)
+    ) -> Work[SessionMetadata]:
+        return partial(
+            rules.create,
+            agent_name=agent_name,
+            user_id=user_id,
+            metadata=metadata,
+            clock=self._clock,
+            privacy=self._privacy,
+        )
 
-    def _get_plan(self, session_id: str, user_id: str | None) -> Plan[Call, SessionMetadata]:
-        return rules.get(session_id, user_id, self._privacy)
+    def _get_work(self, session_id: str, user_id: str | None) -> Work[SessionMetadata]:
+        return partial(rules.get, session_id=session_id, user_id=user_id, privacy=self._privacy)
 
-    def _get_or_create_plan(
-        self, agent_name: str, user_id: str | None
-    ) -> Plan[Call, SessionMetadata]:
-        return rules.get_or_create(agent_name, user_id, self._clock, self._privacy)
+    def _get_or_create_work(self, agent_name: str, user_id: str | None) -> Work[SessionMetadata]:
+        return partial(
+            rules.get_or_create,
+            agent_name=agent_name,
+            user_id=user_id,
+            clock=self._clock,
+            privacy=self._privacy,
+        )
 
-    def _list_plan(
+    def _list_work(
         self, agent_name: str, user_id: str | None, limit: int | None, offset: int
-    ) -> Plan[Call, list[SessionMetadata]]:
-        return rules.list_sessions(agent_name, user_id, limit, offset, self._privacy)
+    ) -> Work[list[SessionMetadata]]:
+        return partial(
+            rules.list_sessions,
+            agent_name=agent_name,
+            user_id=user_id,
+            limit=limit,
+            offset=offset,
+            privacy=self._privacy,
+        )
 
-    def _prune_plan(
+    def _prune_work(
         self, older_than: timedelta | datetime, agent_name: str | None, dry_run: bool
-    ) -> Plan[Call, list[str]]:
-        return rules.prune(older_than, agent_name, dry_run, self._clock)
+    ) -> Work[list[str]]:
+        return partial(
+            rules.prune,
+            older_than=older_than,
+            agent_name=agent_name,
+            dry_run=dry_run,
+            clock=self._clock,
+        )
 
 
 class SessionFields:
@@ -120,32 +147,58 @@ class SessionFields:
         """The metadata given when the session was created."""
         return self._meta.metadata
 
-    def _append_plan(self, messages: Iterable[Message]) -> Plan[Call, None]:
+    def _append_work(self, messages: Iterable[Message]) -> Work[None]:
         m = self._settings
-        return rules.append_messages(
-            self.id, messages, m.clock, m.privacy, m.auto_checkpoint, owner=self.user_id
+        return partial(
+            rules.append_messages,
+            session_id=self.id,
+            messages=list(messages),
+            clock=m.clock,
+            privacy=m.privacy,
+            auto_checkpoint=m.auto_checkpoint,
+            owner=self.user_id,
         )
 
-    def _get_messages_plan(
-        self, limit: int | None, before: str | None
-    ) -> Plan[Call, list[Message]]:
-        return rules.get_messages(
-            self.id, limit, before, self._settings.privacy, owner=self.user_id
+    def _get_messages_work(self, limit: int | None, before: str | None) -> Work[list[Message]]:
+        return partial(
+            rules.get_messages,
+            session_id=self.id,
+            limit=limit,
+            before=before,
+            privacy=self._settings.privacy,
+            owner=self.user_id,
         )
 
-    def _checkpoint_plan(self, metadata: dict[str, Any] | None) -> Plan[Call, Checkpoint]:
+    def _checkpoint_work(self, metadata: dict[str, Any] | None) -> Work[Checkpoint]:
         m = self._settings
-        return rules.checkpoint(self.id, metadata, m.clock, m.privacy)
+        return partial(
+            rules.checkpoint,
+            session_id=self.id,
+            metadata=metadata,
+            clock=m.clock,
+            privacy=m.privacy,
+        )
 
-    def _restore_plan(self, checkpoint_id: str) -> Plan[Call, Checkpoint]:
+    def _restore_work(self, checkpoint_id: str) -> Work[Checkpoint]:
         m = self._settings
-        return rules.restore(self.id, checkpoint_id, m.clock, m.privacy)
+        return partial(
+            rules.restore,
+            session_id=self.id,
+            checkpoint_id=checkpoint_id,
+            clock=m.clock,
+            privacy=m.privacy,
+        )
 
-    def _list_checkpoints_plan(self) -> Plan[Call, list[Checkpoint]]:
-        return rules.list_checkpoints(self.id, self._settings.privacy)
+    def _list_checkpoints_work(self) -> Work[list[Checkpoint]]:
+        return partial(rules.list_checkpoints, session_id=self.id, privacy=self._settings.privacy)
 
-    def _info_plan(self) -> Plan[Call, SessionMetadata]:
-        return rules.load_session(self.id, self._settings.privacy)
+    def _info_work(self) -> Work[SessionMetadata]:
+        return partial(rules.load_session, session_id=self.id, privacy=self._settings.privacy)
 
-    def _entries_plan(self) -> Plan[Call, list[SessionEntry]]:
-        return rules.load_entries(self.id, self._settings.privacy, owner=self.user_id)
+    def _entries_work(self) -> Work[list[SessionEntry]]:
+        return partial(
+            rules.load_entries,
+            session_id=self.id,
+            privacy=self._settings.privacy,
+            owner=self.user_id,
+        )

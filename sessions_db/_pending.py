@@ -14,7 +14,7 @@ answered: the handle (the agent's ``session`` argument, and
 * The first write through the handle stores the input first: an append stores
   it in the same batch, before the agent's messages (all or nothing); a
   checkpoint or a restore appends it just before.
-* When the agent has answered, :meth:`PendingInput._finish_plan` appends the
+* When the agent has answered, :meth:`PendingInput._finish_work` appends the
   input and the answer in one batch (or the answer alone, if a write of the
   agent already stored the input). When the agent fails, the input is dropped.
 
@@ -30,13 +30,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 from . import rules
 from ._handles import SessionFields
-from ._plan import Plan
-from .rules import Call
+from .storage import UnitOfWork, Work
 from .types import Checkpoint, Message, SessionEntry, SessionMetadata
+
+T = TypeVar("T")
 
 
 class PendingInput(SessionFields):
@@ -77,68 +78,96 @@ class PendingInput(SessionFields):
         with self._guard:
             self._input = message
 
-    def _finish_plan(self, output: Message) -> Plan[Call, None]:
+    def _finish_work(self, output: Message) -> Work[None]:
         """Append the pending input and ``output`` together (``output`` alone if it is stored)."""
-        held = self._take()
-        yield from super()._append_plan([output] if held is None else [held, output])
+        store = super()._append_work
 
-    def _store_input_plan(self) -> Plan[Call, None]:
-        held = self._take()
-        if held is None:
-            return
-        try:
-            yield from super()._append_plan([held])
-        except BaseException:
-            self._put_back(held)
-            raise
+        def finish(uow: UnitOfWork) -> None:
+            held = self._take()
+            store([output] if held is None else [held, output])(uow)
+
+        return finish
+
+    def _input_first(self, then: Work[T]) -> Work[T]:
+        """Return ``then``, preceded by the append of the pending input (if still held)."""
+        store = super()._append_work
+
+        def work(uow: UnitOfWork) -> T:
+            held = self._take()
+            if held is not None:
+                try:
+                    store([held])(uow)
+                    uow.commit()
+                except BaseException:
+                    self._put_back(held)
+                    raise
+            return then(uow)
+
+        return work
 
     # -- writes store the input first ------------------------------------------------
 
-    def _append_plan(self, messages: Iterable[Message]) -> Plan[Call, None]:
+    def _append_work(self, messages: Iterable[Message]) -> Work[None]:
         batch = list(messages)
-        held = self._take()
-        try:
-            yield from super()._append_plan(batch if held is None else [held, *batch])
-        except BaseException:
-            if held is not None:
-                self._put_back(held)
-            raise
+        store = super()._append_work
 
-    def _checkpoint_plan(self, metadata: dict[str, Any] | None) -> Plan[Call, Checkpoint]:
-        yield from self._store_input_plan()
-        return (yield from super()._checkpoint_plan(metadata))
+        def append(uow: UnitOfWork) -> None:
+            held = self._take()
+            try:
+                store(batch if held is None else [held, *batch])(uow)
+            except BaseException:
+                if held is not None:
+                    self._put_back(held)
+                raise
 
-    def _restore_plan(self, checkpoint_id: str) -> Plan[Call, Checkpoint]:
-        yield from self._store_input_plan()
-        return (yield from super()._restore_plan(checkpoint_id))
+        return append
+
+    def _checkpoint_work(self, metadata: dict[str, Any] | None) -> Work[Checkpoint]:
+        return self._input_first(super()._checkpoint_work(metadata))
+
+    def _restore_work(self, checkpoint_id: str) -> Work[Checkpoint]:
+        return self._input_first(super()._restore_work(checkpoint_id))
 
     # -- reads show the input -------------------------------------------------------------
 
-    def _get_messages_plan(
-        self, limit: int | None, before: str | None
-    ) -> Plan[Call, list[Message]]:
+    def _get_messages_work(self, limit: int | None, before: str | None) -> Work[list[Message]]:
         entry = self._entry
         if self.pending and before == entry.id:
             before, ahead = None, False  # every stored message is older than the input
         else:
             ahead = before is None
-        stored = yield from super()._get_messages_plan(limit, before)
-        if not ahead or not self.pending or any(m.id == entry.id for m in stored):
-            return stored
-        shown = [*stored, entry.to_message()]
-        return shown if limit is None else shown[len(shown) - limit :]
+        stored_work = super()._get_messages_work(limit, before)
 
-    def _info_plan(self) -> Plan[Call, SessionMetadata]:
-        meta = yield from super()._info_plan()
-        if not self.pending or meta.current_leaf == self._entry.id:
-            return meta
-        return meta.model_copy(
-            update={"message_count": meta.message_count + 1, "current_leaf": self._entry.id}
-        )
+        def read(uow: UnitOfWork) -> list[Message]:
+            stored = stored_work(uow)
+            if not ahead or not self.pending or any(m.id == entry.id for m in stored):
+                return stored
+            shown = [*stored, entry.to_message()]
+            return shown if limit is None else shown[len(shown) - limit :]
 
-    def _entries_plan(self) -> Plan[Call, list[SessionEntry]]:
-        entries = yield from super()._entries_plan()
-        if not self.pending or any(e.id == self._entry.id for e in entries):
-            return entries
-        parent = entries[-1].id if entries else None  # the current leaf is the newest entry
-        return [*entries, self._entry.model_copy(update={"parent_id": parent})]
+        return read
+
+    def _info_work(self) -> Work[SessionMetadata]:
+        stored_work = super()._info_work()
+
+        def read(uow: UnitOfWork) -> SessionMetadata:
+            meta = stored_work(uow)
+            if not self.pending or meta.current_leaf == self._entry.id:
+                return meta
+            return meta.model_copy(
+                update={"message_count": meta.message_count + 1, "current_leaf": self._entry.id}
+            )
+
+        return read
+
+    def _entries_work(self) -> Work[list[SessionEntry]]:
+        stored_work = super()._entries_work()
+
+        def read(uow: UnitOfWork) -> list[SessionEntry]:
+            entries = stored_work(uow)
+            if not self.pending or any(e.id == self._entry.id for e in entries):
+                return entries
+            parent = entries[-1].id if entries else None  # the current leaf is the newest entry
+            return [*entries, self._entry.model_copy(update={"parent_id": parent})]
+
+        return read

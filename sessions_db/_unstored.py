@@ -11,41 +11,104 @@ a read stores the session, then goes to the store like any other.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TypeVar
 
 from . import rules
-from ._plan import Plan, drive
-from .backend import BranchQuery
+from .backend import CallsUnitOfWork
 from .errors import CheckpointNotFoundError, EntryNotFoundError
 from .manager import Manager, Session
-from .rules import Call
-from .types import SessionMetadata
+from .storage import WHOLE_BRANCH, BranchQuery, NewCheckpoint, UnitOfWork, Work
+from .types import Checkpoint, Message, SessionEntry, SessionMetadata
 
 T = TypeVar("T")
 
 
-def _messages(meta: SessionMetadata, call: Call) -> list[Any]:
-    query: BranchQuery = call.args[1]
-    if query.before is not None:
-        raise EntryNotFoundError(f"message {query.before} not found in session {meta.id}")
-    return []
+class _EmptyUntilWritten(CallsUnitOfWork):
+    """A unit of work that answers the reads of a session not stored yet, and stores it first.
 
+    Reads of the pending session are answered as the store would answer them
+    for a new, empty session; every write stores the session first, then goes
+    to the unit of work underneath. Other sessions go straight through.
+    """
 
-def _no_checkpoint(meta: SessionMetadata, call: Call) -> Any:
-    raise CheckpointNotFoundError(f"checkpoint {call.args[0]} not found")
+    def __init__(self, uow: UnitOfWork, pending: PendingSession) -> None:
+        super().__init__(uow)
+        self._uow = uow
+        self._pending = pending
 
+    def _empty(self, session_id: str) -> bool:
+        return session_id == self._pending.id and not self._pending.stored
 
-# The reads of a session's plans, answered for a session with nothing in it.
-# Any other call (a write, or a call this table does not know) stores the session first.
-_EMPTY: dict[str, Callable[[SessionMetadata, Call], Any]] = {
-    "load_session": lambda meta, call: meta,
-    "load_entries": lambda meta, call: [],
-    "load_messages": _messages,
-    "load_branch": lambda meta, call: [],
-    "list_checkpoints": lambda meta, call: [],
-    "load_checkpoint": _no_checkpoint,
-}
+    def _store_first(self, session_id: str) -> None:
+        if self._empty(session_id):
+            self._pending.store_in(self._uow)
+
+    def begin(self) -> None:
+        self._uow.begin()
+
+    def commit(self) -> None:
+        self._uow.commit()
+
+    def rollback(self) -> None:
+        self._uow.rollback()
+
+    def end(self) -> None:
+        self._uow.end()
+
+    def load_session(self, session_id: str) -> SessionMetadata:
+        if self._empty(session_id):
+            return self._pending.sealed
+        return super().load_session(session_id)
+
+    def load_entries(self, session_id: str) -> list[SessionEntry]:
+        return [] if self._empty(session_id) else super().load_entries(session_id)
+
+    def load_branch(self, session_id: str, query: BranchQuery = WHOLE_BRANCH) -> list[SessionEntry]:
+        return [] if self._empty(session_id) else super().load_branch(session_id, query)
+
+    def load_messages(self, session_id: str, query: BranchQuery) -> list[Message]:
+        if not self._empty(session_id):
+            return super().load_messages(session_id, query)
+        if query.before is not None:
+            raise EntryNotFoundError(f"message {query.before} not found in session {session_id}")
+        return []
+
+    def list_checkpoints(self, session_id: str) -> list[Checkpoint]:
+        return [] if self._empty(session_id) else super().list_checkpoints(session_id)
+
+    def load_checkpoint(self, checkpoint_id: str) -> Checkpoint:
+        if not self._pending.stored:
+            raise CheckpointNotFoundError(f"checkpoint {checkpoint_id} not found")
+        return super().load_checkpoint(checkpoint_id)
+
+    def lock_session(self, session_id: str) -> None:
+        self._store_first(session_id)
+        self._uow.lock_session(session_id)
+
+    def append_entries(
+        self,
+        session_id: str,
+        entries: Sequence[SessionEntry],
+        *,
+        fork_from: str | None = None,
+        updated_at: datetime,
+    ) -> None:
+        self._store_first(session_id)
+        super().append_entries(session_id, entries, fork_from=fork_from, updated_at=updated_at)
+
+    def create_checkpoint(self, session_id: str, new: NewCheckpoint) -> Checkpoint:
+        self._store_first(session_id)
+        return super().create_checkpoint(session_id, new)
+
+    def save_checkpoint(self, checkpoint: Checkpoint) -> None:
+        self._store_first(checkpoint.session_id)
+        super().save_checkpoint(checkpoint)
+
+    def delete_session(self, session_id: str) -> None:
+        self._store_first(session_id)
+        super().delete_session(session_id)
 
 
 class PendingSession(Session):
@@ -56,7 +119,6 @@ class PendingSession(Session):
         self._sealed = manager.privacy.seal_meta(meta)
         self._stored = False
         self._store_lock = threading.Lock()
-        self._perform = rules.performer(manager.backend)
 
     @classmethod
     def new(cls, manager: Manager, agent_name: str, user_id: str | None) -> PendingSession:
@@ -68,21 +130,20 @@ class PendingSession(Session):
         """Whether the session is in the store (something was written)."""
         return self._stored
 
-    def _run(self, plan: Plan[Call, T]) -> T:
-        if self._stored or self._closed or self._manager.closed:
-            return super()._run(plan)
-        return drive(plan, self._perform_pending)
+    @property
+    def sealed(self) -> SessionMetadata:
+        """The session's metadata as it is (or will be) stored."""
+        return self._sealed
 
-    def _perform_pending(self, call: Call) -> Any:
-        if not self._stored:
-            answer = _EMPTY.get(call.method)
-            if answer is not None:
-                return answer(self._sealed, call)
-            self._store()
-        return self._perform(call)
-
-    def _store(self) -> None:
+    def store_in(self, uow: UnitOfWork) -> None:
+        """Store the session through ``uow`` and commit that, unless it is stored already."""
         with self._store_lock:
             if not self._stored:
-                self._perform(Call("save_session", (self._sealed,)))
+                uow.save_session(self._sealed)
+                uow.commit()
                 self._stored = True
+
+    def _run(self, work: Work[T], *, write: bool = True) -> T:
+        if self._stored or self._closed or self._manager.closed:
+            return super()._run(work, write=write)
+        return super()._run(lambda uow: work(_EmptyUntilWritten(uow, self)), write=write)

@@ -1,67 +1,56 @@
-"""The storage adapter interface every backend implements.
+"""StorageBackend: a store that opens units of work, and the two ways to build one.
 
-:class:`StorageBackend` is the seed's interface in Python, with the few calls a
-store needs to be exact under concurrency: appends link entries to the current
-leaf inside the store (so concurrent appends form one chain), and checkpoints
-are taken at the leaf atomically. The contract suite in
-:mod:`sessions_db.testing` checks any implementation against these docstrings.
+A backend offers every :class:`~sessions_db.storage.Storage` operation as a call
+of its own (each atomic) and opens :class:`~sessions_db.storage.UnitOfWork`
+objects for operations of several calls. The manager runs every operation
+through :meth:`StorageBackend.run`: one unit of work per operation.
+
+A store is written one of two ways:
+
+* with its calls (the file store, a user's store): :meth:`StorageBackend.unit_of_work`
+  then hands out a :class:`CallsUnitOfWork`, whose calls are each a transaction
+  of their own;
+* with a unit of work (the SQL stores): :class:`UnitOfWorkBackend` derives the
+  calls, each run in a unit of work of its own.
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from abc import abstractmethod
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import TypeVar
 
-from ._plan import drive
-from .types import Checkpoint, EntryType, Message, SessionEntry, SessionMetadata
+from .storage import (
+    WHOLE_BRANCH,
+    BranchQuery,
+    MessageHit,
+    NewCheckpoint,
+    Storage,
+    UnitOfWork,
+    Work,
+    checkpoint_entry,
+    restore_marker,
+)
+from .types import Checkpoint, Message, SessionEntry, SessionMetadata
 
+__all__ = [
+    "WHOLE_BRANCH",
+    "BranchQuery",
+    "CallsUnitOfWork",
+    "MessageHit",
+    "NewCheckpoint",
+    "StorageBackend",
+    "UnitOfWork",
+    "UnitOfWorkBackend",
+    "checkpoint_entry",
+    "restore_marker",
+]
 
-@dataclass(frozen=True, slots=True)
-class BranchQuery:
-    """Which part of a branch :meth:`StorageBackend.load_branch` returns.
-
-    The branch ends at ``leaf`` (the session's current leaf when ``None``), or,
-    with ``before``, at the parent of that entry. ``messages_only`` keeps message
-    entries; ``limit`` keeps the newest ``limit`` of what is kept.
-    """
-
-    leaf: str | None = None
-    before: str | None = None
-    messages_only: bool = False
-    limit: int | None = None
-
-
-#: The whole current branch, every entry type.
-WHOLE_BRANCH = BranchQuery()
-
-
-@dataclass(frozen=True, slots=True)
-class MessageHit:
-    """A stored message entry of a user, found by a search or a listing.
-
-    ``entry`` is the entry as stored; ``score`` is the relevance of a search hit
-    (larger is better; 0 in listings).
-    """
-
-    session_id: str
-    entry: SessionEntry
-    score: float = 0.0
+T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class NewCheckpoint:
-    """What :meth:`StorageBackend.create_checkpoint` needs to take a checkpoint."""
-
-    id: str
-    entry_id: str
-    timestamp: datetime
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-
-class StorageBackend(ABC):
+class StorageBackend(Storage):
     """Where sessions, their entry trees and checkpoints are kept.
 
     Every method raises :class:`~sessions_db.StorageClosedError` after
@@ -69,25 +58,62 @@ class StorageBackend(ABC):
     safe to call from several threads at once.
     """
 
-    @abstractmethod
-    def save_session(self, meta: SessionMetadata) -> None:
-        """Create the session, or update the ``user_id`` and ``metadata`` of an existing one.
+    def unit_of_work(self, *, write: bool = True) -> UnitOfWork:
+        """Open a unit of work (``write``: it may change the store).
 
-        The history fields (``current_leaf``, ``message_count``) of an existing
-        session are the store's own, kept by :meth:`append_entries`; the agent
-        name of a session never changes.
+        This default runs each call of the unit as a transaction of its own
+        (:class:`CallsUnitOfWork`); stores with transactions override it.
         """
+        return CallsUnitOfWork(self)
+
+    def run(self, work: Work[T], *, write: bool = True) -> T:
+        """Do ``work`` in one unit of work, commit it, and return what it returned.
+
+        When ``work`` raises, the unit is rolled back and the error goes on.
+        """
+        with self.unit_of_work(write=write) as uow:
+            result = work(uow)
+            uow.commit()
+            return result
+
+    def release(self, session_id: str) -> None:
+        """Drop whatever the backend caches for the session (``Session.close``)."""
 
     @abstractmethod
-    def load_session(self, session_id: str) -> SessionMetadata:
-        """Return the session's metadata; ``SessionNotFoundError`` if absent."""
+    def close(self) -> None:
+        """Release the backend's resources. Idempotent; later calls raise ``StorageClosedError``."""
 
-    @abstractmethod
-    def delete_session(self, session_id: str) -> None:
-        """Remove the session, its entries and checkpoints; ``SessionNotFoundError`` if absent."""
 
-    @abstractmethod
-    def list_sessions(
+class CallsUnitOfWork(UnitOfWork):
+    """A unit of work whose calls go to a backend's own calls, each a transaction of its own.
+
+    Every call is atomic and exact as the backend's contract says; the unit
+    adds no isolation between its calls, and :meth:`commit` and
+    :meth:`rollback` have nothing to do.
+    """
+
+    def __init__(self, backend: Storage) -> None:
+        self._backend = backend
+
+    def commit(self) -> None:  # noqa: D102 - see UnitOfWork
+        pass
+
+    def rollback(self) -> None:  # noqa: D102
+        pass
+
+    def end(self) -> None:  # noqa: D102
+        pass
+
+    def save_session(self, meta: SessionMetadata) -> None:  # noqa: D102 - see Storage
+        self._backend.save_session(meta)
+
+    def load_session(self, session_id: str) -> SessionMetadata:  # noqa: D102
+        return self._backend.load_session(session_id)
+
+    def delete_session(self, session_id: str) -> None:  # noqa: D102
+        self._backend.delete_session(session_id)
+
+    def list_sessions(  # noqa: D102
         self,
         agent_name: str,
         *,
@@ -95,39 +121,20 @@ class StorageBackend(ABC):
         limit: int | None = None,
         offset: int = 0,
     ) -> list[SessionMetadata]:
-        """Return the agent's sessions (of ``user_id`` if given), most recently updated first.
+        return self._backend.list_sessions(agent_name, user_id=user_id, limit=limit, offset=offset)
 
-        Ties in ``updated_at`` are ordered by ID, descending, so that pages are stable.
-        """
+    def list_agents(self) -> list[str]:  # noqa: D102
+        return self._backend.list_agents()
 
-    @abstractmethod
-    def list_agents(self) -> list[str]:
-        """Return the names of the agents that have at least one session, sorted."""
-
-    @abstractmethod
-    def prune_sessions(
+    def prune_sessions(  # noqa: D102
         self, updated_before: datetime, *, agent_name: str | None = None, dry_run: bool = False
     ) -> list[str]:
-        """Delete the sessions last updated before ``updated_before`` (of ``agent_name`` if given).
+        return self._backend.prune_sessions(updated_before, agent_name=agent_name, dry_run=dry_run)
 
-        Returns the IDs deleted (with ``dry_run``, the IDs that would be, deleting
-        nothing). Entries and checkpoints go with their sessions.
-        """
+    def find_or_create_session(self, meta: SessionMetadata) -> SessionMetadata:  # noqa: D102
+        return self._backend.find_or_create_session(meta)
 
-    def find_or_create_session(self, meta: SessionMetadata) -> SessionMetadata:
-        """Return the latest session of ``meta``'s agent and user, else save ``meta``.
-
-        Stores that can should do this atomically, so that concurrent callers for
-        one user get one session. This default is not atomic.
-        """
-        found = self.list_sessions(meta.agent_name, user_id=meta.user_id, limit=1)
-        if found:
-            return found[0]
-        self.save_session(meta)
-        return meta
-
-    @abstractmethod
-    def append_entries(
+    def append_entries(  # noqa: D102
         self,
         session_id: str,
         entries: Sequence[SessionEntry],
@@ -135,20 +142,11 @@ class StorageBackend(ABC):
         fork_from: str | None = None,
         updated_at: datetime,
     ) -> None:
-        """Append ``entries`` to the session, all or nothing, in order.
+        self._backend.append_entries(
+            session_id, entries, fork_from=fork_from, updated_at=updated_at
+        )
 
-        The entries' own ``parent_id`` is ignored: the first entry is linked to the
-        current leaf (or, with ``fork_from``, to that entry of the session), each
-        next one to the one before, and the last becomes the current leaf. The
-        session's ``message_count`` becomes the number of messages on the new
-        branch and ``updated_at`` becomes ``updated_at``. Concurrent appends are
-        serialized: each sees the leaf the one before it left.
-        ``SessionNotFoundError`` if the session is absent, ``EntryNotFoundError`` if
-        ``fork_from`` is not one of its entries, ``DuplicateEntryError`` if an entry
-        ID is already in the session. Durable when it returns.
-        """
-
-    def append_entry(
+    def append_entry(  # noqa: D102
         self,
         session_id: str,
         entry: SessionEntry,
@@ -156,64 +154,32 @@ class StorageBackend(ABC):
         fork_from: str | None = None,
         updated_at: datetime,
     ) -> None:
-        """Append one entry; see :meth:`append_entries`."""
-        self.append_entries(session_id, [entry], fork_from=fork_from, updated_at=updated_at)
+        self._backend.append_entry(session_id, entry, fork_from=fork_from, updated_at=updated_at)
 
-    @abstractmethod
-    def load_entries(self, session_id: str) -> list[SessionEntry]:
-        """Return every entry of the session (all branches) in the order they were appended.
+    def load_entries(self, session_id: str) -> list[SessionEntry]:  # noqa: D102
+        return self._backend.load_entries(session_id)
 
-        ``SessionNotFoundError`` if the session is absent.
-        """
-
-    @abstractmethod
-    def load_branch(
-        self, session_id: str, query: BranchQuery = BranchQuery()
+    def load_branch(  # noqa: D102
+        self, session_id: str, query: BranchQuery = WHOLE_BRANCH
     ) -> list[SessionEntry]:
-        """Return the entries of one branch, root first (see :class:`BranchQuery`).
+        return self._backend.load_branch(session_id, query)
 
-        ``SessionNotFoundError`` if the session is absent; ``EntryNotFoundError`` if
-        ``query.leaf`` or ``query.before`` is not an entry of the session (``before``
-        must be a message).
-        """
+    def load_messages(self, session_id: str, query: BranchQuery) -> list[Message]:  # noqa: D102
+        return self._backend.load_messages(session_id, query)
 
-    def load_messages(self, session_id: str, query: BranchQuery) -> list[Message]:
-        """Return the messages of one branch as :class:`Message` objects, root first.
+    def create_checkpoint(self, session_id: str, new: NewCheckpoint) -> Checkpoint:  # noqa: D102
+        return self._backend.create_checkpoint(session_id, new)
 
-        The same as ``load_branch`` with ``messages_only`` (which is implied), each
-        entry turned into its message; stores may build them more cheaply (the SQL
-        store builds one object per row). Raises as :meth:`load_branch` does.
-        """
-        entries = self.load_branch(session_id, replace(query, messages_only=True))
-        return [entry.to_message() for entry in entries]
+    def save_checkpoint(self, checkpoint: Checkpoint) -> None:  # noqa: D102
+        self._backend.save_checkpoint(checkpoint)
 
-    @abstractmethod
-    def create_checkpoint(self, session_id: str, new: NewCheckpoint) -> Checkpoint:
-        """Take a checkpoint at the current leaf, atomically, and return it.
+    def load_checkpoint(self, checkpoint_id: str) -> Checkpoint:  # noqa: D102
+        return self._backend.load_checkpoint(checkpoint_id)
 
-        Appends a ``checkpoint`` entry with ID ``new.entry_id`` (data
-        ``{"checkpoint_id": new.id}``) at the current leaf, computes the checksum
-        of the branch that ends with it (:func:`sessions_db.checksum.branch_checksum`)
-        and stores the checkpoint, all while no other append can move the leaf.
-        ``SessionNotFoundError`` if the session is absent.
-        """
+    def list_checkpoints(self, session_id: str) -> list[Checkpoint]:  # noqa: D102
+        return self._backend.list_checkpoints(session_id)
 
-    @abstractmethod
-    def save_checkpoint(self, checkpoint: Checkpoint) -> None:
-        """Store a checkpoint as given (its entry must already be in the session).
-
-        ``SessionNotFoundError`` / ``EntryNotFoundError`` if its session or entry is absent.
-        """
-
-    @abstractmethod
-    def load_checkpoint(self, checkpoint_id: str) -> Checkpoint:
-        """Return the checkpoint; ``CheckpointNotFoundError`` if absent."""
-
-    @abstractmethod
-    def list_checkpoints(self, session_id: str) -> list[Checkpoint]:
-        """Return the session's checkpoints, oldest first; ``SessionNotFoundError`` if absent."""
-
-    def search_messages(
+    def search_messages(  # noqa: D102
         self,
         user_id: str,
         query: str,
@@ -221,19 +187,9 @@ class StorageBackend(ABC):
         agent_name: str | None = None,
         limit: int = 5,
     ) -> list[MessageHit]:
-        """Return the user's message entries that match ``query``, most relevant first.
+        return self._backend.search_messages(user_id, query, agent_name=agent_name, limit=limit)
 
-        Searches the messages (every branch) of the sessions whose ``user_id`` is
-        ``user_id`` (and whose agent is ``agent_name`` if given), at most
-        ``limit`` of them; see :mod:`sessions_db.search` for the text searched and
-        the matching. This default reads every message of the user; stores with
-        a full-text index override it.
-        """
-        from .search import scan  # noqa: PLC0415 - search builds on this module
-
-        return drive(scan(user_id, query, agent_name, limit), _performer(self))
-
-    def list_messages(
+    def list_messages(  # noqa: D102
         self,
         user_id: str,
         *,
@@ -242,61 +198,122 @@ class StorageBackend(ABC):
         limit: int | None = None,
         offset: int = 0,
     ) -> list[MessageHit]:
-        """Return the user's message entries, newest first (by timestamp, then session and order).
+        return self._backend.list_messages(
+            user_id, agent_name=agent_name, message_id=message_id, limit=limit, offset=offset
+        )
 
-        With ``message_id``, only the entries with that ID. This default reads
-        every message of the user; SQL stores override it with one query.
-        """
-        from .search import scan_list  # noqa: PLC0415 - as above
+    def erase_user(self, user_id: str) -> int:  # noqa: D102
+        return self._backend.erase_user(user_id)
 
-        return drive(scan_list(user_id, agent_name, message_id, limit, offset), _performer(self))
 
-    def release(self, session_id: str) -> None:  # noqa: B027 - optional hook, no-op by default
-        """Drop whatever the backend caches for the session (``Session.close``)."""
+class UnitOfWorkBackend(StorageBackend):
+    """A backend written as a unit of work: each call runs in a unit of its own."""
 
     @abstractmethod
-    def close(self) -> None:
-        """Release the backend's resources. Idempotent; later calls raise ``StorageClosedError``."""
+    def unit_of_work(self, *, write: bool = True) -> UnitOfWork:
+        """Open a unit of work on the store (see :meth:`StorageBackend.unit_of_work`)."""
 
-    def erase_user(self, user_id: str) -> int:
-        """Remove every session of ``user_id`` on every agent; return how many were removed.
+    def save_session(self, meta: SessionMetadata) -> None:  # noqa: D102 - see Storage
+        self.run(lambda uow: uow.save_session(meta))
 
-        Each session goes with its entries, checkpoints and whatever the store
-        keeps for it (its full-text index rows); sessions of other users and of
-        no user are untouched. ``user_id`` is a checked user ID, never ``None``.
-        Stores that can should do this in one transaction. This default lists
-        the agents (:meth:`list_agents`) and deletes the user's sessions one by
-        one, which is not atomic: a session created for the user meanwhile may
-        stay.
-        """
-        from .rules import erase_fallback  # noqa: PLC0415 - the rules build on this module
+    def load_session(self, session_id: str) -> SessionMetadata:  # noqa: D102
+        return self.run(lambda uow: uow.load_session(session_id), write=False)
 
-        return drive(erase_fallback(user_id), _performer(self))
+    def delete_session(self, session_id: str) -> None:  # noqa: D102
+        self.run(lambda uow: uow.delete_session(session_id))
 
+    def list_sessions(  # noqa: D102
+        self,
+        agent_name: str,
+        *,
+        user_id: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[SessionMetadata]:
+        return self.run(
+            lambda uow: uow.list_sessions(agent_name, user_id=user_id, limit=limit, offset=offset),
+            write=False,
+        )
 
-def _performer(backend: StorageBackend) -> Callable[[Any], Any]:
-    from .rules import performer  # noqa: PLC0415 - the rules build on this module
+    def list_agents(self) -> list[str]:  # noqa: D102
+        return self.run(lambda uow: uow.list_agents(), write=False)
 
-    return performer(backend)
+    def prune_sessions(  # noqa: D102
+        self, updated_before: datetime, *, agent_name: str | None = None, dry_run: bool = False
+    ) -> list[str]:
+        return self.run(
+            lambda uow: uow.prune_sessions(updated_before, agent_name=agent_name, dry_run=dry_run),
+            write=not dry_run,
+        )
 
+    def find_or_create_session(self, meta: SessionMetadata) -> SessionMetadata:  # noqa: D102
+        return self.run(lambda uow: uow.find_or_create_session(meta))
 
-def restore_marker(entry_id: str, checkpoint_id: str, timestamp: datetime) -> SessionEntry:
-    """Return the metadata entry that records a restore of ``checkpoint_id``."""
-    return SessionEntry.model_construct(
-        id=entry_id,
-        parent_id=None,
-        timestamp=timestamp,
-        type=EntryType.METADATA,
-        data={"event": "restore", "checkpoint_id": checkpoint_id},
-    )
+    def append_entries(  # noqa: D102
+        self,
+        session_id: str,
+        entries: Sequence[SessionEntry],
+        *,
+        fork_from: str | None = None,
+        updated_at: datetime,
+    ) -> None:
+        self.run(
+            lambda uow: uow.append_entries(
+                session_id, entries, fork_from=fork_from, updated_at=updated_at
+            )
+        )
 
+    def load_entries(self, session_id: str) -> list[SessionEntry]:  # noqa: D102
+        return self.run(lambda uow: uow.load_entries(session_id), write=False)
 
-def checkpoint_entry(new: NewCheckpoint, parent_id: str | None) -> SessionEntry:
-    """Return the checkpoint entry that ``create_checkpoint`` appends for ``new``."""
-    return SessionEntry.model_construct(
-        id=new.entry_id,
-        parent_id=parent_id,
-        timestamp=new.timestamp,
-        type=EntryType.CHECKPOINT,
-        data={"checkpoint_id": new.id},
-    )
+    def load_branch(  # noqa: D102
+        self, session_id: str, query: BranchQuery = WHOLE_BRANCH
+    ) -> list[SessionEntry]:
+        return self.run(lambda uow: uow.load_branch(session_id, query), write=False)
+
+    def load_messages(self, session_id: str, query: BranchQuery) -> list[Message]:  # noqa: D102
+        return self.run(lambda uow: uow.load_messages(session_id, query), write=False)
+
+    def create_checkpoint(self, session_id: str, new: NewCheckpoint) -> Checkpoint:  # noqa: D102
+        return self.run(lambda uow: uow.create_checkpoint(session_id, new))
+
+    def save_checkpoint(self, checkpoint: Checkpoint) -> None:  # noqa: D102
+        self.run(lambda uow: uow.save_checkpoint(checkpoint))
+
+    def load_checkpoint(self, checkpoint_id: str) -> Checkpoint:  # noqa: D102
+        return self.run(lambda uow: uow.load_checkpoint(checkpoint_id), write=False)
+
+    def list_checkpoints(self, session_id: str) -> list[Checkpoint]:  # noqa: D102
+        return self.run(lambda uow: uow.list_checkpoints(session_id), write=False)
+
+    def search_messages(  # noqa: D102
+        self,
+        user_id: str,
+        query: str,
+        *,
+        agent_name: str | None = None,
+        limit: int = 5,
+    ) -> list[MessageHit]:
+        return self.run(
+            lambda uow: uow.search_messages(user_id, query, agent_name=agent_name, limit=limit),
+            write=False,
+        )
+
+    def list_messages(  # noqa: D102
+        self,
+        user_id: str,
+        *,
+        agent_name: str | None = None,
+        message_id: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[MessageHit]:
+        return self.run(
+            lambda uow: uow.list_messages(
+                user_id, agent_name=agent_name, message_id=message_id, limit=limit, offset=offset
+            ),
+            write=False,
+        )
+
+    def erase_user(self, user_id: str) -> int:  # noqa: D102
+        return self.run(lambda uow: uow.erase_user(user_id))

@@ -22,6 +22,7 @@ from typing import TypeVar
 
 from .backend import WHOLE_BRANCH, BranchQuery, MessageHit, NewCheckpoint, StorageBackend
 from .simple import SimpleBackend, as_storage
+from .storage import Storage, UnitOfWork
 from .types import Checkpoint, Message, SessionEntry, SessionMetadata
 
 T = TypeVar("T")
@@ -40,36 +41,13 @@ def _entry_types(entries: Sequence[SessionEntry]) -> str:
     return ",".join(t if n == 1 else f"{t}x{n}" for t, n in sorted(counts.items()))
 
 
-class LoggingBackend(StorageBackend):
-    """Wraps any :class:`StorageBackend` and logs each call (see the module's documentation).
+class _LoggedCalls(Storage):
+    """Every :class:`~sessions_db.storage.Storage` call of ``_inner``, logged."""
 
-    Successful calls are logged at ``level`` (``DEBUG`` by default), failed ones at
-    ``error_level`` (``WARNING``); the logger is ``sessions_db.storage`` unless
-    one is given (a :class:`~sessions_db.SimpleBackend` is wrapped in a
-    :class:`~sessions_db.SimpleStorage` first). Behaviour is the wrapped
-    backend's, unchanged: every method of :class:`StorageBackend` is forwarded,
-    including those with a default (a store's own full-text search, its atomic
-    ``find_or_create_session``), so
-    that a wrapped store keeps every capability it has.
-    """
-
-    def __init__(
-        self,
-        inner: StorageBackend | SimpleBackend,
-        logger: logging.Logger | None = None,
-        level: int = logging.DEBUG,
-        *,
-        error_level: int = logging.WARNING,
-    ) -> None:
-        self._inner = as_storage(inner)
-        self._logger = logger or logging.getLogger("sessions_db.storage")
-        self._level = level
-        self._error_level = error_level
-
-    @property
-    def inner(self) -> StorageBackend:
-        """The wrapped backend."""
-        return self._inner
+    _inner: Storage
+    _logger: logging.Logger
+    _level: int
+    _error_level: int
 
     def _run(self, op: str, target: str, detail: str, call: Callable[[], T]) -> T:
         start = time.perf_counter()
@@ -96,6 +74,15 @@ class LoggingBackend(StorageBackend):
     @staticmethod
     def _session(session_id: object) -> str:
         return f" session={short_id(session_id)}"
+
+    def lock_session(self, session_id: str) -> None:
+        """See :meth:`Storage.lock_session`."""
+        self._run(
+            "lock_session",
+            self._session(session_id),
+            "",
+            lambda: self._inner.lock_session(session_id),
+        )
 
     def save_session(self, meta: SessionMetadata) -> None:
         """See :meth:`StorageBackend.save_session`."""
@@ -306,17 +293,78 @@ class LoggingBackend(StorageBackend):
             ),
         )
 
-    def release(self, session_id: str) -> None:
-        """See :meth:`StorageBackend.release`."""
-        self._run("release", self._session(session_id), "", lambda: self._inner.release(session_id))
-
-    def close(self) -> None:
-        """See :meth:`StorageBackend.close`."""
-        self._run("close", "", "", self._inner.close)
-
     def erase_user(self, user_id: str) -> int:
         """See :meth:`StorageBackend.erase_user` (the user ID is not logged)."""
         return self._run("erase_user", "", "", lambda: self._inner.erase_user(user_id))
+
+
+class LoggingBackend(_LoggedCalls, StorageBackend):
+    """Wraps any :class:`StorageBackend` and logs each call (see the module's documentation).
+
+    Successful calls are logged at ``level`` (``DEBUG`` by default), failed ones at
+    ``error_level`` (``WARNING``); the logger is ``sessions_db.storage`` unless
+    one is given (a :class:`~sessions_db.SimpleBackend` is wrapped in a
+    :class:`~sessions_db.SimpleStorage` first). Behaviour is the wrapped
+    backend's, unchanged: every method of :class:`StorageBackend` is forwarded,
+    including those with a default (a store's own full-text search, its atomic
+    ``find_or_create_session``), so
+    that a wrapped store keeps every capability it has.
+    """
+
+    def __init__(
+        self,
+        inner: StorageBackend | SimpleBackend,
+        logger: logging.Logger | None = None,
+        level: int = logging.DEBUG,
+        *,
+        error_level: int = logging.WARNING,
+    ) -> None:
+        self._backend = as_storage(inner)
+        self._inner: Storage = self._backend
+        self._logger = logger or logging.getLogger("sessions_db.storage")
+        self._level = level
+        self._error_level = error_level
+
+    @property
+    def inner(self) -> StorageBackend:
+        """The wrapped backend."""
+        return self._backend
+
+    def release(self, session_id: str) -> None:
+        """See :meth:`StorageBackend.release`."""
+        self._run(
+            "release", self._session(session_id), "", lambda: self._backend.release(session_id)
+        )
+
+    def close(self) -> None:
+        """See :meth:`StorageBackend.close`."""
+        self._run("close", "", "", self._backend.close)
+
+    def unit_of_work(self, *, write: bool = True) -> UnitOfWork:
+        """Open a unit of work of the wrapped backend whose calls are logged."""
+        return LoggingUnitOfWork(self._backend.unit_of_work(write=write), self)
+
+
+class LoggingUnitOfWork(_LoggedCalls, UnitOfWork):
+    """A unit of work of the wrapped backend whose calls are logged as the backend logs them."""
+
+    def __init__(self, inner: UnitOfWork, backend: LoggingBackend) -> None:
+        self._inner = self._unit = inner
+        self._logger = backend._logger
+        self._level = backend._level
+        self._error_level = backend._error_level
+
+    def begin(self) -> None:  # noqa: D102 - see UnitOfWork
+        self._unit.begin()
+
+    def commit(self) -> None:  # noqa: D102
+        self._unit.commit()
+
+    def rollback(self) -> None:  # noqa: D102
+        self._unit.rollback()
+
+    def end(self) -> None:  # noqa: D102
+        self._unit.end()
 
 
 def _branch_detail(query: BranchQuery) -> str:

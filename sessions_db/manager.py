@@ -6,18 +6,19 @@ import builtins
 import threading
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from . import rules
 from ._handles import ManagerFields, SessionFields
-from ._plan import Plan, drive
 from .backend import StorageBackend
 from .crypto import Keyring
 from .errors import StorageClosedError
 from .privacy import Privacy, Redactor
-from .rules import Call, Clock
+from .rules import Clock
 from .simple import SimpleBackend, as_storage
+from .storage import Work
 from .types import Checkpoint, Message, SessionEntry, SessionMetadata, utcnow
 
 if TYPE_CHECKING:
@@ -86,11 +87,11 @@ class Manager(ManagerFields[StorageBackend], _ClosesOnExit):
 
         return SessionMemory(self, user_id, agent_name=agent_name)
 
-    def run(self, plan: Plan[Call, T]) -> T:
-        """Run a plan of backend calls (see :mod:`sessions_db.rules`)."""
+    def run(self, work: Work[T], *, write: bool = True) -> T:
+        """Do ``work`` (a rule of :mod:`sessions_db.rules`) in one unit of work and commit it."""
         if self._closed:
             raise StorageClosedError("the session manager is closed")
-        return drive(plan, rules.performer(self._backend))
+        return self._backend.run(work, write=write)
 
     def create(
         self,
@@ -100,7 +101,7 @@ class Manager(ManagerFields[StorageBackend], _ClosesOnExit):
         metadata: dict[str, Any] | None = None,
     ) -> Session:
         """Create a new session for ``agent_name`` (of no user if ``user_id`` is empty or blank)."""
-        return Session(self, self.run(self._create_plan(agent_name, user_id, metadata)))
+        return Session(self, self.run(self._create_work(agent_name, user_id, metadata)))
 
     def get(self, session_id: str, *, user_id: str | None = None) -> Session:
         """Return the session; ``SessionNotFoundError`` if absent or another user's.
@@ -109,14 +110,14 @@ class Manager(ManagerFields[StorageBackend], _ClosesOnExit):
         ``""`` or a blank ``user_id`` raises ``InvalidIDError``: only ``None`` skips
         the ownership check.
         """
-        return Session(self, self.run(self._get_plan(session_id, user_id)))
+        return Session(self, self.run(self._get_work(session_id, user_id), write=False))
 
     def get_or_create(self, agent_name: str, user_id: str | None) -> Session:
         """Return the user's most recently updated session of the agent, else a new one.
 
         ``None``, ``""`` or a blank ``user_id`` always creates a new session of no user.
         """
-        return Session(self, self.run(self._get_or_create_plan(agent_name, user_id)))
+        return Session(self, self.run(self._get_or_create_work(agent_name, user_id)))
 
     def list(
         self,
@@ -130,15 +131,15 @@ class Manager(ManagerFields[StorageBackend], _ClosesOnExit):
 
         With a ``user_id``, only that user's; ``""`` or blank raises ``InvalidIDError``.
         """
-        return self.run(self._list_plan(agent_name, user_id, limit, offset))
+        return self.run(self._list_work(agent_name, user_id, limit, offset), write=False)
 
     def delete(self, session_id: str) -> None:
         """Delete the session, its entries and checkpoints; ``SessionNotFoundError`` if absent."""
-        self.run(rules.delete(session_id))
+        self.run(partial(rules.delete, session_id=session_id))
 
     def list_agents(self) -> builtins.list[str]:
         """Return the names of the agents that have sessions, sorted."""
-        return self.run(rules.list_agents())
+        return self.run(rules.list_agents, write=False)
 
     def prune(
         self,
@@ -152,7 +153,7 @@ class Manager(ManagerFields[StorageBackend], _ClosesOnExit):
         Returns the deleted session IDs (with ``dry_run``, those that would be).
         On SQL stores this is one statement, not one per session.
         """
-        return self.run(self._prune_plan(older_than, agent_name, dry_run))
+        return self.run(self._prune_work(older_than, agent_name, dry_run), write=not dry_run)
 
     def close(self) -> None:
         """Close the manager and its backend. Idempotent."""
@@ -184,7 +185,7 @@ class Manager(ManagerFields[StorageBackend], _ClosesOnExit):
         created for the user while this runs may stay: stop serving the user
         first.
         """
-        return self.run(rules.erase_user(user_id))
+        return self.run(partial(rules.erase_user, user_id=user_id))
 
 
 class Session(SessionFields, _ClosesOnExit):
@@ -203,19 +204,18 @@ class Session(SessionFields, _ClosesOnExit):
         """The manager this session came from."""
         return self._manager
 
-    def _run(self, plan: Plan[Call, T]) -> T:
+    def _run(self, work: Work[T], *, write: bool = True) -> T:
         if self._closed:
-            plan.close()
             raise StorageClosedError(f"session {self.id} is closed; get it again from the manager")
-        return self._manager.run(plan)
+        return self._manager.run(work, write=write)
 
     def append_message(self, message: Message) -> None:
         """Append ``message`` on the current branch; durable when this returns."""
-        self._run(self._append_plan([message]))
+        self._run(self._append_work([message]))
 
     def append_messages(self, messages: Iterable[Message]) -> None:
         """Append ``messages`` in order, all or nothing."""
-        self._run(self._append_plan(messages))
+        self._run(self._append_work(messages))
 
     def get_messages(self, *, limit: int | None = None, before: str | None = None) -> list[Message]:
         """Return the current branch's messages, oldest first.
@@ -224,11 +224,11 @@ class Session(SessionFields, _ClosesOnExit):
         messages older than that message on its branch, for paging back through a
         long session.
         """
-        return self._run(self._get_messages_plan(limit, before))
+        return self._run(self._get_messages_work(limit, before), write=False)
 
     def checkpoint(self, *, metadata: dict[str, Any] | None = None) -> Checkpoint:
         """Take a checkpoint at the current leaf."""
-        return self._run(self._checkpoint_plan(metadata))
+        return self._run(self._checkpoint_work(metadata))
 
     def restore(self, checkpoint_id: str) -> Checkpoint:
         """Make the checkpoint's entry the current leaf; later appends start a new branch.
@@ -237,19 +237,19 @@ class Session(SessionFields, _ClosesOnExit):
         one of another session, ``ChecksumMismatchError`` when the stored history no
         longer matches the checkpoint's checksum (then nothing changes).
         """
-        return self._run(self._restore_plan(checkpoint_id))
+        return self._run(self._restore_work(checkpoint_id))
 
     def list_checkpoints(self) -> list[Checkpoint]:
         """Return the session's checkpoints, oldest first."""
-        return self._run(self._list_checkpoints_plan())
+        return self._run(self._list_checkpoints_work(), write=False)
 
     def info(self) -> SessionMetadata:
         """Return the session's current metadata (message count, leaf, times)."""
-        return self._run(self._info_plan())
+        return self._run(self._info_work(), write=False)
 
     def get_entries(self) -> list[SessionEntry]:
         """Return every entry of the session's tree, all branches, in append order."""
-        return self._run(self._entries_plan())
+        return self._run(self._entries_work(), write=False)
 
     def close(self) -> None:
         """Release cached state. The session can be fetched again with :meth:`Manager.get`."""

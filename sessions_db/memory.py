@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import builtins
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from . import ids, search
 from ._handles import ManagerFields
-from ._plan import Plan
-from .backend import MessageHit
 from .errors import EntryNotFoundError, InvalidArgumentError
 from .privacy import PLAIN, Privacy
-from .rules import Call
+from .storage import MessageHit, Storage, Work
 from .types import Message
 
 if TYPE_CHECKING:
@@ -64,9 +63,14 @@ def _hits(
     return hits
 
 
-def search_plan(
-    user_id: str, query: str, agent_name: str | None, limit: int, privacy: Privacy = PLAIN
-) -> Plan[Call, builtins.list[MemoryHit]]:
+def search_memory(
+    store: Storage,
+    user_id: str,
+    query: str,
+    agent_name: str | None,
+    limit: int,
+    privacy: Privacy = PLAIN,
+) -> builtins.list[MemoryHit]:
     """Find the user's messages most relevant to ``query``, best first."""
     uid = _user(user_id)
     agent = None if agent_name is None else ids.agent_name(agent_name)
@@ -74,44 +78,43 @@ def search_plan(
     if not isinstance(query, str):
         raise InvalidArgumentError(f"query must be a string, got {type(query).__name__}")
     if privacy.encrypted:
-        opened = yield from search.scan(uid, query, agent, count, privacy)
+        opened = search.scan(store, uid, query, agent, count, privacy)
         return [MemoryHit(h.session_id, h.entry.to_message(), h.score) for h in opened]
-    found = yield Call("search_messages", (uid, query), {"agent_name": agent, "limit": count})
+    found = store.search_messages(uid, query, agent_name=agent, limit=count)
     return _hits(found, privacy, uid)
 
 
-def list_plan(
+def list_memory(
+    store: Storage,
     user_id: str,
     agent_name: str | None,
     message_id: str | None,
     limit: int | None,
     offset: int,
     privacy: Privacy = PLAIN,
-) -> Plan[Call, builtins.list[MemoryHit]]:
+) -> builtins.list[MemoryHit]:
     """List the user's messages newest first (only ``message_id``'s, if given)."""
-    kwargs = {
-        "agent_name": None if agent_name is None else ids.agent_name(agent_name),
-        "message_id": None if message_id is None else ids.entry_id(message_id),
-        "limit": None if limit is None else _limit(limit, "limit"),
-        "offset": _limit(offset, "offset"),
-    }
+    agent = None if agent_name is None else ids.agent_name(agent_name)
+    message = None if message_id is None else ids.entry_id(message_id)
+    count = None if limit is None else _limit(limit, "limit")
+    skip = _limit(offset, "offset")
     uid = _user(user_id)
-    found = yield Call("list_messages", (uid,), kwargs)
+    found = store.list_messages(uid, agent_name=agent, message_id=message, limit=count, offset=skip)
     return _hits(found, privacy, uid)
 
 
-def read_plan(
-    user_id: str, agent_name: str | None, message_id: str, privacy: Privacy = PLAIN
-) -> Plan[Call, Message]:
+def read_memory(
+    store: Storage, user_id: str, agent_name: str | None, message_id: str, privacy: Privacy = PLAIN
+) -> Message:
     """Return the user's message ``message_id``; ``EntryNotFoundError`` if it is not theirs."""
-    found = yield from list_plan(user_id, agent_name, message_id, 1, 0, privacy)
+    found = list_memory(store, user_id, agent_name, message_id, 1, 0, privacy)
     if not found:
         raise EntryNotFoundError(f"message {message_id} not found")
     return found[0].message
 
 
 class MemoryFields:
-    """A memory's user and agent, and the plans of its reads (shared by sync and asyncio)."""
+    """A memory's user and agent, and the work of its reads (shared by sync and asyncio)."""
 
     def __init__(
         self, manager: ManagerFields[Any], user_id: str, *, agent_name: str | None = None
@@ -130,14 +133,35 @@ class MemoryFields:
         """The agent whose sessions this memory is limited to (``None``: all of them)."""
         return self._agent_name
 
-    def _search_plan(self, query: str, limit: int) -> Plan[Call, builtins.list[MemoryHit]]:
-        return search_plan(self._user_id, query, self._agent_name, limit, self._privacy)
+    def _search_work(self, query: str, limit: int) -> Work[builtins.list[MemoryHit]]:
+        return partial(
+            search_memory,
+            user_id=self._user_id,
+            query=query,
+            agent_name=self._agent_name,
+            limit=limit,
+            privacy=self._privacy,
+        )
 
-    def _read_plan(self, message_id: str) -> Plan[Call, Message]:
-        return read_plan(self._user_id, self._agent_name, message_id, self._privacy)
+    def _read_work(self, message_id: str) -> Work[Message]:
+        return partial(
+            read_memory,
+            user_id=self._user_id,
+            agent_name=self._agent_name,
+            message_id=message_id,
+            privacy=self._privacy,
+        )
 
-    def _list_plan(self, limit: int | None, offset: int) -> Plan[Call, builtins.list[MemoryHit]]:
-        return list_plan(self._user_id, self._agent_name, None, limit, offset, self._privacy)
+    def _list_work(self, limit: int | None, offset: int) -> Work[builtins.list[MemoryHit]]:
+        return partial(
+            list_memory,
+            user_id=self._user_id,
+            agent_name=self._agent_name,
+            message_id=None,
+            limit=limit,
+            offset=offset,
+            privacy=self._privacy,
+        )
 
 
 class SessionMemory(MemoryFields):
@@ -156,12 +180,12 @@ class SessionMemory(MemoryFields):
         Messages match when they contain any word of the query; more of the words,
         and more often, rank higher. Unrelated messages are not returned.
         """
-        return self._manager.run(self._search_plan(query, limit))
+        return self._manager.run(self._search_work(query, limit), write=False)
 
     def read(self, message_id: str) -> Message:
         """Return the user's message ``message_id``; ``EntryNotFoundError`` if it is not theirs."""
-        return self._manager.run(self._read_plan(message_id))
+        return self._manager.run(self._read_work(message_id), write=False)
 
     def list(self, *, limit: int | None = 20, offset: int = 0) -> builtins.list[MemoryHit]:
         """Return the user's messages across their sessions, newest first (a page of them)."""
-        return self._manager.run(self._list_plan(limit, offset))
+        return self._manager.run(self._list_work(limit, offset), write=False)

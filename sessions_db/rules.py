@@ -1,23 +1,21 @@
 """The rules of every Manager and Session operation, written once.
 
-Each function here is a plan (see :mod:`sessions_db._plan`): it validates its
-arguments, yields the backend calls it needs as :class:`Call` objects and
-decides on their results. :class:`~sessions_db.Manager` runs the plans against a
-:class:`~sessions_db.StorageBackend`; the asyncio manager runs the same plans
-against an async backend.
+Each function here validates its arguments, makes the storage calls it needs on
+the unit of work it is given, and decides on their results. The synchronous
+:class:`~sessions_db.Manager` runs it in a unit of work of its backend; the
+asyncio manager runs the very same function, through ``run_sync`` on the SQL
+stores and in a worker thread on the others. An operation that makes several
+calls and must see no other writer between them calls ``uow.begin()`` first.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from . import ids, payload
-from ._plan import Plan
-from .backend import BranchQuery, NewCheckpoint, restore_marker
 from .checksum import branch_checksum
 from .errors import (
     CheckpointNotFoundError,
@@ -30,6 +28,7 @@ from .errors import (
     SessionsDBError,
 )
 from .privacy import PLAIN, Privacy
+from .storage import BranchQuery, NewCheckpoint, Storage, UnitOfWork, restore_marker
 from .types import Checkpoint, Message, SessionEntry, SessionMetadata, as_utc
 
 Clock = Callable[[], datetime]
@@ -37,43 +36,12 @@ Clock = Callable[[], datetime]
 _log = logging.getLogger("sessions_db")
 
 
-@dataclass(frozen=True, slots=True)
-class Call:
-    """One backend call a plan asks for: ``backend.<method>(*args, **kwargs)``."""
-
-    method: str
-    args: tuple[Any, ...] = ()
-    kwargs: dict[str, Any] = field(default_factory=dict)
-
-    def target(self, backend: object) -> Any:
-        """Return the bound method of ``backend`` this call names."""
-        return getattr(backend, self.method)
-
-
-def _call(method: str, *args: Any, **kwargs: Any) -> Call:
-    return Call(method, args, kwargs)
-
-
-def performer(backend: object) -> Callable[[Call], Any]:
-    """Return the function that performs a plan's calls on ``backend``.
-
-    For an async backend the calls return awaitables, which ``adrive`` awaits.
-    """
-
-    def perform(call: Call) -> Any:
-        return call.target(backend)(*call.args, **call.kwargs)
-
-    return perform
-
-
-def find_or_create_fallback(meta: SessionMetadata) -> Plan[Call, SessionMetadata]:
+def find_or_create_fallback(store: Storage, meta: SessionMetadata) -> SessionMetadata:
     """Find the latest session of the agent and user, else save ``meta`` (not atomic)."""
-    found: list[SessionMetadata] = yield _call(
-        "list_sessions", meta.agent_name, user_id=meta.user_id, limit=1
-    )
+    found = store.list_sessions(meta.agent_name, user_id=meta.user_id, limit=1)
     if found:
         return found[0]
-    yield _call("save_session", meta)
+    store.save_session(meta)
     return meta
 
 
@@ -86,15 +54,16 @@ def _count(value: object, what: str) -> int | None:
 
 
 def create(
+    uow: Storage,
     agent_name: str,
     user_id: str | None,
     metadata: dict[str, Any] | None,
     clock: Clock,
     privacy: Privacy = PLAIN,
-) -> Plan[Call, SessionMetadata]:
+) -> SessionMetadata:
     """Create a session (``None``, ``""`` or a blank ``user_id``: it belongs to no user)."""
     meta = new_session(agent_name, user_id, metadata, clock)
-    yield _call("save_session", privacy.seal_meta(meta))
+    uow.save_session(privacy.seal_meta(meta))
     return meta
 
 
@@ -116,30 +85,30 @@ def new_session(
 
 
 def get(
-    session_id: str, user_id: str | None, privacy: Privacy = PLAIN
-) -> Plan[Call, SessionMetadata]:
+    uow: Storage, session_id: str, user_id: str | None, privacy: Privacy = PLAIN
+) -> SessionMetadata:
     """Load a session; with ``user_id``, another user's session is not found.
 
     ``user_id`` ``""`` or blank raises ``InvalidIDError``: only ``None`` skips the check.
     """
     sid = ids.session_id(session_id)
     uid = ids.user_id(user_id)
-    meta: SessionMetadata = yield _call("load_session", sid)
+    meta: SessionMetadata = uow.load_session(sid)
     if uid is not None and meta.user_id != uid:
         raise SessionNotFoundError(f"session {sid} not found")
     return privacy.open_meta(meta)
 
 
 def get_or_create(
-    agent_name: str, user_id: str | None, clock: Clock, privacy: Privacy = PLAIN
-) -> Plan[Call, SessionMetadata]:
+    uow: Storage, agent_name: str, user_id: str | None, clock: Clock, privacy: Privacy = PLAIN
+) -> SessionMetadata:
     """Return the user's most recently updated session of the agent, else a new one.
 
     ``None``, ``""`` or a blank ``user_id`` always creates a session of no user.
     """
     uid = ids.owner(user_id)
     if uid is None:
-        return (yield from create(agent_name, None, None, clock, privacy))
+        return create(uow, agent_name, None, None, clock, privacy)
     now = clock()
     candidate = SessionMetadata.model_construct(
         id=ids.new_id(),
@@ -151,20 +120,20 @@ def get_or_create(
         current_leaf=None,
         metadata={},
     )
-    found: SessionMetadata = yield _call("find_or_create_session", privacy.seal_meta(candidate))
+    found: SessionMetadata = uow.find_or_create_session(privacy.seal_meta(candidate))
     return privacy.open_meta(found)
 
 
 def list_sessions(
+    uow: Storage,
     agent_name: str,
     user_id: str | None,
     limit: int | None,
     offset: int,
     privacy: Privacy = PLAIN,
-) -> Plan[Call, list[SessionMetadata]]:
+) -> list[SessionMetadata]:
     """List an agent's sessions, most recently updated first (``""`` or blank user: refused)."""
-    result: list[SessionMetadata] = yield _call(
-        "list_sessions",
+    result: list[SessionMetadata] = uow.list_sessions(
         ids.agent_name(agent_name),
         user_id=ids.user_id(user_id),
         limit=_count(limit, "limit"),
@@ -173,18 +142,19 @@ def list_sessions(
     return [privacy.open_meta(meta) for meta in result]
 
 
-def list_agents() -> Plan[Call, list[str]]:
+def list_agents(uow: Storage) -> list[str]:
     """Return the names of the agents that have sessions."""
-    result: list[str] = yield _call("list_agents")
+    result: list[str] = uow.list_agents()
     return result
 
 
 def prune(
+    uow: Storage,
     older_than: timedelta | datetime,
     agent_name: str | None,
     dry_run: bool,
     clock: Clock,
-) -> Plan[Call, list[str]]:
+) -> list[str]:
     """Delete the sessions not updated for ``older_than`` (or since a given time)."""
     if isinstance(older_than, timedelta):
         if older_than < timedelta(0):
@@ -192,8 +162,7 @@ def prune(
         cutoff = clock() - older_than
     else:
         cutoff = as_utc(older_than, "older_than")
-    result: list[str] = yield _call(
-        "prune_sessions",
+    result: list[str] = uow.prune_sessions(
         cutoff,
         agent_name=None if agent_name is None else ids.agent_name(agent_name),
         dry_run=dry_run,
@@ -201,9 +170,9 @@ def prune(
     return result
 
 
-def delete(session_id: str) -> Plan[Call, None]:
+def delete(uow: Storage, session_id: str) -> None:
     """Delete a session with its entries and checkpoints."""
-    yield _call("delete_session", ids.session_id(session_id))
+    uow.delete_session(ids.session_id(session_id))
 
 
 def message_entries(messages: Iterable[Message], privacy: Privacy = PLAIN) -> list[SessionEntry]:
@@ -226,6 +195,7 @@ def message_entries(messages: Iterable[Message], privacy: Privacy = PLAIN) -> li
 
 
 def append_messages(
+    uow: UnitOfWork,
     session_id: str,
     messages: Iterable[Message],
     clock: Clock,
@@ -233,12 +203,14 @@ def append_messages(
     auto_checkpoint: timedelta | None = None,
     *,
     owner: str | None,
-) -> Plan[Call, None]:
+) -> None:
     """Append messages on the current branch, all or nothing; then maybe an automatic checkpoint.
 
     Payloads are redacted and encrypted first when the manager says so (bound to
-    ``owner``, the session's user ID). See :func:`auto_checkpoint_due` for when
-    ``auto_checkpoint`` takes a checkpoint.
+    ``owner``, the session's user ID). The append is committed on its own
+    (durable before anything else is tried); see :func:`auto_checkpoint_due`
+    for when ``auto_checkpoint`` then takes a checkpoint, in a transaction of
+    its own.
     """
     entries = [
         privacy.seal_entry(session_id, e, owner=owner) for e in message_entries(messages, privacy)
@@ -246,9 +218,10 @@ def append_messages(
     if not entries:
         return
     now = clock()
-    yield _call("append_entries", session_id, entries, updated_at=now)
+    uow.append_entries(session_id, entries, updated_at=now)
     if auto_checkpoint is not None:
-        yield from auto_checkpoint_due(session_id, auto_checkpoint, now, privacy)
+        uow.commit()
+        auto_checkpoint_due(uow, session_id, auto_checkpoint, now, privacy)
 
 
 #: The metadata of an automatic checkpoint.
@@ -256,8 +229,8 @@ AUTO_CHECKPOINT_METADATA: dict[str, Any] = {"auto": True}
 
 
 def auto_checkpoint_due(
-    session_id: str, interval: timedelta, now: datetime, privacy: Privacy = PLAIN
-) -> Plan[Call, Checkpoint | None]:
+    uow: UnitOfWork, session_id: str, interval: timedelta, now: datetime, privacy: Privacy = PLAIN
+) -> Checkpoint | None:
     """Take an automatic checkpoint if ``interval`` has passed; return it (else ``None``).
 
     The rule, exactly: after a successful append of messages at time ``now``
@@ -270,23 +243,28 @@ def auto_checkpoint_due(
 
     The append is durable before this runs: if taking the checkpoint fails, the
     error is logged (never raised, so that a caller does not retry an append
-    that was stored) and the next append tries again. Two appends racing past
-    the deadline may both take one.
+    that was stored), what it wrote is rolled back, and the next append tries
+    again. The check and the checkpoint are one transaction that holds the
+    session against other writers, so two appends racing past the deadline
+    take one checkpoint, not two (on stores whose units of work isolate).
     """
     if interval <= timedelta(0):
         raise InvalidArgumentError("the automatic checkpoint interval must be positive")
     try:
-        existing: list[Checkpoint] = yield _call("list_checkpoints", session_id)
+        uow.begin()
+        uow.lock_session(session_id)
+        existing: list[Checkpoint] = uow.list_checkpoints(session_id)
         if existing:
             last = max(c.timestamp for c in existing)
         else:
-            meta: SessionMetadata = yield _call("load_session", session_id)
+            meta: SessionMetadata = uow.load_session(session_id)
             last = meta.created_at
         if now - last < interval:
             return None
         new = _new_checkpoint(session_id, dict(AUTO_CHECKPOINT_METADATA), now, privacy)
-        taken: Checkpoint = yield _call("create_checkpoint", session_id, new)
+        taken: Checkpoint = uow.create_checkpoint(session_id, new)
     except SessionsDBError as exc:
+        uow.rollback()
         _log.warning(
             "automatic checkpoint of session %s... failed: %s", session_id[:8], type(exc).__name__
         )
@@ -295,13 +273,14 @@ def auto_checkpoint_due(
 
 
 def get_messages(
+    uow: Storage,
     session_id: str,
     limit: int | None,
     before: str | None,
     privacy: Privacy = PLAIN,
     *,
     owner: str | None,
-) -> Plan[Call, list[Message]]:
+) -> list[Message]:
     """Return the current branch's messages, oldest first (``owner``: the session's user ID)."""
     query = BranchQuery(
         before=None if before is None else ids.entry_id(before),
@@ -310,17 +289,21 @@ def get_messages(
     )
     # Even with limit=0 the store is asked: an absent session or an unknown
     # ``before`` message raises, as it does for every other limit.
-    messages: list[Message] = yield _call("load_messages", session_id, query)
+    messages: list[Message] = uow.load_messages(session_id, query)
     return [privacy.open_message(session_id, message, owner=owner) for message in messages]
 
 
 def checkpoint(
-    session_id: str, metadata: dict[str, Any] | None, clock: Clock, privacy: Privacy = PLAIN
-) -> Plan[Call, Checkpoint]:
+    uow: Storage,
+    session_id: str,
+    metadata: dict[str, Any] | None,
+    clock: Clock,
+    privacy: Privacy = PLAIN,
+) -> Checkpoint:
     """Take a checkpoint at the current leaf."""
     checked = payload.check({} if metadata is None else metadata, "checkpoint metadata")
     new = _new_checkpoint(session_id, checked, clock(), privacy)
-    result: Checkpoint = yield _call("create_checkpoint", session_id, new)
+    result: Checkpoint = uow.create_checkpoint(session_id, new)
     return privacy.open_checkpoint(result)
 
 
@@ -339,19 +322,23 @@ def _new_checkpoint(
 
 
 def restore(
-    session_id: str, checkpoint_id: str, clock: Clock, privacy: Privacy = PLAIN
-) -> Plan[Call, Checkpoint]:
-    """Make the checkpoint's entry the current leaf, after verifying its checksum."""
+    uow: UnitOfWork, session_id: str, checkpoint_id: str, clock: Clock, privacy: Privacy = PLAIN
+) -> Checkpoint:
+    """Make the checkpoint's entry the current leaf, after verifying its checksum.
+
+    The verification and the restore are one transaction that holds the
+    session, so no append can slip between them.
+    """
     cid = ids.checkpoint_id(checkpoint_id)
+    uow.begin()
     try:
-        found: Checkpoint = yield _call("load_checkpoint", cid)
+        found: Checkpoint = uow.load_checkpoint(cid)
     except CheckpointNotFoundError:
         raise CheckpointNotFoundError(f"checkpoint {cid} not found") from None
     if found.session_id != session_id:
         raise CheckpointNotFoundError(f"checkpoint {cid} not found in session {session_id}")
-    branch: list[SessionEntry] = yield _call(
-        "load_branch", session_id, BranchQuery(leaf=found.entry_id)
-    )
+    uow.lock_session(session_id)
+    branch = uow.load_branch(session_id, BranchQuery(leaf=found.entry_id))
     actual = branch_checksum(branch)
     if actual != found.checksum:
         raise ChecksumMismatchError(
@@ -361,31 +348,31 @@ def restore(
     opened = privacy.open_checkpoint(found)  # before anything is written: it may not decrypt
     now = clock()
     marker = restore_marker(ids.new_id(), cid, now)
-    yield _call("append_entries", session_id, [marker], fork_from=found.entry_id, updated_at=now)
+    uow.append_entries(session_id, [marker], fork_from=found.entry_id, updated_at=now)
     return opened
 
 
-def list_checkpoints(session_id: str, privacy: Privacy = PLAIN) -> Plan[Call, list[Checkpoint]]:
+def list_checkpoints(uow: Storage, session_id: str, privacy: Privacy = PLAIN) -> list[Checkpoint]:
     """Return the session's checkpoints, oldest first."""
-    result: list[Checkpoint] = yield _call("list_checkpoints", session_id)
+    result: list[Checkpoint] = uow.list_checkpoints(session_id)
     return [privacy.open_checkpoint(cp) for cp in result]
 
 
-def load_session(session_id: str, privacy: Privacy = PLAIN) -> Plan[Call, SessionMetadata]:
+def load_session(uow: Storage, session_id: str, privacy: Privacy = PLAIN) -> SessionMetadata:
     """Return the session's current metadata."""
-    result: SessionMetadata = yield _call("load_session", session_id)
+    result: SessionMetadata = uow.load_session(session_id)
     return privacy.open_meta(result)
 
 
 def load_entries(
-    session_id: str, privacy: Privacy = PLAIN, *, owner: str | None
-) -> Plan[Call, list[SessionEntry]]:
+    uow: Storage, session_id: str, privacy: Privacy = PLAIN, *, owner: str | None
+) -> list[SessionEntry]:
     """Return every entry of the session, in append order (payloads decrypted)."""
-    result: list[SessionEntry] = yield _call("load_entries", session_id)
+    result: list[SessionEntry] = uow.load_entries(session_id)
     return [privacy.open_entry(session_id, entry, owner=owner) for entry in result]
 
 
-def erase_user(user_id: str) -> Plan[Call, int]:
+def erase_user(uow: Storage, user_id: str) -> int:
     """Remove everything stored for ``user_id``; return the number of sessions removed.
 
     ``None`` raises ``InvalidIDError`` (sessions of no user are no one's to
@@ -394,26 +381,26 @@ def erase_user(user_id: str) -> Plan[Call, int]:
     uid = ids.user_id(user_id)
     if uid is None:
         raise InvalidIDError("erasing needs a user ID; None names no user")
-    count: int = yield _call("erase_user", uid)
+    count: int = uow.erase_user(uid)
     return count
 
 
-def erase_fallback(user_id: str) -> Plan[Call, int]:
+def erase_fallback(uow: Storage, user_id: str) -> int:
     """Delete every session of ``user_id`` on every agent, one by one (not atomic).
 
     The default of stores without an erase of their own: it lists the agents
     and the user's sessions of each, and deletes them; a session deleted
     meanwhile is not counted.
     """
-    agents: list[str] = yield _call("list_agents")
+    agents: list[str] = uow.list_agents()
     count = 0
     for agent in agents:
-        found: list[SessionMetadata] = yield _call("list_sessions", agent, user_id=user_id)
+        found: list[SessionMetadata] = uow.list_sessions(agent, user_id=user_id)
         for meta in found:
             if meta.user_id != user_id:
                 continue
             try:
-                yield _call("delete_session", meta.id)
+                uow.delete_session(meta.id)
             except SessionNotFoundError:
                 continue
             count += 1

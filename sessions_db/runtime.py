@@ -326,7 +326,7 @@ class CallSession(PendingInput, Session):
 
     def finish(self, output: Message) -> None:
         """Append the pending input and the agent's answer together."""
-        self._run(self._finish_plan(output))
+        self._run(self._finish_work(output))
 
 
 class Runtime(RuntimeFields[Manager]):

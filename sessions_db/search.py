@@ -32,11 +32,9 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-from ._plan import Plan
-from .backend import MessageHit
 from .errors import SessionNotFoundError
 from .privacy import Privacy
-from .rules import Call
+from .storage import MessageHit, Storage
 from .types import EntryType, SessionEntry, SessionMetadata
 
 #: Words of a query beyond this many are ignored.
@@ -82,25 +80,25 @@ def score(query_terms: list[str], text: str) -> float:
     return total
 
 
-def _user_sessions(user_id: str, agent_name: str | None) -> Plan[Call, list[SessionMetadata]]:
-    agents: list[str] = [agent_name] if agent_name is not None else (yield Call("list_agents"))
+def _user_sessions(store: Storage, user_id: str, agent_name: str | None) -> list[SessionMetadata]:
+    agents = [agent_name] if agent_name is not None else store.list_agents()
     found: list[SessionMetadata] = []
     for agent in agents:
-        found.extend((yield Call("list_sessions", (agent,), {"user_id": user_id})))
+        found.extend(store.list_sessions(agent, user_id=user_id))
     return found
 
 
 def _user_messages(
-    user_id: str, agent_name: str | None, privacy: Privacy | None
-) -> Plan[Call, list[tuple[MessageHit, int]]]:
+    store: Storage, user_id: str, agent_name: str | None, privacy: Privacy | None
+) -> list[tuple[MessageHit, int]]:
     """Return every message entry of the user's sessions, with its place in its session.
 
     Payloads are opened with ``privacy`` (as ``user_id``'s); with ``None``, as stored.
     """
     found: list[tuple[MessageHit, int]] = []
-    for meta in (yield from _user_sessions(user_id, agent_name)):
+    for meta in _user_sessions(store, user_id, agent_name):
         try:
-            entries: list[SessionEntry] = yield Call("load_entries", (meta.id,))
+            entries: list[SessionEntry] = store.load_entries(meta.id)
         except SessionNotFoundError:
             continue  # deleted since it was listed
         for seq, entry in enumerate(entries):
@@ -119,12 +117,13 @@ def _newest_first(item: tuple[MessageHit, int]) -> tuple[Any, ...]:
 
 
 def scan(
+    store: Storage,
     user_id: str,
     query: str,
     agent_name: str | None,
     limit: int,
     privacy: Privacy | None = None,
-) -> Plan[Call, list[MessageHit]]:
+) -> list[MessageHit]:
     """Search the user's messages by reading them all (any backend).
 
     With ``privacy``, payloads are decrypted (and checked) first and the hits
@@ -134,7 +133,7 @@ def scan(
     if not words or limit <= 0:
         return []
     scored: list[tuple[MessageHit, int]] = []
-    for hit, seq in (yield from _user_messages(user_id, agent_name, privacy)):
+    for hit, seq in _user_messages(store, user_id, agent_name, privacy):
         value = score(words, payload_text(hit.entry.data["payload"]))
         if value > 0:
             scored.append((MessageHit(hit.session_id, hit.entry, value), seq))
@@ -144,14 +143,15 @@ def scan(
 
 
 def scan_list(
+    store: Storage,
     user_id: str,
     agent_name: str | None,
     message_id: str | None,
     limit: int | None,
     offset: int,
-) -> Plan[Call, list[MessageHit]]:
+) -> list[MessageHit]:
     """List the user's messages newest first by reading them all (any backend)."""
-    found = yield from _user_messages(user_id, agent_name, None)
+    found = _user_messages(store, user_id, agent_name, None)
     if message_id is not None:
         found = [item for item in found if item[0].entry.id == message_id]
     found.sort(key=_newest_first, reverse=True)

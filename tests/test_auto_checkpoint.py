@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 import sessions_db as sdb
+from sessions_db.aio import AsyncManager
+from sessions_db.backend import CallsUnitOfWork, UnitOfWork
 from sessions_db.testing.contract import msg
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -149,6 +154,10 @@ class _NoCheckpoints(sdb.LoggingBackend):
 
     fail = True
 
+    def unit_of_work(self, *, write: bool = True) -> UnitOfWork:
+        # Every call of the manager's units of work goes through this wrapper's calls.
+        return CallsUnitOfWork(self)
+
     def create_checkpoint(self, session_id: str, new: sdb.NewCheckpoint) -> sdb.Checkpoint:
         if self.fail:
             raise sdb.StorageUnavailableError("checkpoint refused")
@@ -172,3 +181,36 @@ def test_a_failed_checkpoint_does_not_fail_the_append(
     clock.at(6)
     sess.append_message(msg("next"))  # still due: the next append takes it
     assert _times(sess) == [6]
+
+
+def test_racing_appends_take_one_checkpoint_per_interval(mgr: sdb.Manager, clock: Clock) -> None:
+    sess = mgr.create("assistant")
+    clock.at(6)  # due for every one of the racers
+    barrier = threading.Barrier(8)
+
+    def append(i: int) -> None:
+        barrier.wait(timeout=30)
+        mgr.get(sess.id).append_message(msg(f"racer {i}"))
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(append, range(8)))
+    assert len(sess.get_messages()) == 8
+    assert _times(sess) == [6]
+
+
+def test_racing_async_appends_take_one_checkpoint_per_interval(
+    store_url: str, clock: Clock
+) -> None:
+    async def scenario() -> list[float]:
+        async with await sdb.aio.connect(store_url) as plain:
+            amgr = AsyncManager(plain.backend, clock=clock, auto_checkpoint=INTERVAL)
+            sess = await amgr.create("assistant")
+            clock.at(6)
+            handles = [await amgr.get(sess.id) for _ in range(8)]
+            await asyncio.gather(
+                *(h.append_message(msg(f"task {i}")) for i, h in enumerate(handles))
+            )
+            assert len(await sess.get_messages()) == 8
+            return [(c.timestamp - T0).total_seconds() / 60 for c in await sess.list_checkpoints()]
+
+    assert asyncio.run(scenario()) == [6]

@@ -10,6 +10,8 @@ import pytest
 
 import sessions_db as sdb
 import sessions_db.aio
+from sessions_db.backend import UnitOfWork
+from sessions_db.logging_backend import LoggingUnitOfWork
 from sessions_db.testing import StorageContract
 from sessions_db.testing.contract import msg
 
@@ -127,20 +129,36 @@ def _public_methods(cls: type) -> set[str]:
     }
 
 
+def _defined_by(cls: type, name: str) -> type:
+    return next(klass for klass in cls.__mro__ if name in vars(klass))
+
+
 @pytest.mark.parametrize(
     ("interface", "wrapper"),
     [
         (sdb.StorageBackend, sdb.LoggingBackend),
-        (sdb.aio.AsyncStorageBackend, sdb.aio.ThreadedBackend),
+        (UnitOfWork, LoggingUnitOfWork),
     ],
 )
 def test_wrappers_forward_every_method(interface: type, wrapper: type) -> None:
     """A wrapper overrides every public method of its interface, defaults included: a method
     left to the interface's default would silently replace the wrapped store's own."""
     methods = _public_methods(interface)
-    assert {"search_messages", "list_messages", "find_or_create_session"} <= methods
-    missing = sorted(name for name in methods if name not in vars(wrapper))
+    assert {"search_messages", "list_messages", "find_or_create_session", "lock_session"} <= methods
+    interfaces = set(interface.__mro__)
+    # ``run`` is the interface's own: it does its work in the wrapper's unit of work.
+    missing = sorted(name for name in methods - {"run"} if _defined_by(wrapper, name) in interfaces)
     assert missing == []
+
+
+def test_the_threaded_adapter_forwards_units_of_work_and_releases() -> None:
+    """Every awaited call is a unit of work of the wrapped store (its own calls, its own
+    search and atomic get-or-create); only ``run``, ``release`` and ``close`` reach it."""
+    interface = sdb.aio.AsyncStorageBackend
+    for name in ("run", "release", "close"):
+        assert _defined_by(sdb.aio.ThreadedBackend, name) is sdb.aio.ThreadedBackend
+    derived = _public_methods(interface) - {"run", "release", "close"}
+    assert all(_defined_by(sdb.aio.ThreadedBackend, name) is interface for name in derived)
 
 
 RANKED = [

@@ -1,41 +1,63 @@
-"""The asyncio storage adapter interface: :class:`StorageBackend`, awaited."""
+"""The asyncio storage adapter interface: units of work, awaited.
+
+An :class:`AsyncStorageBackend` does a piece of synchronous work (a rule of
+:mod:`sessions_db.rules`, taking a :class:`~sessions_db.storage.UnitOfWork`)
+without blocking the event loop: the SQL stores through SQLAlchemy's
+``run_sync``, the others in a worker thread. So the asyncio API runs the very
+code the synchronous one runs. Every storage call is available awaited too,
+each in a unit of work of its own.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import datetime
+from typing import TypeVar
 
-from .._plan import adrive
-from ..backend import WHOLE_BRANCH, BranchQuery, MessageHit, NewCheckpoint
-from ..rules import erase_fallback, find_or_create_fallback, performer
-from ..search import scan, scan_list
+from ..storage import WHOLE_BRANCH, BranchQuery, MessageHit, NewCheckpoint, Work
 from ..types import Checkpoint, Message, SessionEntry, SessionMetadata
+
+T = TypeVar("T")
 
 
 class AsyncStorageBackend(ABC):
-    """Where sessions are kept, for asyncio: the methods of :class:`~sessions_db.StorageBackend`.
+    """Where sessions are kept, for asyncio (see the module).
 
-    Each method means exactly what the synchronous one's docstring says, and is
-    awaited. Calls must not block the event loop, and a call whose task is
-    cancelled either takes full effect or none. :class:`ThreadedBackend` gives
-    any synchronous backend this interface.
+    Calls must not block the event loop, and a call whose task is cancelled
+    either takes full effect or none. :class:`ThreadedBackend` gives any
+    synchronous backend this interface.
     """
 
     @abstractmethod
+    async def run(self, work: Work[T], *, write: bool = True) -> T:
+        """Do ``work`` in one unit of work, commit it, and return what it returned.
+
+        See :meth:`sessions_db.StorageBackend.run`; ``work`` is synchronous code
+        that this method runs off the event loop.
+        """
+
+    async def release(self, session_id: str) -> None:  # noqa: B027 - optional hook
+        """See :meth:`StorageBackend.release`."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """See :meth:`StorageBackend.close`; waits for the calls under way."""
+
+    # -- every storage call, awaited (see sessions_db.storage.Storage) -----------------
+
     async def save_session(self, meta: SessionMetadata) -> None:
-        """See :meth:`StorageBackend.save_session`."""
+        """See :meth:`Storage.save_session`."""
+        await self.run(lambda uow: uow.save_session(meta))
 
-    @abstractmethod
     async def load_session(self, session_id: str) -> SessionMetadata:
-        """See :meth:`StorageBackend.load_session`."""
+        """See :meth:`Storage.load_session`."""
+        return await self.run(lambda uow: uow.load_session(session_id), write=False)
 
-    @abstractmethod
     async def delete_session(self, session_id: str) -> None:
-        """See :meth:`StorageBackend.delete_session`."""
+        """See :meth:`Storage.delete_session`."""
+        await self.run(lambda uow: uow.delete_session(session_id))
 
-    @abstractmethod
     async def list_sessions(
         self,
         agent_name: str,
@@ -44,23 +66,29 @@ class AsyncStorageBackend(ABC):
         limit: int | None = None,
         offset: int = 0,
     ) -> list[SessionMetadata]:
-        """See :meth:`StorageBackend.list_sessions`."""
+        """See :meth:`Storage.list_sessions`."""
+        return await self.run(
+            lambda uow: uow.list_sessions(agent_name, user_id=user_id, limit=limit, offset=offset),
+            write=False,
+        )
 
-    @abstractmethod
     async def list_agents(self) -> list[str]:
-        """See :meth:`StorageBackend.list_agents`."""
+        """See :meth:`Storage.list_agents`."""
+        return await self.run(lambda uow: uow.list_agents(), write=False)
 
-    @abstractmethod
     async def prune_sessions(
         self, updated_before: datetime, *, agent_name: str | None = None, dry_run: bool = False
     ) -> list[str]:
-        """See :meth:`StorageBackend.prune_sessions`."""
+        """See :meth:`Storage.prune_sessions`."""
+        return await self.run(
+            lambda uow: uow.prune_sessions(updated_before, agent_name=agent_name, dry_run=dry_run),
+            write=not dry_run,
+        )
 
     async def find_or_create_session(self, meta: SessionMetadata) -> SessionMetadata:
-        """See :meth:`StorageBackend.find_or_create_session` (this default is not atomic)."""
-        return await adrive(find_or_create_fallback(meta), performer(self))
+        """See :meth:`Storage.find_or_create_session`."""
+        return await self.run(lambda uow: uow.find_or_create_session(meta))
 
-    @abstractmethod
     async def append_entries(
         self,
         session_id: str,
@@ -69,7 +97,12 @@ class AsyncStorageBackend(ABC):
         fork_from: str | None = None,
         updated_at: datetime,
     ) -> None:
-        """See :meth:`StorageBackend.append_entries`."""
+        """See :meth:`Storage.append_entries`."""
+        await self.run(
+            lambda uow: uow.append_entries(
+                session_id, entries, fork_from=fork_from, updated_at=updated_at
+            )
+        )
 
     async def append_entry(
         self,
@@ -79,39 +112,38 @@ class AsyncStorageBackend(ABC):
         fork_from: str | None = None,
         updated_at: datetime,
     ) -> None:
-        """Append one entry; see :meth:`append_entries`."""
+        """See :meth:`Storage.append_entry`."""
         await self.append_entries(session_id, [entry], fork_from=fork_from, updated_at=updated_at)
 
-    @abstractmethod
     async def load_entries(self, session_id: str) -> list[SessionEntry]:
-        """See :meth:`StorageBackend.load_entries`."""
+        """See :meth:`Storage.load_entries`."""
+        return await self.run(lambda uow: uow.load_entries(session_id), write=False)
 
-    @abstractmethod
     async def load_branch(
         self, session_id: str, query: BranchQuery = WHOLE_BRANCH
     ) -> list[SessionEntry]:
-        """See :meth:`StorageBackend.load_branch`."""
+        """See :meth:`Storage.load_branch`."""
+        return await self.run(lambda uow: uow.load_branch(session_id, query), write=False)
 
     async def load_messages(self, session_id: str, query: BranchQuery) -> list[Message]:
-        """See :meth:`StorageBackend.load_messages`."""
-        entries = await self.load_branch(session_id, replace(query, messages_only=True))
-        return [entry.to_message() for entry in entries]
+        """See :meth:`Storage.load_messages`."""
+        return await self.run(lambda uow: uow.load_messages(session_id, query), write=False)
 
-    @abstractmethod
     async def create_checkpoint(self, session_id: str, new: NewCheckpoint) -> Checkpoint:
-        """See :meth:`StorageBackend.create_checkpoint`."""
+        """See :meth:`Storage.create_checkpoint`."""
+        return await self.run(lambda uow: uow.create_checkpoint(session_id, new))
 
-    @abstractmethod
     async def save_checkpoint(self, checkpoint: Checkpoint) -> None:
-        """See :meth:`StorageBackend.save_checkpoint`."""
+        """See :meth:`Storage.save_checkpoint`."""
+        await self.run(lambda uow: uow.save_checkpoint(checkpoint))
 
-    @abstractmethod
     async def load_checkpoint(self, checkpoint_id: str) -> Checkpoint:
-        """See :meth:`StorageBackend.load_checkpoint`."""
+        """See :meth:`Storage.load_checkpoint`."""
+        return await self.run(lambda uow: uow.load_checkpoint(checkpoint_id), write=False)
 
-    @abstractmethod
     async def list_checkpoints(self, session_id: str) -> list[Checkpoint]:
-        """See :meth:`StorageBackend.list_checkpoints`."""
+        """See :meth:`Storage.list_checkpoints`."""
+        return await self.run(lambda uow: uow.list_checkpoints(session_id), write=False)
 
     async def search_messages(
         self,
@@ -121,8 +153,11 @@ class AsyncStorageBackend(ABC):
         agent_name: str | None = None,
         limit: int = 5,
     ) -> list[MessageHit]:
-        """See :meth:`StorageBackend.search_messages`; this default scans, as the sync one does."""
-        return await adrive(scan(user_id, query, agent_name, limit), performer(self))
+        """See :meth:`Storage.search_messages`."""
+        return await self.run(
+            lambda uow: uow.search_messages(user_id, query, agent_name=agent_name, limit=limit),
+            write=False,
+        )
 
     async def list_messages(
         self,
@@ -133,17 +168,14 @@ class AsyncStorageBackend(ABC):
         limit: int | None = None,
         offset: int = 0,
     ) -> list[MessageHit]:
-        """See :meth:`StorageBackend.list_messages`; this default scans, as the sync one does."""
-        plan = scan_list(user_id, agent_name, message_id, limit, offset)
-        return await adrive(plan, performer(self))
-
-    async def release(self, session_id: str) -> None:  # noqa: B027 - optional hook
-        """See :meth:`StorageBackend.release`."""
-
-    @abstractmethod
-    async def close(self) -> None:
-        """See :meth:`StorageBackend.close`; waits for the calls under way."""
+        """See :meth:`Storage.list_messages`."""
+        return await self.run(
+            lambda uow: uow.list_messages(
+                user_id, agent_name=agent_name, message_id=message_id, limit=limit, offset=offset
+            ),
+            write=False,
+        )
 
     async def erase_user(self, user_id: str) -> int:
-        """See :meth:`StorageBackend.erase_user`; this default deletes one session at a time."""
-        return await adrive(erase_fallback(user_id), performer(self))
+        """See :meth:`Storage.erase_user`."""
+        return await self.run(lambda uow: uow.erase_user(user_id))

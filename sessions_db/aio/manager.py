@@ -1,8 +1,9 @@
 """The asyncio API: :class:`AsyncManager` and :class:`AsyncSession`.
 
-They run the very plans of :mod:`sessions_db.rules` that the synchronous
-:class:`~sessions_db.Manager` runs, with :func:`~sessions_db._plan.adrive`
-instead of ``drive``: every validation, payload check, checksum and branching
+They do the very work of :mod:`sessions_db.rules` that the synchronous
+:class:`~sessions_db.Manager` does, in one unit of work of an
+:class:`AsyncStorageBackend` (through ``run_sync`` on SQL, in a worker thread
+on the other stores): every validation, payload check, checksum and branching
 rule is the same code. Methods have the names and meaning of the sync ones.
 """
 
@@ -11,16 +12,17 @@ from __future__ import annotations
 import builtins
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from functools import partial
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from .. import rules
 from .._handles import ManagerFields, SessionFields
-from .._plan import Plan, adrive
 from ..crypto import Keyring
 from ..errors import StorageClosedError
 from ..privacy import Privacy, Redactor
-from ..rules import Call, Clock
+from ..rules import Clock
+from ..storage import Work
 from ..types import Checkpoint, Message, SessionEntry, SessionMetadata, utcnow
 from .backend import AsyncStorageBackend
 from .memory import AsyncSessionMemory
@@ -55,12 +57,11 @@ class AsyncManager(ManagerFields[AsyncStorageBackend]):
         """See :meth:`Manager.memory`; the memory's methods are awaited."""
         return AsyncSessionMemory(self, user_id, agent_name=agent_name)
 
-    async def run(self, plan: Plan[Call, T]) -> T:
-        """Run a plan of backend calls (see :mod:`sessions_db.rules`)."""
+    async def run(self, work: Work[T], *, write: bool = True) -> T:
+        """Do ``work`` (a rule of :mod:`sessions_db.rules`) in one unit of work and commit it."""
         if self._closed:
-            plan.close()
             raise StorageClosedError("the session manager is closed")
-        return await adrive(plan, rules.performer(self._backend))
+        return await self._backend.run(work, write=write)
 
     async def create(
         self,
@@ -70,17 +71,17 @@ class AsyncManager(ManagerFields[AsyncStorageBackend]):
         metadata: dict[str, Any] | None = None,
     ) -> AsyncSession:
         """See :meth:`Manager.create`."""
-        plan = self._create_plan(agent_name, user_id, metadata)
-        return AsyncSession(self, await self.run(plan))
+        work = self._create_work(agent_name, user_id, metadata)
+        return AsyncSession(self, await self.run(work))
 
     async def get(self, session_id: str, *, user_id: str | None = None) -> AsyncSession:
         """See :meth:`Manager.get`."""
-        return AsyncSession(self, await self.run(self._get_plan(session_id, user_id)))
+        return AsyncSession(self, await self.run(self._get_work(session_id, user_id), write=False))
 
     async def get_or_create(self, agent_name: str, user_id: str | None) -> AsyncSession:
         """See :meth:`Manager.get_or_create`."""
-        plan = self._get_or_create_plan(agent_name, user_id)
-        return AsyncSession(self, await self.run(plan))
+        work = self._get_or_create_work(agent_name, user_id)
+        return AsyncSession(self, await self.run(work))
 
     async def list(
         self,
@@ -91,15 +92,15 @@ class AsyncManager(ManagerFields[AsyncStorageBackend]):
         offset: int = 0,
     ) -> builtins.list[SessionMetadata]:
         """See :meth:`Manager.list`."""
-        return await self.run(self._list_plan(agent_name, user_id, limit, offset))
+        return await self.run(self._list_work(agent_name, user_id, limit, offset), write=False)
 
     async def delete(self, session_id: str) -> None:
         """See :meth:`Manager.delete`."""
-        await self.run(rules.delete(session_id))
+        await self.run(partial(rules.delete, session_id=session_id))
 
     async def list_agents(self) -> builtins.list[str]:
         """See :meth:`Manager.list_agents`."""
-        return await self.run(rules.list_agents())
+        return await self.run(rules.list_agents, write=False)
 
     async def prune(
         self,
@@ -109,7 +110,7 @@ class AsyncManager(ManagerFields[AsyncStorageBackend]):
         dry_run: bool = False,
     ) -> builtins.list[str]:
         """See :meth:`Manager.prune`."""
-        return await self.run(self._prune_plan(older_than, agent_name, dry_run))
+        return await self.run(self._prune_work(older_than, agent_name, dry_run), write=not dry_run)
 
     async def close(self) -> None:
         """Close the manager and its backend (after the calls under way). Idempotent."""
@@ -120,7 +121,7 @@ class AsyncManager(ManagerFields[AsyncStorageBackend]):
 
     async def erase_user(self, user_id: str) -> int:
         """See :meth:`Manager.erase_user`."""
-        return await self.run(rules.erase_user(user_id))
+        return await self.run(partial(rules.erase_user, user_id=user_id))
 
     async def __aenter__(self) -> Self:
         return self
@@ -146,45 +147,44 @@ class AsyncSession(SessionFields):
         """The manager this session came from."""
         return self._manager
 
-    async def _run(self, plan: Plan[Call, T]) -> T:
+    async def _run(self, work: Work[T], *, write: bool = True) -> T:
         if self._closed:
-            plan.close()
             raise StorageClosedError(f"session {self.id} is closed; get it again from the manager")
-        return await self._manager.run(plan)
+        return await self._manager.run(work, write=write)
 
     async def append_message(self, message: Message) -> None:
         """See :meth:`Session.append_message`."""
-        await self._run(self._append_plan([message]))
+        await self._run(self._append_work([message]))
 
     async def append_messages(self, messages: Iterable[Message]) -> None:
         """See :meth:`Session.append_messages`."""
-        await self._run(self._append_plan(messages))
+        await self._run(self._append_work(messages))
 
     async def get_messages(
         self, *, limit: int | None = None, before: str | None = None
     ) -> list[Message]:
         """See :meth:`Session.get_messages`."""
-        return await self._run(self._get_messages_plan(limit, before))
+        return await self._run(self._get_messages_work(limit, before), write=False)
 
     async def checkpoint(self, *, metadata: dict[str, Any] | None = None) -> Checkpoint:
         """See :meth:`Session.checkpoint`."""
-        return await self._run(self._checkpoint_plan(metadata))
+        return await self._run(self._checkpoint_work(metadata))
 
     async def restore(self, checkpoint_id: str) -> Checkpoint:
         """See :meth:`Session.restore`."""
-        return await self._run(self._restore_plan(checkpoint_id))
+        return await self._run(self._restore_work(checkpoint_id))
 
     async def list_checkpoints(self) -> list[Checkpoint]:
         """See :meth:`Session.list_checkpoints`."""
-        return await self._run(self._list_checkpoints_plan())
+        return await self._run(self._list_checkpoints_work(), write=False)
 
     async def info(self) -> SessionMetadata:
         """See :meth:`Session.info`."""
-        return await self._run(self._info_plan())
+        return await self._run(self._info_work(), write=False)
 
     async def get_entries(self) -> list[SessionEntry]:
         """See :meth:`Session.get_entries`."""
-        return await self._run(self._entries_plan())
+        return await self._run(self._entries_work(), write=False)
 
     async def close(self) -> None:
         """See :meth:`Session.close`."""

@@ -1,6 +1,6 @@
 """Long-term memory for asyncio: :class:`AsyncSessionMemory`.
 
-The twin of :class:`sessions_db.memory.SessionMemory`: the same plans (the
+The twin of :class:`sessions_db.memory.SessionMemory`: the same work (the
 same validation, search, ranking and decryption), awaited.
 """
 
@@ -30,12 +30,12 @@ class AsyncSessionMemory(MemoryFields):
 
     async def search(self, query: str, limit: int = 5) -> builtins.list[MemoryHit]:
         """See :meth:`SessionMemory.search`."""
-        return await self._manager.run(self._search_plan(query, limit))
+        return await self._manager.run(self._search_work(query, limit), write=False)
 
     async def read(self, message_id: str) -> Message:
         """See :meth:`SessionMemory.read`."""
-        return await self._manager.run(self._read_plan(message_id))
+        return await self._manager.run(self._read_work(message_id), write=False)
 
     async def list(self, *, limit: int | None = 20, offset: int = 0) -> builtins.list[MemoryHit]:
         """See :meth:`SessionMemory.list`."""
-        return await self._manager.run(self._list_plan(limit, offset))
+        return await self._manager.run(self._list_work(limit, offset), write=False)

@@ -43,7 +43,7 @@ class AsyncCallSession(PendingInput, AsyncSession):
 
     async def finish(self, output: Message) -> None:
         """Append the pending input and the agent's answer together."""
-        await self._run(self._finish_plan(output))
+        await self._run(self._finish_work(output))
 
 
 class Runtime(RuntimeFields[AsyncManager]):

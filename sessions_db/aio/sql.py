@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine, Sequence
-from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
+from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
 
-from .. import search
-from .._plan import adrive
-from ..backend import WHOLE_BRANCH, BranchQuery, MessageHit, NewCheckpoint
-from ..errors import StorageClosedError
+from .. import migrations
+from ..errors import ConfigurationError, SchemaError, StorageClosedError
 from ..sql import opening
 from ..sql.engine import (
     PREPARED,
@@ -23,12 +20,14 @@ from ..sql.engine import (
     private_sqlite_file,
 )
 from ..sql.errors import translate
-from ..sql.plans import SQLPlan, Stmt
-from ..sql.setup import ROLLBACK, SQLBackendBase
+from ..sql.setup import SQLBackendBase
 from ..sql.timeouts import DEFAULT_LOCK_TIMEOUT, DEFAULT_STATEMENT_TIMEOUT
-from ..types import Checkpoint, Message, SessionEntry, SessionMetadata
+from ..sql.unit_of_work import SQLUnitOfWork
+from ..storage import Work
 from ._tasks import run_to_completion
 from .backend import AsyncStorageBackend
+
+T = TypeVar("T")
 
 
 class AsyncSQLBackend(SQLBackendBase[AsyncEngine], AsyncStorageBackend):
@@ -36,7 +35,10 @@ class AsyncSQLBackend(SQLBackendBase[AsyncEngine], AsyncStorageBackend):
 
     Same options and same SQL as :class:`~sessions_db.SQLBackend`: give it a URL
     and it owns a pooled :class:`~sqlalchemy.ext.asyncio.AsyncEngine`, or give it
-    the host's ``AsyncEngine``, which it uses but never disposes. The schema is
+    the host's ``AsyncEngine``, which it uses but never disposes, or an
+    ``AsyncConnection`` / ``AsyncSession`` the host has open, whose transaction
+    every operation joins (never committing, rolling back or closing it; the
+    schema is then only checked, never migrated). The schema is
     checked or migrated by :meth:`start`, which the first call awaits if nobody
     did; as in the sync backend, ``migrate=None`` (the default) migrates a
     SQLite file and only checks a PostgreSQL database.
@@ -48,7 +50,7 @@ class AsyncSQLBackend(SQLBackendBase[AsyncEngine], AsyncStorageBackend):
 
     def __init__(
         self,
-        engine_or_url: AsyncEngine | str,
+        engine_or_url: AsyncEngine | str | AsyncConnection | AsyncSession,
         *,
         schema: str | None = None,
         migrate: bool | None = None,
@@ -59,7 +61,23 @@ class AsyncSQLBackend(SQLBackendBase[AsyncEngine], AsyncStorageBackend):
         statement_timeout: float | None = DEFAULT_STATEMENT_TIMEOUT,
         lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT,
     ) -> None:
-        if isinstance(engine_or_url, str):
+        self._host: AsyncConnection | AsyncSession | None = None
+        if isinstance(engine_or_url, AsyncConnection | AsyncSession):
+            self._host = engine_or_url
+            if isinstance(engine_or_url, AsyncConnection):
+                engine = engine_or_url.engine
+            else:
+                bind = engine_or_url.bind
+                if not isinstance(bind, AsyncEngine | AsyncConnection):
+                    raise ConfigurationError("the AsyncSession must be bound to an AsyncEngine")
+                engine = bind if isinstance(bind, AsyncEngine) else bind.engine
+            if migrate:
+                raise SchemaError(
+                    "sessions_db never migrates on a connection of the application: run "
+                    f"`{migrations.migrate_command(engine.sync_engine, schema=schema)}` first"
+                )
+            migrate = False
+        elif isinstance(engine_or_url, str):
             url = normalize_url(engine_or_url, asyncio=True)
             private_sqlite_file(url)
             engine = create_async_engine(
@@ -98,6 +116,10 @@ class AsyncSQLBackend(SQLBackendBase[AsyncEngine], AsyncStorageBackend):
                 return
             if self._closed:
                 raise StorageClosedError("the SQL backend is closed")
+            if self._host is not None:
+                await self._check_host_schema()
+                self._started = True
+                return
             try:
                 async with self._engine.connect() as conn:
                     if self._dialect == "sqlite":
@@ -115,30 +137,51 @@ class AsyncSQLBackend(SQLBackendBase[AsyncEngine], AsyncStorageBackend):
                 raise translate(exc, self._dialect) from exc
             self._started = True
 
-    def _perform(self, conn: AsyncConnection) -> Callable[[Stmt], Coroutine[Any, Any, Any]]:
-        dialect = self._dialect
+    async def _check_host_schema(self) -> None:
+        """Check the schema on the host's connection (never migrated there)."""
+        if not self._check_schema:
+            return
+        conn = self._host
+        if isinstance(conn, AsyncSession):
+            conn = await conn.connection()
+        assert conn is not None
+        schema = self._setup.schema
+        try:
+            await conn.run_sync(lambda sync: migrations.check(sync, schema=schema))
+        except SQLAlchemyError as exc:
+            raise translate(exc, self._dialect) from exc
 
-        async def perform(stmt: Stmt) -> Any:
-            if stmt is ROLLBACK:
-                return await _rollback(conn)
-            try:
-                return await conn.execute(stmt.statement, stmt.params)
-            except SQLAlchemyError as exc:
-                raise translate(exc, dialect) from exc
+    async def run(self, work: Work[T], *, write: bool = True) -> T:
+        """Do ``work`` in one unit of work, through ``run_sync`` on a pooled connection.
 
-        return perform
+        The unit of work and the rules are the synchronous code the sync backend
+        runs; SQLAlchemy's greenlet bridge awaits their statements underneath.
+        """
+        if self._closed:
+            raise StorageClosedError("the SQL backend is closed")
+        if not self._started:
+            await self.start()
+        task = asyncio.create_task(self._execute(work, write))
+        self._calls.add(task)
+        task.add_done_callback(self._calls.discard)
+        return await run_to_completion(task)
 
-    async def _execute(self, sql_plan: SQLPlan) -> Any:
-        if sql_plan.atomic and self._dialect == "sqlite":
+    async def _execute(self, work: Work[T], write: bool) -> T:
+        if write and self._dialect == "sqlite":
             # As in the sync backend: writers of this process take turns here
             # instead of in SQLite's busy handler, which sleeps between retries.
             if self._writer is None:
                 self._writer = asyncio.Lock()
             async with self._writer:
-                return await self._execute_on_connection(sql_plan)
-        return await self._execute_on_connection(sql_plan)
+                return await self._execute_on_connection(work, write)
+        return await self._execute_on_connection(work, write)
 
-    async def _execute_on_connection(self, sql_plan: SQLPlan) -> Any:
+    async def _execute_on_connection(self, work: Work[T], write: bool) -> T:
+        if self._host is not None:
+            conn = self._host
+            if isinstance(conn, AsyncSession):
+                conn = await conn.connection()
+            return await conn.run_sync(self._do, work, write, True)
         try:
             async with self._engine.connect() as conn:
                 raw = await conn.get_raw_connection()
@@ -148,133 +191,18 @@ class AsyncSQLBackend(SQLBackendBase[AsyncEngine], AsyncStorageBackend):
                         await conn.exec_driver_sql(pragma)
                     info[PREPARED] = True
                 async with self._setup.timeouts.applied_async(raw.driver_connection):
-                    return await adrive(self._setup.transaction(sql_plan), self._perform(conn))
+                    return await conn.run_sync(self._do, work, write, False)
         except SQLAlchemyError as exc:
             # Statement errors were translated as they happened; what is left
             # came from getting (or setting up) the connection.
             raise translate(exc, self._dialect, connecting=True) from exc
-        finally:
-            sql_plan.plan.close()
 
-    async def _run(self, sql_plan: SQLPlan) -> Any:
-        if self._closed:
-            sql_plan.plan.close()
-            raise StorageClosedError("the SQL backend is closed")
-        if not self._started:
-            try:
-                await self.start()
-            except BaseException:
-                sql_plan.plan.close()
-                raise
-        task = asyncio.create_task(self._execute(sql_plan))
-        self._calls.add(task)
-        task.add_done_callback(self._calls.discard)
-        return await run_to_completion(task)
-
-    async def save_session(self, meta: SessionMetadata) -> None:  # noqa: D102 - see the ABC
-        await self._run(self.plans.save_session(meta))
-
-    async def load_session(self, session_id: str) -> SessionMetadata:  # noqa: D102
-        result: SessionMetadata = await self._run(self.plans.load_session(session_id))
-        return result
-
-    async def delete_session(self, session_id: str) -> None:  # noqa: D102
-        await self._run(self.plans.delete_session(session_id))
-
-    async def list_sessions(  # noqa: D102
-        self,
-        agent_name: str,
-        *,
-        user_id: str | None = None,
-        limit: int | None = None,
-        offset: int = 0,
-    ) -> list[SessionMetadata]:
-        plan = self.plans.list_sessions(agent_name, user_id, limit, offset)
-        result: list[SessionMetadata] = await self._run(plan)
-        return result
-
-    async def list_agents(self) -> list[str]:  # noqa: D102
-        result: list[str] = await self._run(self.plans.list_agents())
-        return result
-
-    async def prune_sessions(  # noqa: D102
-        self, updated_before: datetime, *, agent_name: str | None = None, dry_run: bool = False
-    ) -> list[str]:
-        plan = self.plans.prune_sessions(updated_before, agent_name, dry_run)
-        result: list[str] = await self._run(plan)
-        return result
-
-    async def find_or_create_session(self, meta: SessionMetadata) -> SessionMetadata:  # noqa: D102
-        result: SessionMetadata = await self._run(self.plans.find_or_create_session(meta))
-        return result
-
-    async def append_entries(  # noqa: D102
-        self,
-        session_id: str,
-        entries: Sequence[SessionEntry],
-        *,
-        fork_from: str | None = None,
-        updated_at: datetime,
-    ) -> None:
-        if entries:
-            plan = self.plans.append_entries(session_id, entries, fork_from, updated_at)
-            await self._run(plan)
-
-    async def load_entries(self, session_id: str) -> list[SessionEntry]:  # noqa: D102
-        result: list[SessionEntry] = await self._run(self.plans.load_entries(session_id))
-        return result
-
-    async def load_branch(  # noqa: D102
-        self, session_id: str, query: BranchQuery = WHOLE_BRANCH
-    ) -> list[SessionEntry]:
-        plan = self.plans.load_branch(session_id, query)
-        result: list[SessionEntry] = await self._run(plan)
-        return result
-
-    async def load_messages(self, session_id: str, query: BranchQuery) -> list[Message]:  # noqa: D102
-        result: list[Message] = await self._run(self.plans.load_messages(session_id, query))
-        return result
-
-    async def create_checkpoint(self, session_id: str, new: NewCheckpoint) -> Checkpoint:  # noqa: D102
-        result: Checkpoint = await self._run(self.plans.create_checkpoint(session_id, new))
-        return result
-
-    async def save_checkpoint(self, checkpoint: Checkpoint) -> None:  # noqa: D102
-        await self._run(self.plans.save_checkpoint(checkpoint))
-
-    async def load_checkpoint(self, checkpoint_id: str) -> Checkpoint:  # noqa: D102
-        result: Checkpoint = await self._run(self.plans.load_checkpoint(checkpoint_id))
-        return result
-
-    async def list_checkpoints(self, session_id: str) -> list[Checkpoint]:  # noqa: D102
-        plan = self.plans.list_checkpoints(session_id)
-        result: list[Checkpoint] = await self._run(plan)
-        return result
-
-    async def search_messages(  # noqa: D102
-        self,
-        user_id: str,
-        query: str,
-        *,
-        agent_name: str | None = None,
-        limit: int = 5,
-    ) -> list[MessageHit]:
-        plan = self.plans.search_messages(user_id, search.terms(query), agent_name, limit)
-        result: list[MessageHit] = await self._run(plan)
-        return result
-
-    async def list_messages(  # noqa: D102
-        self,
-        user_id: str,
-        *,
-        agent_name: str | None = None,
-        message_id: str | None = None,
-        limit: int | None = None,
-        offset: int = 0,
-    ) -> list[MessageHit]:
-        plan = self.plans.list_messages(user_id, agent_name, message_id, limit, offset)
-        result: list[MessageHit] = await self._run(plan)
-        return result
+    def _do(self, conn: Connection, work: Work[T], write: bool, host: bool) -> T:
+        """Run ``work`` in a unit of work on ``conn`` (inside ``run_sync``)."""
+        with SQLUnitOfWork(conn, self._setup.statements, write=write, host=host) as uow:
+            result = work(uow)
+            uow.commit()
+            return result
 
     async def close(self) -> None:
         """Close the backend after the calls under way; dispose of an engine it created."""
@@ -285,17 +213,3 @@ class AsyncSQLBackend(SQLBackendBase[AsyncEngine], AsyncStorageBackend):
             await asyncio.wait(set(self._calls))
         if self._owns_engine:
             await self._base_engine.dispose()
-
-    async def erase_user(self, user_id: str) -> int:  # noqa: D102 - see the ABC
-        count: int = await self._run(self.plans.erase_user(user_id))
-        if count and self._dialect == "sqlite":
-            await self._run(self.plans.checkpoint_wal())
-        return count
-
-
-async def _rollback(conn: AsyncConnection) -> None:
-    try:
-        await conn.exec_driver_sql("ROLLBACK")
-    except SQLAlchemyError:
-        # The connection is broken; invalidate it so the pool does not reuse it.
-        await conn.invalidate()

@@ -4,23 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from ..backend import WHOLE_BRANCH, BranchQuery, MessageHit, NewCheckpoint, StorageBackend
+from ..backend import StorageBackend
 from ..errors import StorageClosedError
 from ..simple import SimpleBackend, as_storage
-from ..types import Checkpoint, Message, SessionEntry, SessionMetadata
+from ..storage import Work
 from ._tasks import run_to_completion
 from .backend import AsyncStorageBackend
+
+T = TypeVar("T")
 
 
 class ThreadedBackend(AsyncStorageBackend):
     """Gives a synchronous :class:`~sessions_db.StorageBackend` the asyncio interface.
 
-    Each call runs in a worker thread of the adapter's own pool (at most
+    Each unit of work runs in a worker thread of the adapter's own pool (at most
     ``max_workers`` at once), so the event loop never blocks on the store. This
     is how the file store and users' own backends plug into
     :class:`~sessions_db.aio.AsyncManager` (a :class:`~sessions_db.SimpleBackend`
@@ -48,136 +49,9 @@ class ThreadedBackend(AsyncStorageBackend):
         work.add_done_callback(self._calls.discard)
         return await run_to_completion(work)
 
-    async def save_session(self, meta: SessionMetadata) -> None:  # noqa: D102 - see the ABC
-        await self._call(self._backend.save_session, meta)
-
-    async def load_session(self, session_id: str) -> SessionMetadata:  # noqa: D102
-        result: SessionMetadata = await self._call(self._backend.load_session, session_id)
-        return result
-
-    async def delete_session(self, session_id: str) -> None:  # noqa: D102
-        await self._call(self._backend.delete_session, session_id)
-
-    async def list_sessions(  # noqa: D102
-        self,
-        agent_name: str,
-        *,
-        user_id: str | None = None,
-        limit: int | None = None,
-        offset: int = 0,
-    ) -> list[SessionMetadata]:
-        result: list[SessionMetadata] = await self._call(
-            self._backend.list_sessions, agent_name, user_id=user_id, limit=limit, offset=offset
-        )
-        return result
-
-    async def list_agents(self) -> list[str]:  # noqa: D102
-        result: list[str] = await self._call(self._backend.list_agents)
-        return result
-
-    async def prune_sessions(  # noqa: D102
-        self, updated_before: datetime, *, agent_name: str | None = None, dry_run: bool = False
-    ) -> list[str]:
-        result: list[str] = await self._call(
-            self._backend.prune_sessions, updated_before, agent_name=agent_name, dry_run=dry_run
-        )
-        return result
-
-    async def find_or_create_session(self, meta: SessionMetadata) -> SessionMetadata:  # noqa: D102
-        result: SessionMetadata = await self._call(self._backend.find_or_create_session, meta)
-        return result
-
-    async def append_entries(  # noqa: D102
-        self,
-        session_id: str,
-        entries: Sequence[SessionEntry],
-        *,
-        fork_from: str | None = None,
-        updated_at: datetime,
-    ) -> None:
-        await self._call(
-            self._backend.append_entries,
-            session_id,
-            entries,
-            fork_from=fork_from,
-            updated_at=updated_at,
-        )
-
-    async def append_entry(  # noqa: D102
-        self,
-        session_id: str,
-        entry: SessionEntry,
-        *,
-        fork_from: str | None = None,
-        updated_at: datetime,
-    ) -> None:
-        await self._call(
-            self._backend.append_entry,
-            session_id,
-            entry,
-            fork_from=fork_from,
-            updated_at=updated_at,
-        )
-
-    async def load_entries(self, session_id: str) -> list[SessionEntry]:  # noqa: D102
-        result: list[SessionEntry] = await self._call(self._backend.load_entries, session_id)
-        return result
-
-    async def load_branch(  # noqa: D102
-        self, session_id: str, query: BranchQuery = WHOLE_BRANCH
-    ) -> list[SessionEntry]:
-        result: list[SessionEntry] = await self._call(self._backend.load_branch, session_id, query)
-        return result
-
-    async def load_messages(self, session_id: str, query: BranchQuery) -> list[Message]:  # noqa: D102
-        result: list[Message] = await self._call(self._backend.load_messages, session_id, query)
-        return result
-
-    async def create_checkpoint(self, session_id: str, new: NewCheckpoint) -> Checkpoint:  # noqa: D102
-        result: Checkpoint = await self._call(self._backend.create_checkpoint, session_id, new)
-        return result
-
-    async def save_checkpoint(self, checkpoint: Checkpoint) -> None:  # noqa: D102
-        await self._call(self._backend.save_checkpoint, checkpoint)
-
-    async def load_checkpoint(self, checkpoint_id: str) -> Checkpoint:  # noqa: D102
-        result: Checkpoint = await self._call(self._backend.load_checkpoint, checkpoint_id)
-        return result
-
-    async def list_checkpoints(self, session_id: str) -> list[Checkpoint]:  # noqa: D102
-        result: list[Checkpoint] = await self._call(self._backend.list_checkpoints, session_id)
-        return result
-
-    async def search_messages(  # noqa: D102
-        self,
-        user_id: str,
-        query: str,
-        *,
-        agent_name: str | None = None,
-        limit: int = 5,
-    ) -> list[MessageHit]:
-        result: list[MessageHit] = await self._call(
-            self._backend.search_messages, user_id, query, agent_name=agent_name, limit=limit
-        )
-        return result
-
-    async def list_messages(  # noqa: D102
-        self,
-        user_id: str,
-        *,
-        agent_name: str | None = None,
-        message_id: str | None = None,
-        limit: int | None = None,
-        offset: int = 0,
-    ) -> list[MessageHit]:
-        result: list[MessageHit] = await self._call(
-            self._backend.list_messages,
-            user_id,
-            agent_name=agent_name,
-            message_id=message_id,
-            limit=limit,
-            offset=offset,
-        )
+    async def run(self, work: Work[T], *, write: bool = True) -> T:
+        """Do ``work`` in a unit of work of the synchronous backend, in a worker thread."""
+        result: T = await self._call(self._backend.run, work, write=write)
         return result
 
     async def release(self, session_id: str) -> None:  # noqa: D102
@@ -193,7 +67,3 @@ class ThreadedBackend(AsyncStorageBackend):
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._pool, self._backend.close)
         self._pool.shutdown(wait=False)
-
-    async def erase_user(self, user_id: str) -> int:  # noqa: D102
-        result: int = await self._call(self._backend.erase_user, user_id)
-        return result

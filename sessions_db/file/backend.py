@@ -9,13 +9,20 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from datetime import datetime
 from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
 
 from .. import ids
-from ..backend import WHOLE_BRANCH, BranchQuery, NewCheckpoint, StorageBackend, checkpoint_entry
+from ..backend import (
+    WHOLE_BRANCH,
+    BranchQuery,
+    CallsUnitOfWork,
+    NewCheckpoint,
+    StorageBackend,
+    checkpoint_entry,
+)
 from ..checksum import branch_checksum
 from ..errors import (
     CheckpointNotFoundError,
@@ -133,6 +140,7 @@ class FileBackend(StorageBackend):
         self._cache_size = cache_size
         self._lock = threading.Lock()
         self._session_locks = LockTable(cache_size)
+        self._holding = threading.local()  # the sessions a unit of work of this thread holds
         self._logs: dict[str, SessionLog] = {}  # full, until release
         self._summaries: dict[str, SessionLog] = {}  # metadata only, for listing
         self._indexes: dict[str, tuple[tuple[int, int, int], dict[str, SessionLog]]] = {}
@@ -153,7 +161,48 @@ class FileBackend(StorageBackend):
     # -- locating -------------------------------------------------------------------
 
     def _session_lock(self, session_id: str) -> AbstractContextManager[None]:
+        if session_id in self._held():
+            return nullcontext()
         return self._session_locks.hold(session_id)
+
+    def _held(self) -> dict[str, tuple[str, int, int]]:
+        """Return the sessions this thread's unit of work holds: agent, agent dir and file."""
+        held: dict[str, tuple[str, int, int]] | None = getattr(self._holding, "sessions", None)
+        if held is None:
+            held = self._holding.sessions = {}
+        return held
+
+    @contextmanager
+    def holding(self, session_id: str) -> Iterator[None]:
+        """Hold the session's locks (thread and OS) while the block runs, for a unit of work.
+
+        The calls the block makes on this thread work on the held session
+        without locking it again; no other thread or process writes it meanwhile.
+        """
+        session_id = ids.session_id(session_id)
+        with self._calls:
+            if self._closed:
+                raise StorageClosedError("the file store is closed")
+            self._active += 1
+        try:
+            with self._writing(session_id) as (agent, agent_fd, fd, _):
+                held = self._held()
+                held[session_id] = (agent, agent_fd, fd)
+                try:
+                    yield
+                finally:
+                    held.pop(session_id, None)
+        except OSError as exc:
+            raise StorageUnavailableError(f"file store {self._base}: {exc}") from exc
+        finally:
+            with self._calls:
+                self._active -= 1
+                if self._active == 0:
+                    self._calls.notify_all()
+
+    def unit_of_work(self, *, write: bool = True) -> FileUnitOfWork:
+        """Open a unit of work (see :class:`FileUnitOfWork`)."""
+        return FileUnitOfWork(self)
 
     def _exists(self, relative: str) -> bool:
         try:
@@ -235,6 +284,11 @@ class FileBackend(StorageBackend):
         Whatever follows the last commit line (a torn or unfinished write of a
         writer that died) is cut off first, so new lines never glue onto it.
         """
+        held = self._held().get(session_id)
+        if held is not None:
+            yield self._rewrite_held(session_id, *held)
+            self._mark_dirty(held[0], session_id)
+            return
         agent = self._where(session_id)
         name = paths.session_file(session_id)
         with self._session_lock(session_id), self._agent_dir(agent) as agent_fd:
@@ -263,6 +317,19 @@ class FileBackend(StorageBackend):
                     return
             self._forget(session_id)
             raise SessionNotFoundError(f"session {session_id} not found")
+
+    def _rewrite_held(
+        self, session_id: str, agent: str, agent_fd: int, fd: int
+    ) -> tuple[str, int, int, SessionLog]:
+        """Return what :meth:`_writing` yields, for a session this thread holds."""
+        info = os.fstat(fd)
+        if info.st_nlink == 0:
+            raise SessionNotFoundError(f"session {session_id} not found")
+        log = self._refresh(self._logs.get(session_id), session_id, fd, info)
+        if not log.keep_entries:
+            log = self._refresh(None, session_id, fd, info)
+        self._logs[session_id] = log
+        return agent, agent_fd, fd, log
 
     def _summary(
         self, session_id: str, agent_fd: int, known: dict[str, SessionLog]
@@ -974,3 +1041,38 @@ class FileBackend(StorageBackend):
 
 
 __all__ = ["DEFAULT_BASE", "FileBackend"]
+
+
+class FileUnitOfWork(CallsUnitOfWork):
+    """A unit of work on the file store: each call is one transaction, ended by a commit line.
+
+    :meth:`lock_session` holds the session's locks (the thread lock and the OS
+    lock on its file) until the unit commits, rolls back or ends, so that an
+    operation that reads, decides and writes (a restore, an automatic
+    checkpoint) sees no other writer in between. Writes are durable one call
+    at a time: the file store has no rollback of a call that returned.
+    """
+
+    def __init__(self, backend: FileBackend) -> None:
+        super().__init__(backend)
+        self._file = backend
+        self._locks = ExitStack()
+        self._locked: set[str] = set()
+
+    def lock_session(self, session_id: str) -> None:
+        if session_id not in self._locked:
+            self._locks.enter_context(self._file.holding(session_id))
+            self._locked.add(session_id)
+
+    def commit(self) -> None:
+        self._release()
+
+    def rollback(self) -> None:
+        self._release()
+
+    def end(self) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        self._locked.clear()
+        self._locks.close()

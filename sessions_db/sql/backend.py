@@ -3,33 +3,36 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
-from datetime import datetime
+from collections.abc import Callable
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from typing import Any
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session as OrmSession
 
-from .. import search
-from .._plan import drive
-from ..backend import WHOLE_BRANCH, BranchQuery, MessageHit, NewCheckpoint, StorageBackend
-from ..errors import StorageClosedError
-from ..types import Checkpoint, Message, SessionEntry, SessionMetadata
+from .. import migrations
+from ..backend import UnitOfWorkBackend
+from ..errors import SchemaError, StorageClosedError
 from . import opening
 from .engine import PREPARED, build_engine
 from .errors import translate
-from .plans import SQLPlan, Stmt
-from .setup import ROLLBACK, SQLBackendBase
+from .setup import SQLBackendBase
 from .timeouts import DEFAULT_LOCK_TIMEOUT, DEFAULT_STATEMENT_TIMEOUT
+from .unit_of_work import SQLUnitOfWork
 
 
-class SQLBackend(SQLBackendBase[Engine], StorageBackend):
+class SQLBackend(SQLBackendBase[Engine], UnitOfWorkBackend):
     """Sessions in PostgreSQL (psycopg 3) or SQLite, through SQLAlchemy 2.
 
     Give it a URL (``postgresql://...``, ``sqlite:///path.db``) and it builds and
     owns an engine, or give it the host application's :class:`~sqlalchemy.Engine`,
-    which it uses but never disposes.
+    which it uses but never disposes, or a :class:`~sqlalchemy.Connection` or ORM
+    :class:`~sqlalchemy.orm.Session` the host has open: then every operation
+    joins the host's transaction (inside a savepoint when it writes several
+    rows) and never commits, rolls back or closes it, and the schema is only
+    checked, never migrated (``migrate=True`` raises
+    :class:`~sessions_db.SchemaError` naming the command to run).
 
     ``schema`` places the tables in a PostgreSQL schema. ``migrate`` brings the
     tables to the newest migration on start; by default (``None``) a SQLite file
@@ -55,7 +58,7 @@ class SQLBackend(SQLBackendBase[Engine], StorageBackend):
 
     def __init__(
         self,
-        engine_or_url: Engine | str,
+        engine_or_url: Engine | str | Connection | OrmSession,
         *,
         schema: str | None = None,
         migrate: bool | None = None,
@@ -66,8 +69,15 @@ class SQLBackend(SQLBackendBase[Engine], StorageBackend):
         statement_timeout: float | None = DEFAULT_STATEMENT_TIMEOUT,
         lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT,
     ) -> None:
+        self._host: Connection | Callable[[], Connection] | None = None
         if isinstance(engine_or_url, str):
             engine = build_engine(engine_or_url, connect_timeout=connect_timeout)
+        elif isinstance(engine_or_url, Connection):
+            self._host = engine_or_url
+            engine = engine_or_url.engine
+        elif isinstance(engine_or_url, OrmSession):
+            self._host = engine_or_url.connection
+            engine = engine_or_url.connection().engine
         else:
             engine = engine_or_url
         self._configure(
@@ -88,6 +98,9 @@ class SQLBackend(SQLBackendBase[Engine], StorageBackend):
         self._writer: AbstractContextManager[Any] = (
             threading.Lock() if self._dialect == "sqlite" else nullcontext()
         )
+        if self._host is not None:
+            self._check_host_schema(schema, migrate=migrate, check=check_schema)
+            return
         if migrate is None:
             migrate = self._dialect == "sqlite"
         try:
@@ -107,150 +120,50 @@ class SQLBackend(SQLBackendBase[Engine], StorageBackend):
             self._dispose()
             raise
 
-    def _perform(self, conn: Connection) -> Callable[[Stmt], Any]:
-        dialect = self._dialect
-
-        def perform(stmt: Stmt) -> Any:
-            if stmt is ROLLBACK:
-                return _rollback(conn)
+    def _check_host_schema(self, schema: str | None, *, migrate: bool | None, check: bool) -> None:
+        """Check the schema on the host's connection, which is never migrated."""
+        assert self._host is not None
+        conn = self._host() if callable(self._host) else self._host
+        if migrate:
+            raise SchemaError(
+                "sessions_db never migrates on a connection of the application: run "
+                f"`{migrations.migrate_command(self._base_engine, schema=schema)}` first"
+            )
+        if check:
             try:
-                return conn.execute(stmt.statement, stmt.params)
+                opening.prepare(conn, schema=schema, migrate=False, check=True)
             except SQLAlchemyError as exc:
-                raise translate(exc, dialect) from exc
+                raise translate(exc, self._dialect) from exc
 
-        return perform
+    def unit_of_work(self, *, write: bool = True) -> SQLUnitOfWork:
+        """Open a unit of work: one transaction on a pooled connection, or in the host's.
 
-    def _run(self, sql_plan: SQLPlan) -> Any:
+        On a connection or ORM session of the host, the unit joins its
+        transaction and never commits, rolls back or closes it.
+        """
         if self._closed:
-            sql_plan.plan.close()
             raise StorageClosedError("the SQL backend is closed")
-        if sql_plan.atomic:
-            with self._writer:
-                return self._run_on_connection(sql_plan)
-        return self._run_on_connection(sql_plan)
-
-    def _run_on_connection(self, sql_plan: SQLPlan) -> Any:
+        if self._host is not None:
+            conn = self._host() if callable(self._host) else self._host
+            return SQLUnitOfWork(conn, self._setup.statements, write=write, host=True)
+        resources = ExitStack()
         try:
-            with self._engine.connect() as conn:
-                info = conn.connection.info
-                if self._setup.pragmas and not info.get(PREPARED):
-                    for pragma in self._setup.pragmas:
-                        conn.exec_driver_sql(pragma)
-                    info[PREPARED] = True
-                with self._setup.timeouts.applied(conn.connection.driver_connection):
-                    return drive(self._setup.transaction(sql_plan), self._perform(conn))
+            if write:
+                resources.enter_context(self._writer)
+            conn = resources.enter_context(self._engine.connect())
+            info = conn.connection.info
+            if self._setup.pragmas and not info.get(PREPARED):
+                for pragma in self._setup.pragmas:
+                    conn.exec_driver_sql(pragma)
+                info[PREPARED] = True
+            resources.enter_context(self._setup.timeouts.applied(conn.connection.driver_connection))
         except SQLAlchemyError as exc:
-            # Statement errors were translated as they happened; what is left
-            # came from getting (or setting up) the connection.
+            resources.close()
             raise translate(exc, self._dialect, connecting=True) from exc
-        finally:
-            sql_plan.plan.close()
-
-    def save_session(self, meta: SessionMetadata) -> None:  # noqa: D102 - see StorageBackend
-        self._run(self.plans.save_session(meta))
-
-    def load_session(self, session_id: str) -> SessionMetadata:  # noqa: D102
-        result: SessionMetadata = self._run(self.plans.load_session(session_id))
-        return result
-
-    def delete_session(self, session_id: str) -> None:  # noqa: D102
-        self._run(self.plans.delete_session(session_id))
-
-    def list_sessions(  # noqa: D102
-        self,
-        agent_name: str,
-        *,
-        user_id: str | None = None,
-        limit: int | None = None,
-        offset: int = 0,
-    ) -> list[SessionMetadata]:
-        result: list[SessionMetadata] = self._run(
-            self.plans.list_sessions(agent_name, user_id, limit, offset)
-        )
-        return result
-
-    def list_agents(self) -> list[str]:  # noqa: D102
-        result: list[str] = self._run(self.plans.list_agents())
-        return result
-
-    def prune_sessions(  # noqa: D102
-        self, updated_before: datetime, *, agent_name: str | None = None, dry_run: bool = False
-    ) -> list[str]:
-        result: list[str] = self._run(
-            self.plans.prune_sessions(updated_before, agent_name, dry_run)
-        )
-        return result
-
-    def find_or_create_session(self, meta: SessionMetadata) -> SessionMetadata:  # noqa: D102
-        result: SessionMetadata = self._run(self.plans.find_or_create_session(meta))
-        return result
-
-    def append_entries(  # noqa: D102
-        self,
-        session_id: str,
-        entries: Sequence[SessionEntry],
-        *,
-        fork_from: str | None = None,
-        updated_at: datetime,
-    ) -> None:
-        if entries:
-            self._run(self.plans.append_entries(session_id, entries, fork_from, updated_at))
-
-    def load_entries(self, session_id: str) -> list[SessionEntry]:  # noqa: D102
-        result: list[SessionEntry] = self._run(self.plans.load_entries(session_id))
-        return result
-
-    def load_branch(  # noqa: D102
-        self, session_id: str, query: BranchQuery = WHOLE_BRANCH
-    ) -> list[SessionEntry]:
-        result: list[SessionEntry] = self._run(self.plans.load_branch(session_id, query))
-        return result
-
-    def load_messages(self, session_id: str, query: BranchQuery) -> list[Message]:  # noqa: D102
-        result: list[Message] = self._run(self.plans.load_messages(session_id, query))
-        return result
-
-    def create_checkpoint(self, session_id: str, new: NewCheckpoint) -> Checkpoint:  # noqa: D102
-        result: Checkpoint = self._run(self.plans.create_checkpoint(session_id, new))
-        return result
-
-    def save_checkpoint(self, checkpoint: Checkpoint) -> None:  # noqa: D102
-        self._run(self.plans.save_checkpoint(checkpoint))
-
-    def load_checkpoint(self, checkpoint_id: str) -> Checkpoint:  # noqa: D102
-        result: Checkpoint = self._run(self.plans.load_checkpoint(checkpoint_id))
-        return result
-
-    def list_checkpoints(self, session_id: str) -> list[Checkpoint]:  # noqa: D102
-        result: list[Checkpoint] = self._run(self.plans.list_checkpoints(session_id))
-        return result
-
-    def search_messages(  # noqa: D102
-        self,
-        user_id: str,
-        query: str,
-        *,
-        agent_name: str | None = None,
-        limit: int = 5,
-    ) -> list[MessageHit]:
-        result: list[MessageHit] = self._run(
-            self.plans.search_messages(user_id, search.terms(query), agent_name, limit)
-        )
-        return result
-
-    def list_messages(  # noqa: D102
-        self,
-        user_id: str,
-        *,
-        agent_name: str | None = None,
-        message_id: str | None = None,
-        limit: int | None = None,
-        offset: int = 0,
-    ) -> list[MessageHit]:
-        result: list[MessageHit] = self._run(
-            self.plans.list_messages(user_id, agent_name, message_id, limit, offset)
-        )
-        return result
+        except BaseException:
+            resources.close()
+            raise
+        return SQLUnitOfWork(conn, self._setup.statements, write=write, resources=resources)
 
     def close(self) -> None:
         """Close the backend; dispose of the engine only if this backend created it."""
@@ -263,17 +176,3 @@ class SQLBackend(SQLBackendBase[Engine], StorageBackend):
     def _dispose(self) -> None:
         if self._owns_engine:
             self._base_engine.dispose()
-
-    def erase_user(self, user_id: str) -> int:  # noqa: D102 - see StorageBackend
-        count: int = self._run(self.plans.erase_user(user_id))
-        if count and self._dialect == "sqlite":
-            self._run(self.plans.checkpoint_wal())
-        return count
-
-
-def _rollback(conn: Connection) -> None:
-    try:
-        conn.exec_driver_sql("ROLLBACK")
-    except SQLAlchemyError:
-        # The connection is broken; invalidate it so the pool does not reuse it.
-        conn.invalidate()

@@ -1,22 +1,21 @@
-"""What the sync and asyncio SQL backends share beyond the statements themselves.
+"""What the sync and asyncio SQL backends share besides the unit of work.
 
-:class:`SQLSetup` checks the options once and holds the plans, the per-connection
-pragmas and the transaction wrapper; a backend only opens connections and
-performs the statements a plan yields, with blocking or awaited calls.
+:class:`SQLSetup` checks the options once and holds the statements, the
+per-connection pragmas and the timeouts; a backend only opens connections (or
+takes the host's) and runs a :class:`~sessions_db.sql.unit_of_work.SQLUnitOfWork`
+on them, directly or through ``run_sync``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
-
-from sqlalchemy import text
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from ..errors import ConfigurationError
 from ..ids import schema_name
 from .engine import sqlite_pragmas
-from .plans import Plan, SQLPlan, SQLPlans, Stmt
 from .schema import tables_in
+from .statements import SQLStatements
 from .timeouts import Timeouts
 
 if TYPE_CHECKING:
@@ -25,10 +24,6 @@ if TYPE_CHECKING:
 
 E = TypeVar("E", "Engine", "AsyncEngine")
 
-#: The statement that ends a write transaction.
-COMMIT = Stmt(text("COMMIT"))
-#: The statement that abandons one; a backend that cannot run it drops the connection.
-ROLLBACK = Stmt(text("ROLLBACK"))
 #: Run once when a SQLite backend starts (a property of the database file).
 SQLITE_START = "PRAGMA journal_mode = WAL"
 
@@ -39,7 +34,7 @@ class SQLSetup:
 
     dialect: str
     schema: str | None
-    plans: SQLPlans
+    statements: SQLStatements
     #: Statements each new connection runs once (SQLite pragmas; none on PostgreSQL).
     pragmas: tuple[str, ...]
     #: The statement and lock timeouts of every transaction (PostgreSQL only).
@@ -67,26 +62,7 @@ class SQLSetup:
         if dialect != "postgresql":
             timeouts = Timeouts(None, None)  # SQLite waits for locks by busy_timeout
         timeouts.check_supported()
-        return cls(dialect, schema, SQLPlans(tables_in(schema), dialect), pragmas, timeouts)
-
-    def transaction(self, sql_plan: SQLPlan) -> Plan:
-        """Return ``sql_plan`` as it runs on an autocommit connection.
-
-        An atomic plan is wrapped in ``BEGIN`` (``BEGIN IMMEDIATE`` on SQLite, so
-        that the write lock is taken up front) and ``COMMIT``, and yields
-        :data:`ROLLBACK` when a statement fails; a single-statement plan runs as is.
-        """
-        if not sql_plan.atomic:
-            result: Any = yield from sql_plan.plan
-            return result
-        yield Stmt(text(self.plans.begin))
-        try:
-            result = yield from sql_plan.plan
-        except Exception:
-            yield ROLLBACK
-            raise
-        yield COMMIT
-        return result
+        return cls(dialect, schema, SQLStatements(tables_in(schema), dialect), pragmas, timeouts)
 
 
 class SQLBackendBase(Generic[E]):
@@ -146,6 +122,6 @@ class SQLBackendBase(Generic[E]):
         return self._setup.timeouts
 
     @property
-    def plans(self) -> SQLPlans:
-        """The statement plans (the same for the sync and asyncio backends)."""
-        return self._setup.plans
+    def statements(self) -> SQLStatements:
+        """The statements (the same for the sync and asyncio backends)."""
+        return self._setup.statements

@@ -18,12 +18,12 @@ import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
-from .._plan import Plan
 from ..aio import AsyncManager, AsyncSession, AsyncSessionMemory, AsyncStorageBackend
 from ..backend import StorageBackend
 from ..manager import Manager, Session
 from ..memory import SessionMemory
-from ..rules import Call, Clock
+from ..rules import Clock
+from ..storage import Work
 from ..types import utcnow
 
 T = TypeVar("T")
@@ -148,9 +148,9 @@ class BlockingManager(Manager):
         """Return the async manager's memory, behind the blocking facade."""
         return BlockingMemory(self, self._target.memory(user_id, agent_name=agent_name))
 
-    def run(self, plan: Plan[Call, T]) -> T:
-        """Run a rules plan with the async manager."""
-        return self._loop.run(self._target.run(plan))
+    def run(self, work: Work[T], *, write: bool = True) -> T:
+        """Do a piece of work in a unit of work of the async manager."""
+        return self._loop.run(self._target.run(work, write=write))
 
     create = _awaited("create", session=True)
     get = _awaited("get", session=True)

@@ -1,0 +1,648 @@
+"""SQLUnitOfWork: every storage operation on PostgreSQL and SQLite, in one transaction.
+
+The unit of work runs on one SQLAlchemy :class:`~sqlalchemy.Connection`. The sync
+backend gives it a pooled connection in autocommit mode; the asyncio backend
+gives it the synchronous face of an ``AsyncConnection`` inside ``run_sync``, so
+that both run this very code; a host gives it its own connection (or ORM
+session), whose transaction the unit joins.
+
+**Transactions.** On a connection of ours the unit opens its transaction
+lazily, before its first statement (``BEGIN``, or ``BEGIN IMMEDIATE`` when a
+SQLite unit writes, so that the write lock is taken up front), and ends it
+with ``COMMIT`` or ``ROLLBACK``. A statement that is a whole operation on its
+own (an append on PostgreSQL, a read) runs as the first statement of a unit
+without ``BEGIN``: a single statement in autocommit is a transaction, and this
+keeps the hot paths at one round trip. A unit that does that cannot run a
+second statement: operations of several calls call :meth:`begin` first. On a
+host's connection nothing is begun, committed or rolled back: :meth:`begin`
+takes a savepoint, which :meth:`commit` releases and :meth:`rollback` undoes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from dataclasses import replace
+from datetime import datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import (
+    Connection,
+    Executable,
+    Float,
+    NestedTransaction,
+    and_,
+    column,
+    delete,
+    func,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.exc import SQLAlchemyError
+
+from .. import search
+from ..backend import UnitOfWork
+from ..checksum import branch_checksum
+from ..errors import (
+    CheckpointNotFoundError,
+    EntryNotFoundError,
+    SessionNotFoundError,
+    StorageClosedError,
+)
+from ..storage import WHOLE_BRANCH, BranchQuery, MessageHit, NewCheckpoint, checkpoint_entry
+from ..types import Checkpoint, EntryType, Message, SessionEntry, SessionMetadata
+from .errors import translate
+from .schema import FTS_DOCS, FTS_TABLE, PG_FTS_VECTOR
+from .statements import SQLStatements, follow, pg_append
+
+Result = CursorResult[Any]
+B = TypeVar("B")
+
+
+class SQLUnitOfWork(UnitOfWork):
+    """One unit of work on a SQL connection (see the module).
+
+    ``host`` says the connection and its transaction are the host's;
+    ``write`` that the unit may write (on SQLite it then begins with the write
+    lock). ``resources`` is closed when the unit ends, after its transaction
+    (the connection of a pooled unit, the write lock it holds).
+    """
+
+    def __init__(
+        self,
+        conn: Connection,
+        statements: SQLStatements,
+        *,
+        write: bool,
+        host: bool = False,
+        resources: ExitStack | None = None,
+    ) -> None:
+        self._conn = conn
+        self._sql = statements
+        self._dialect = statements.dialect
+        self._write = write
+        self._host = host
+        self._resources = resources
+        self._began = False
+        self._alone = False
+        self._ended = False
+        self._erased = False
+        self._savepoint: NestedTransaction | None = None
+
+    # -- the transaction ----------------------------------------------------------
+
+    def begin(self) -> None:
+        """Open the unit's transaction (a savepoint on a host's connection), if not yet open."""
+        if self._ended:
+            raise StorageClosedError("this unit of work has ended")
+        if self._began:
+            return
+        if self._alone:
+            raise RuntimeError(
+                "a statement of this unit of work ran alone; call begin() before the first one"
+            )
+        if self._host:
+            if self._write:
+                if self._dialect == "sqlite" and not _driver_in_transaction(self._conn):
+                    # Python's sqlite3 opens its transaction only before a data
+                    # change, so a SAVEPOINT first would start (and its RELEASE
+                    # commit) a transaction of its own: open the host's first.
+                    self._driver("BEGIN")
+                self._savepoint = self._conn.begin_nested()
+        else:
+            opening = "BEGIN IMMEDIATE" if self._write and self._dialect == "sqlite" else "BEGIN"
+            self._driver(opening)
+        self._began = True
+
+    def commit(self) -> None:
+        """Commit the unit's transaction (release the savepoint on a host's connection).
+
+        The unit may go on with another transaction after it.
+        """
+        self._alone = False
+        if not self._began:
+            return
+        self._began = False
+        if self._host:
+            if self._savepoint is not None:
+                savepoint, self._savepoint = self._savepoint, None
+                savepoint.commit()
+            return
+        self._driver("COMMIT")
+        if self._erased:
+            self._erased = False
+            # The write-ahead log still holds the erased rows' old pages: move
+            # it into the database file and empty it (waits for readers up to
+            # the busy timeout, and does not fail).
+            self._driver("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def rollback(self) -> None:
+        """Roll back the unit's transaction (to the savepoint on a host's connection)."""
+        if not self._began:
+            return
+        self._began = False
+        if self._host:
+            if self._savepoint is not None:
+                savepoint, self._savepoint = self._savepoint, None
+                savepoint.rollback()
+            return
+        try:
+            self._conn.exec_driver_sql("ROLLBACK")
+        except SQLAlchemyError:
+            # The connection is broken; the pool must not hand it out again.
+            self._conn.invalidate()
+
+    def end(self) -> None:
+        """Roll back what was not committed, then release the connection and locks."""
+        if self._ended:
+            return
+        self._ended = True
+        try:
+            self.rollback()
+        finally:
+            if self._resources is not None:
+                try:
+                    self._resources.close()
+                except SQLAlchemyError as exc:
+                    raise translate(exc, self._dialect, connecting=True) from exc
+
+    def _driver(self, sql: str) -> None:
+        try:
+            self._conn.exec_driver_sql(sql)
+        except SQLAlchemyError as exc:
+            raise translate(exc, self._dialect) from exc
+
+    def _run(self, statement: Executable, params: Any = None, *, alone: bool = False) -> Result:
+        """Execute one statement of the unit; ``alone``: it is a whole operation by itself.
+
+        A statement that is not alone runs inside the unit's transaction,
+        begun now if need be; so does every statement of a SQLite unit that
+        writes. Driver errors become sessions_db errors here, and nowhere else.
+        """
+        if not self._began and not self._host:
+            if not alone or (self._write and self._dialect == "sqlite") or self._alone:
+                self.begin()
+            elif self._write:
+                self._alone = True
+        elif self._ended:
+            raise StorageClosedError("this unit of work has ended")
+        try:
+            result: Result = self._conn.execute(statement, params)
+        except SQLAlchemyError as exc:
+            raise translate(exc, self._dialect) from exc
+        return result
+
+    # -- sessions -----------------------------------------------------------------
+
+    def save_session(self, meta: SessionMetadata) -> None:  # noqa: D102 - see Storage
+        s = self._sql.tables.sessions
+        ins = (postgresql.insert if self._dialect == "postgresql" else sqlite.insert)(s)
+        stmt = ins.values(
+            id=meta.id,
+            agent_name=meta.agent_name,
+            user_id=meta.user_id,
+            created_at=meta.created_at,
+            updated_at=meta.updated_at,
+            message_count=0,
+            current_leaf=None,
+            last_seq=0,
+            metadata=self._sql.json_value(meta.metadata),
+        ).on_conflict_do_update(
+            index_elements=[s.c.id],
+            set_={"user_id": meta.user_id, "metadata": self._sql.json_value(meta.metadata)},
+        )
+        self._run(stmt, alone=True)
+
+    def load_session(self, session_id: str) -> SessionMetadata:  # noqa: D102
+        s = self._sql.tables.sessions
+        stmt = select(*self._sql.session_columns()).where(s.c.id == session_id)
+        row = self._run(stmt, alone=True).first()
+        if row is None:
+            raise SessionNotFoundError(f"session {session_id} not found")
+        return self._sql.meta(row)
+
+    def delete_session(self, session_id: str) -> None:  # noqa: D102
+        s = self._sql.tables.sessions
+        stmt = delete(s).where(s.c.id == session_id).returning(s.c.id)
+        if self._run(stmt, alone=True).first() is None:
+            raise SessionNotFoundError(f"session {session_id} not found")
+
+    def list_sessions(  # noqa: D102
+        self,
+        agent_name: str,
+        *,
+        user_id: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[SessionMetadata]:
+        s = self._sql.tables.sessions
+        stmt = select(*self._sql.session_columns()).where(s.c.agent_name == agent_name)
+        if user_id is not None:
+            stmt = stmt.where(s.c.user_id == user_id)
+        stmt = stmt.order_by(s.c.updated_at.desc(), s.c.id.desc()).offset(offset)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        return [self._sql.meta(row) for row in self._run(stmt, alone=True)]
+
+    def list_agents(self) -> list[str]:  # noqa: D102
+        s = self._sql.tables.sessions
+        stmt = select(s.c.agent_name).distinct().order_by(s.c.agent_name)
+        return [row.agent_name for row in self._run(stmt, alone=True)]
+
+    def prune_sessions(  # noqa: D102
+        self, updated_before: datetime, *, agent_name: str | None = None, dry_run: bool = False
+    ) -> list[str]:
+        s = self._sql.tables.sessions
+        condition = s.c.updated_at < updated_before
+        if agent_name is not None:
+            condition = and_(condition, s.c.agent_name == agent_name)
+        stmt: Executable = (
+            select(s.c.id).where(condition)
+            if dry_run
+            else delete(s).where(condition).returning(s.c.id)
+        )
+        return sorted(row.id for row in self._run(stmt, alone=True))
+
+    def find_or_create_session(self, meta: SessionMetadata) -> SessionMetadata:  # noqa: D102
+        s = self._sql.tables.sessions
+        self.begin()
+        if self._dialect == "postgresql":
+            # Concurrent callers for one (agent, user) queue on this lock, so
+            # the second sees the session the first created.
+            key = func.hashtextextended(meta.agent_name + "\x1f" + (meta.user_id or ""), 0)
+            self._run(select(func.pg_advisory_xact_lock(key)))
+        latest = (
+            select(*self._sql.session_columns())
+            .where(s.c.agent_name == meta.agent_name, s.c.user_id == meta.user_id)
+            .order_by(s.c.updated_at.desc(), s.c.id.desc())
+            .limit(1)
+        )
+        row = self._run(latest).first()
+        if row is not None:
+            return self._sql.meta(row)
+        self.save_session(meta)
+        return meta
+
+    # -- entries ----------------------------------------------------------------------
+
+    def lock_session(self, session_id: str) -> None:  # noqa: D102 - see Storage
+        self.begin()
+        self._lock_session(session_id)
+
+    def _lock_session(self, session_id: str) -> Any:
+        """Lock the session row for the rest of the transaction; return its leaf and counters."""
+        s = self._sql.tables.sessions
+        stmt = (
+            select(s.c.current_leaf, s.c.last_seq, s.c.message_count)
+            .where(s.c.id == session_id)
+            .with_for_update()
+        )
+        row = self._run(stmt).first()
+        if row is None:
+            raise SessionNotFoundError(f"session {session_id} not found")
+        return row
+
+    def append_entries(  # noqa: D102
+        self,
+        session_id: str,
+        entries: Sequence[SessionEntry],
+        *,
+        fork_from: str | None = None,
+        updated_at: datetime,
+    ) -> None:
+        if not entries:
+            return
+        if self._dialect == "postgresql" and fork_from is None:
+            self._append_one_statement(session_id, entries, updated_at)
+        else:
+            self._append_locked(session_id, entries, fork_from, updated_at)
+
+    def append_entry(  # noqa: D102
+        self,
+        session_id: str,
+        entry: SessionEntry,
+        *,
+        fork_from: str | None = None,
+        updated_at: datetime,
+    ) -> None:
+        self.append_entries(session_id, [entry], fork_from=fork_from, updated_at=updated_at)
+
+    def _append_locked(
+        self,
+        session_id: str,
+        entries: Sequence[SessionEntry],
+        fork_from: str | None,
+        updated_at: datetime,
+    ) -> None:
+        s, e = self._sql.tables.sessions, self._sql.tables.entries
+        self.begin()
+        leaf, last_seq, depth = self._lock_session(session_id)
+        if fork_from is not None:
+            found = self._run(
+                select(e.c.depth).where(e.c.session_id == session_id, e.c.id == fork_from)
+            ).first()
+            if found is None:
+                raise EntryNotFoundError(f"entry {fork_from} not found in session {session_id}")
+            leaf, depth = fork_from, found.depth
+        stmt, params, depth = self._sql.insert_entries(session_id, entries, leaf, last_seq, depth)
+        self._run(stmt, params)
+        self._run(
+            update(s)
+            .where(s.c.id == session_id)
+            .values(
+                current_leaf=entries[-1].id,
+                last_seq=last_seq + len(entries),
+                message_count=depth,
+                updated_at=updated_at,
+            )
+        )
+
+    def _append_one_statement(
+        self, session_id: str, entries: Sequence[SessionEntry], updated_at: datetime
+    ) -> None:
+        columns = self._sql.columns
+        ids: list[str] = []
+        types: list[str] = []
+        roles: list[str | None] = []
+        payloads: list[str] = []
+        stamps: list[datetime] = []
+        depths: list[int] = []
+        messages = 0
+        for entry in entries:
+            role, data = columns(entry)
+            if entry.type is EntryType.MESSAGE:
+                messages += 1
+            ids.append(entry.id)
+            types.append(entry.type.value)
+            roles.append(role)
+            payloads.append(self._sql.dumps(data))
+            stamps.append(entry.timestamp)
+            depths.append(messages)
+        params: dict[str, Any] = {
+            "sid": session_id,
+            "last_id": ids[-1],
+            "n": len(ids),
+            "m": messages,
+            "now": updated_at,
+            "ids": ids,
+            "parents": [None, *ids[:-1]],
+            "types": types,
+            "roles": roles,
+            "payloads": payloads,
+            "stamps": stamps,
+            "depths": depths,
+        }
+        stmt = pg_append(self._sql.sessions_name, self._sql.entries_name)
+        if self._run(stmt, params, alone=True).rowcount == 0:
+            raise SessionNotFoundError(f"session {session_id} not found")
+
+    def load_branch(  # noqa: D102
+        self, session_id: str, query: BranchQuery = WHOLE_BRANCH
+    ) -> list[SessionEntry]:
+        return self._branch(session_id, query, self._sql.raw_entries)
+
+    def load_messages(self, session_id: str, query: BranchQuery) -> list[Message]:  # noqa: D102
+        query = replace(query, messages_only=True)
+        return self._branch(session_id, query, self._sql.raw_messages)
+
+    def _branch(
+        self, session_id: str, query: BranchQuery, build: Callable[[Sequence[Any]], list[B]]
+    ) -> list[B]:
+        """Read one branch, root first, and ``build`` the objects of its rows.
+
+        A whole branch is one range scan of the session picked by
+        :func:`~sessions_db.sql.statements.follow`; with a ``limit`` it is the
+        recursive walk, which stops after the newest ``limit`` messages (from
+        the leaf, or from ``before``).
+        """
+        start = "leaf" if query.leaf is None and query.before is None else "entry"
+        bound = "all" if query.limit is None else ("older" if query.before else "newest")
+        params: dict[str, Any] = {"sid": session_id}
+        if start == "entry":
+            params["start"] = query.before or query.leaf
+        if bound == "all":
+            stmt = self._sql.scan()
+        else:
+            stmt = self._sql.walk(start, bound)
+            params["all_types"] = not query.messages_only
+            params["n"] = query.limit
+        rows: list[Any] = list(self._run(stmt, params, alone=True).all())
+        if not rows:
+            raise SessionNotFoundError(f"session {session_id} not found")
+        if bound == "all":
+            rows = follow(rows, params.get("start") or rows[0][0], query.messages_only)
+        else:
+            rows = [r for r in rows if r[1] is not None]
+        if start == "entry":
+            if not rows or rows[-1][1] != params["start"]:
+                what = "message" if query.before else "entry"
+                raise EntryNotFoundError(
+                    f"{what} {params['start']} not found in session {session_id}"
+                )
+            if query.before is not None:
+                rows.pop()
+        if query.limit is not None and len(rows) > query.limit:
+            rows = rows[len(rows) - query.limit :]
+        return build(rows)
+
+    def load_entries(self, session_id: str) -> list[SessionEntry]:  # noqa: D102
+        s, e = self._sql.tables.sessions, self._sql.tables.entries
+        stmt = (
+            select(
+                s.c.id.label("sid"),
+                e.c.id,
+                e.c.parent_id,
+                e.c.type,
+                e.c.role,
+                e.c.payload,
+                e.c.created_at,
+            )
+            .select_from(s.outerjoin(e, e.c.session_id == s.c.id))
+            .where(s.c.id == session_id)
+            .order_by(e.c.seq)
+        )
+        rows = self._run(stmt, alone=True).all()
+        if not rows:
+            raise SessionNotFoundError(f"session {session_id} not found")
+        entry = self._sql.entry
+        return [
+            entry(r.id, r.parent_id, r.type, r.role, r.payload, r.created_at)
+            for r in rows
+            if r.id is not None
+        ]
+
+    # -- long-term memory -------------------------------------------------------------
+
+    def _hit(self, row: Any, score: float) -> MessageHit:
+        entry = self._sql.entry(
+            row.id, row.parent_id, row.type, row.role, row.payload, row.created_at
+        )
+        return MessageHit(row.session_id, entry, score)
+
+    def search_messages(
+        self,
+        user_id: str,
+        query: str,
+        *,
+        agent_name: str | None = None,
+        limit: int = 5,
+    ) -> list[MessageHit]:
+        """Select the user's messages matching any word of ``query``, best first, in one query.
+
+        PostgreSQL ranks with ``ts_rank`` over the GIN-indexed ``tsvector`` of the
+        payload's strings; SQLite with ``bm25`` over the FTS5 table (negated, so
+        that larger is better on both).
+        """
+        words = search.terms(query)
+        if not words or limit <= 0:
+            return []
+        e = self._sql.tables.entries
+        sessions, entries = self._sql.sessions_name, self._sql.entries_name
+        params: dict[str, Any] = {"uid": user_id, "agent": agent_name, "limit": limit}
+        by_agent = "AND s.agent_name = :agent" if agent_name is not None else ""
+        order = "ORDER BY score DESC, e.created_at DESC, e.session_id DESC, e.seq DESC LIMIT :limit"
+        if self._dialect == "postgresql":
+            tsquery = " || ".join(f"plainto_tsquery('simple', :t{i})" for i in range(len(words)))
+            params.update({f"t{i}": word for i, word in enumerate(words)})
+            vector = PG_FTS_VECTOR.format(payload="e.payload")
+            sql = f"""
+SELECT e.session_id, e.id, e.parent_id, e.type, e.role, e.payload, e.created_at,
+       ts_rank({vector}, q.query) AS score
+FROM {entries} e JOIN {sessions} s ON s.id = e.session_id
+     CROSS JOIN (SELECT {tsquery} AS query) q
+WHERE s.user_id = :uid {by_agent} AND e.type = 'message' AND {vector} @@ q.query
+{order}"""
+        else:
+            # Each word is a quoted FTS5 string (words are \w+, so hold no quote).
+            params["match"] = " OR ".join(f'"{word}"' for word in words)
+            sql = f"""
+SELECT e.session_id, e.id, e.parent_id, e.type, e.role, e.payload, e.created_at,
+       -bm25({FTS_TABLE}) AS score
+FROM {FTS_TABLE}
+     JOIN {FTS_DOCS} d ON d.docid = {FTS_TABLE}.rowid
+     JOIN {entries} e ON e.session_id = d.session_id AND e.id = d.entry_id
+     JOIN {sessions} s ON s.id = e.session_id
+WHERE {FTS_TABLE} MATCH :match AND s.user_id = :uid {by_agent} AND e.type = 'message'
+{order}"""
+        stmt = text(sql).columns(*self._sql.hit_columns(), e.c.created_at, column("score", Float))
+        return [self._hit(row, float(row.score)) for row in self._run(stmt, params, alone=True)]
+
+    def list_messages(  # noqa: D102
+        self,
+        user_id: str,
+        *,
+        agent_name: str | None = None,
+        message_id: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[MessageHit]:
+        s, e = self._sql.tables.sessions, self._sql.tables.entries
+        stmt = (
+            select(*self._sql.hit_columns(), e.c.created_at)
+            .select_from(e.join(s, s.c.id == e.c.session_id))
+            .where(s.c.user_id == user_id, e.c.type == EntryType.MESSAGE.value)
+            .order_by(e.c.created_at.desc(), e.c.session_id.desc(), e.c.seq.desc())
+            .offset(offset)
+        )
+        if agent_name is not None:
+            stmt = stmt.where(s.c.agent_name == agent_name)
+        if message_id is not None:
+            stmt = stmt.where(e.c.id == message_id)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        return [self._hit(row, 0.0) for row in self._run(stmt, alone=True)]
+
+    # -- checkpoints ------------------------------------------------------------------
+
+    def create_checkpoint(self, session_id: str, new: NewCheckpoint) -> Checkpoint:
+        """Lock the session, hash its branch with a new checkpoint entry, store both."""
+        s = self._sql.tables.sessions
+        self.begin()
+        leaf, last_seq, depth = self._lock_session(session_id)
+        branch: list[SessionEntry] = []
+        if leaf is not None:
+            branch = self.load_branch(session_id, BranchQuery(leaf=leaf))
+        entry = checkpoint_entry(new, leaf)
+        checksum = branch_checksum([*branch, entry])
+        stmt, params, _ = self._sql.insert_entries(session_id, [entry], leaf, last_seq, depth)
+        self._run(stmt, params)
+        self._run(
+            update(s)
+            .where(s.c.id == session_id)
+            .values(current_leaf=entry.id, last_seq=last_seq + 1, updated_at=new.timestamp)
+        )
+        checkpoint = Checkpoint.model_construct(
+            id=new.id,
+            session_id=session_id,
+            timestamp=new.timestamp,
+            entry_id=entry.id,
+            checksum=checksum,
+            metadata=new.metadata,
+        )
+        self._run(self._sql.insert_checkpoint(checkpoint))
+        return checkpoint
+
+    def save_checkpoint(self, checkpoint: Checkpoint) -> None:  # noqa: D102
+        s = self._sql.tables.sessions
+        self.begin()
+        exists = self._run(select(s.c.id).where(s.c.id == checkpoint.session_id)).first()
+        if exists is None:
+            raise SessionNotFoundError(f"session {checkpoint.session_id} not found")
+        self._run(self._sql.insert_checkpoint(checkpoint))
+
+    def load_checkpoint(self, checkpoint_id: str) -> Checkpoint:  # noqa: D102
+        c = self._sql.tables.checkpoints
+        stmt = select(*self._sql.checkpoint_columns()).where(c.c.id == checkpoint_id)
+        row = self._run(stmt, alone=True).first()
+        if row is None:
+            raise CheckpointNotFoundError(f"checkpoint {checkpoint_id} not found")
+        return self._sql.checkpoint(row)
+
+    def list_checkpoints(self, session_id: str) -> list[Checkpoint]:  # noqa: D102
+        s, c = self._sql.tables.sessions, self._sql.tables.checkpoints
+        stmt = (
+            select(s.c.id.label("sid"), *self._sql.checkpoint_columns())
+            .select_from(s.outerjoin(c, and_(c.c.session_id == s.c.id)))
+            .where(s.c.id == session_id)
+            .order_by(c.c.created_at, c.c.id)
+        )
+        rows = self._run(stmt, alone=True).all()
+        if not rows:
+            raise SessionNotFoundError(f"session {session_id} not found")
+        return [self._sql.checkpoint(r) for r in rows if r.id is not None]
+
+    # -- erasure ----------------------------------------------------------------------
+
+    def erase_user(self, user_id: str) -> int:
+        """Delete every session of the user in one transaction; return how many.
+
+        Entries and checkpoints go by ON DELETE CASCADE, and with the entries
+        their full-text index rows (PostgreSQL's GIN index entries; SQLite's
+        FTS5 rows, by the mapping table's cascade and trigger). On SQLite the
+        transaction also zeroes the pages it frees (``secure_delete``) and
+        merges the FTS5 index, whose segments would otherwise keep the deleted
+        words until some later merge, and its commit empties the write-ahead
+        log into the database file.
+        """
+        s = self._sql.tables.sessions
+        stmt = delete(s).where(s.c.user_id == user_id).returning(s.c.id)
+        if self._dialect != "sqlite":
+            return len(self._run(stmt, alone=True).all())
+        self.begin()
+        before = self._run(text("PRAGMA secure_delete")).scalar()
+        self._run(text("PRAGMA secure_delete = ON"))
+        count = len(self._run(stmt).all())
+        if count:
+            self._run(text(f"INSERT INTO {FTS_TABLE} ({FTS_TABLE}) VALUES ('optimize')"))
+            self._erased = True
+        self._run(text(f"PRAGMA secure_delete = {int(before or 0)}"))
+        return count
+
+
+def _driver_in_transaction(conn: Connection) -> bool:
+    """Whether the SQLite driver connection under ``conn`` has a transaction open."""
+    driver = conn.connection.driver_connection
+    return bool(getattr(driver, "in_transaction", True))

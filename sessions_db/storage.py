@@ -1,0 +1,361 @@
+"""The storage interface, declared once: the operations on sessions, entries and checkpoints.
+
+:class:`Storage` is the seed's interface in Python, with the few calls a store
+needs to be exact under concurrency: appends link entries to the current leaf
+inside the store (so concurrent appends form one chain), and checkpoints are
+taken at the leaf atomically. A :class:`UnitOfWork` offers these operations
+inside one transaction; a :class:`~sessions_db.StorageBackend` offers them each
+in a transaction of its own, and opens units of work. The contract suite in
+:mod:`sessions_db.testing` checks any implementation against these docstrings.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from contextlib import suppress
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+from .errors import SessionsDBError
+from .types import Checkpoint, EntryType, Message, SessionEntry, SessionMetadata
+
+
+@dataclass(frozen=True, slots=True)
+class BranchQuery:
+    """Which part of a branch :meth:`StorageBackend.load_branch` returns.
+
+    The branch ends at ``leaf`` (the session's current leaf when ``None``), or,
+    with ``before``, at the parent of that entry. ``messages_only`` keeps message
+    entries; ``limit`` keeps the newest ``limit`` of what is kept.
+    """
+
+    leaf: str | None = None
+    before: str | None = None
+    messages_only: bool = False
+    limit: int | None = None
+
+
+#: The whole current branch, every entry type.
+WHOLE_BRANCH = BranchQuery()
+
+
+@dataclass(frozen=True, slots=True)
+class MessageHit:
+    """A stored message entry of a user, found by a search or a listing.
+
+    ``entry`` is the entry as stored; ``score`` is the relevance of a search hit
+    (larger is better; 0 in listings).
+    """
+
+    session_id: str
+    entry: SessionEntry
+    score: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class NewCheckpoint:
+    """What :meth:`StorageBackend.create_checkpoint` needs to take a checkpoint."""
+
+    id: str
+    entry_id: str
+    timestamp: datetime
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class Storage(ABC):
+    """The operations on stored sessions, their entry trees and checkpoints.
+
+    Every method raises :class:`~sessions_db.StorageClosedError` once its store
+    is closed, and leaves what was stored intact when it raises.
+    """
+
+    @abstractmethod
+    def save_session(self, meta: SessionMetadata) -> None:
+        """Create the session, or update the ``user_id`` and ``metadata`` of an existing one.
+
+        The history fields (``current_leaf``, ``message_count``) of an existing
+        session are the store's own, kept by :meth:`append_entries`; the agent
+        name of a session never changes.
+        """
+
+    @abstractmethod
+    def load_session(self, session_id: str) -> SessionMetadata:
+        """Return the session's metadata; ``SessionNotFoundError`` if absent."""
+
+    def lock_session(self, session_id: str) -> None:  # noqa: B027 - stores without locks
+        """Hold the session against other writers until the unit of work's transaction ends.
+
+        Called after :meth:`UnitOfWork.begin` by operations that read, decide
+        and then write (a restore, an automatic checkpoint). SQL stores lock
+        the session's row (SQLite's write transaction already excludes every
+        other writer); a store whose calls are each a transaction of its own
+        does nothing here, and those operations are exact only as far as its
+        own calls are. ``SessionNotFoundError`` if the session is absent, on
+        stores that lock.
+        """
+
+    @abstractmethod
+    def delete_session(self, session_id: str) -> None:
+        """Remove the session, its entries and checkpoints; ``SessionNotFoundError`` if absent."""
+
+    @abstractmethod
+    def list_sessions(
+        self,
+        agent_name: str,
+        *,
+        user_id: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[SessionMetadata]:
+        """Return the agent's sessions (of ``user_id`` if given), most recently updated first.
+
+        Ties in ``updated_at`` are ordered by ID, descending, so that pages are stable.
+        """
+
+    @abstractmethod
+    def list_agents(self) -> list[str]:
+        """Return the names of the agents that have at least one session, sorted."""
+
+    @abstractmethod
+    def prune_sessions(
+        self, updated_before: datetime, *, agent_name: str | None = None, dry_run: bool = False
+    ) -> list[str]:
+        """Delete the sessions last updated before ``updated_before`` (of ``agent_name`` if given).
+
+        Returns the IDs deleted (with ``dry_run``, the IDs that would be, deleting
+        nothing). Entries and checkpoints go with their sessions.
+        """
+
+    def find_or_create_session(self, meta: SessionMetadata) -> SessionMetadata:
+        """Return the latest session of ``meta``'s agent and user, else save ``meta``.
+
+        Stores that can should do this atomically, so that concurrent callers for
+        one user get one session. This default is not atomic.
+        """
+        found = self.list_sessions(meta.agent_name, user_id=meta.user_id, limit=1)
+        if found:
+            return found[0]
+        self.save_session(meta)
+        return meta
+
+    @abstractmethod
+    def append_entries(
+        self,
+        session_id: str,
+        entries: Sequence[SessionEntry],
+        *,
+        fork_from: str | None = None,
+        updated_at: datetime,
+    ) -> None:
+        """Append ``entries`` to the session, all or nothing, in order.
+
+        The entries' own ``parent_id`` is ignored: the first entry is linked to the
+        current leaf (or, with ``fork_from``, to that entry of the session), each
+        next one to the one before, and the last becomes the current leaf. The
+        session's ``message_count`` becomes the number of messages on the new
+        branch and ``updated_at`` becomes ``updated_at``. Concurrent appends are
+        serialized: each sees the leaf the one before it left.
+        ``SessionNotFoundError`` if the session is absent, ``EntryNotFoundError`` if
+        ``fork_from`` is not one of its entries, ``DuplicateEntryError`` if an entry
+        ID is already in the session. Durable when it returns.
+        """
+
+    def append_entry(
+        self,
+        session_id: str,
+        entry: SessionEntry,
+        *,
+        fork_from: str | None = None,
+        updated_at: datetime,
+    ) -> None:
+        """Append one entry; see :meth:`append_entries`."""
+        self.append_entries(session_id, [entry], fork_from=fork_from, updated_at=updated_at)
+
+    @abstractmethod
+    def load_entries(self, session_id: str) -> list[SessionEntry]:
+        """Return every entry of the session (all branches) in the order they were appended.
+
+        ``SessionNotFoundError`` if the session is absent.
+        """
+
+    @abstractmethod
+    def load_branch(
+        self, session_id: str, query: BranchQuery = BranchQuery()
+    ) -> list[SessionEntry]:
+        """Return the entries of one branch, root first (see :class:`BranchQuery`).
+
+        ``SessionNotFoundError`` if the session is absent; ``EntryNotFoundError`` if
+        ``query.leaf`` or ``query.before`` is not an entry of the session (``before``
+        must be a message).
+        """
+
+    def load_messages(self, session_id: str, query: BranchQuery) -> list[Message]:
+        """Return the messages of one branch as :class:`Message` objects, root first.
+
+        The same as ``load_branch`` with ``messages_only`` (which is implied), each
+        entry turned into its message; stores may build them more cheaply (the SQL
+        store builds one object per row). Raises as :meth:`load_branch` does.
+        """
+        entries = self.load_branch(session_id, replace(query, messages_only=True))
+        return [entry.to_message() for entry in entries]
+
+    @abstractmethod
+    def create_checkpoint(self, session_id: str, new: NewCheckpoint) -> Checkpoint:
+        """Take a checkpoint at the current leaf, atomically, and return it.
+
+        Appends a ``checkpoint`` entry with ID ``new.entry_id`` (data
+        ``{"checkpoint_id": new.id}``) at the current leaf, computes the checksum
+        of the branch that ends with it (:func:`sessions_db.checksum.branch_checksum`)
+        and stores the checkpoint, all while no other append can move the leaf.
+        ``SessionNotFoundError`` if the session is absent.
+        """
+
+    @abstractmethod
+    def save_checkpoint(self, checkpoint: Checkpoint) -> None:
+        """Store a checkpoint as given (its entry must already be in the session).
+
+        ``SessionNotFoundError`` / ``EntryNotFoundError`` if its session or entry is absent.
+        """
+
+    @abstractmethod
+    def load_checkpoint(self, checkpoint_id: str) -> Checkpoint:
+        """Return the checkpoint; ``CheckpointNotFoundError`` if absent."""
+
+    @abstractmethod
+    def list_checkpoints(self, session_id: str) -> list[Checkpoint]:
+        """Return the session's checkpoints, oldest first; ``SessionNotFoundError`` if absent."""
+
+    def search_messages(
+        self,
+        user_id: str,
+        query: str,
+        *,
+        agent_name: str | None = None,
+        limit: int = 5,
+    ) -> list[MessageHit]:
+        """Return the user's message entries that match ``query``, most relevant first.
+
+        Searches the messages (every branch) of the sessions whose ``user_id`` is
+        ``user_id`` (and whose agent is ``agent_name`` if given), at most
+        ``limit`` of them; see :mod:`sessions_db.search` for the text searched and
+        the matching. This default reads every message of the user; stores with
+        a full-text index override it.
+        """
+        from .search import scan  # noqa: PLC0415 - search builds on this module
+
+        return scan(self, user_id, query, agent_name, limit)
+
+    def list_messages(
+        self,
+        user_id: str,
+        *,
+        agent_name: str | None = None,
+        message_id: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[MessageHit]:
+        """Return the user's message entries, newest first (by timestamp, then session and order).
+
+        With ``message_id``, only the entries with that ID. This default reads
+        every message of the user; SQL stores override it with one query.
+        """
+        from .search import scan_list  # noqa: PLC0415 - as above
+
+        return scan_list(self, user_id, agent_name, message_id, limit, offset)
+
+    def erase_user(self, user_id: str) -> int:
+        """Remove every session of ``user_id`` on every agent; return how many were removed.
+
+        Each session goes with its entries, checkpoints and whatever the store
+        keeps for it (its full-text index rows); sessions of other users and of
+        no user are untouched. ``user_id`` is a checked user ID, never ``None``.
+        Stores that can should do this in one transaction. This default lists
+        the agents (:meth:`list_agents`) and deletes the user's sessions one by
+        one, which is not atomic: a session created for the user meanwhile may
+        stay.
+        """
+        from .rules import erase_fallback  # noqa: PLC0415 - the rules build on this module
+
+        return erase_fallback(self, user_id)
+
+
+W = TypeVar("W")
+
+
+class UnitOfWork(Storage):
+    """The operations of :class:`Storage` inside one transaction of one store.
+
+    Use it as a context manager: what it did is kept only if :meth:`commit` is
+    called before the block ends; otherwise (or when the block raises) it is
+    rolled back. A store that cannot span several operations with one
+    transaction says how far it goes in its own documentation; every single
+    operation is still atomic on every store.
+
+    An operation that makes more than one call and must see no other writer
+    between them (verify, then write) calls :meth:`begin` first.
+    """
+
+    def begin(self) -> None:
+        """Make the rest of the unit one transaction, isolated from other writers.
+
+        SQL stores open their transaction here (a savepoint inside a host's
+        transaction); stores whose calls are each a transaction of their own
+        do nothing. Calling it twice is harmless.
+        """
+
+    @abstractmethod
+    def commit(self) -> None:
+        """Keep what the unit did. A host's own transaction is never committed here."""
+
+    @abstractmethod
+    def rollback(self) -> None:
+        """Undo what the unit did since it began (or since its last commit)."""
+
+    @abstractmethod
+    def end(self) -> None:
+        """End the unit: roll back what was not committed and release what it holds."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.end()
+            return
+        # The block's own error says what went wrong; ending the unit failed as a result.
+        with suppress(SessionsDBError):
+            self.end()
+
+
+#: A piece of work done in one unit of work, returning a value.
+Work = Callable[[UnitOfWork], W]
+
+
+def restore_marker(entry_id: str, checkpoint_id: str, timestamp: datetime) -> SessionEntry:
+    """Return the metadata entry that records a restore of ``checkpoint_id``."""
+    return SessionEntry.model_construct(
+        id=entry_id,
+        parent_id=None,
+        timestamp=timestamp,
+        type=EntryType.METADATA,
+        data={"event": "restore", "checkpoint_id": checkpoint_id},
+    )
+
+
+def checkpoint_entry(new: NewCheckpoint, parent_id: str | None) -> SessionEntry:
+    """Return the checkpoint entry that ``create_checkpoint`` appends for ``new``."""
+    return SessionEntry.model_construct(
+        id=new.entry_id,
+        parent_id=parent_id,
+        timestamp=new.timestamp,
+        type=EntryType.CHECKPOINT,
+        data={"checkpoint_id": new.id},
+    )
