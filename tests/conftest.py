@@ -1,8 +1,11 @@
 """Fixtures: real PostgreSQL (through pytest-postgresql), real SQLite files, real directories.
 
-PostgreSQL tests never skip: when the server cannot be reached they fail. Point
-them at a server with SESSIONS_DB_TEST_PG (a URL of a role that may create
-databases); `scripts/test` starts the local cluster and creates that role.
+Tests never skip for want of something on the machine: a test that cannot run
+here (no PostgreSQL server, no way to make the outage test's private cluster)
+fails, through :func:`cannot_run`, unless SESSIONS_DB_ALLOW_SKIP=1 is set; then
+it is skipped with the reason. Point the PostgreSQL tests at a server with
+SESSIONS_DB_TEST_PG (a URL of a role that may create databases); `scripts/test`
+starts the local cluster and creates that role.
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ import shutil
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+import psycopg
 import pytest
 from sqlalchemy import create_engine, make_url, text
 
@@ -32,12 +36,47 @@ PG_URL = os.environ.get(
     "SESSIONS_DB_TEST_PG", "postgresql://sessions_db:sessions_db@127.0.0.1:5432/postgres"
 )
 
+#: Set to ``1`` to skip, instead of fail, the tests that cannot run on this machine.
+ALLOW_SKIP = "SESSIONS_DB_ALLOW_SKIP"
+
+
+def cannot_run(reason: str) -> NoReturn:
+    """End the current test, which cannot run here: a failure, or a skip if the
+    user opted out with ``SESSIONS_DB_ALLOW_SKIP=1`` (CI never does)."""
+    if os.environ.get(ALLOW_SKIP) == "1":
+        pytest.skip(reason)
+    pytest.fail(
+        f"this test cannot run here: {reason} (set {ALLOW_SKIP}=1 to skip such tests)",
+        pytrace=False,
+    )
+
+
+def reach_postgres(url: str) -> None:
+    """Connect once to the server of ``url``; :func:`cannot_run` if that fails."""
+    parts = make_url(url)
+    try:
+        psycopg.connect(
+            host=parts.host or "127.0.0.1",
+            port=parts.port or 5432,
+            user=parts.username or "postgres",
+            password=parts.password,
+            dbname=parts.database or "postgres",
+            connect_timeout=10,
+        ).close()
+    except psycopg.OperationalError as exc:
+        problem = str(exc)
+    else:
+        return
+    where = parts.render_as_string(hide_password=True)
+    cannot_run(f"no PostgreSQL server to test on at {where} (SESSIONS_DB_TEST_PG): {problem}")
+
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[Callable[[], str]]:
     """A factory of throwaway PostgreSQL databases, dropped at the end of the run."""
     from pytest_postgresql.janitor import DatabaseJanitor
 
+    reach_postgres(PG_URL)
     url = make_url(PG_URL)
     janitors: list[Any] = []
 

@@ -89,8 +89,9 @@ class SQLBackendBase(Generic[E]):
         )
         if self._setup.timeouts.prelude is not None and engine.dialect.driver != "psycopg":
             raise ConfigurationError(
-                f"statement and lock timeouts need the psycopg driver, not "
-                f"{engine.dialect.driver!r}: pass statement_timeout=None, lock_timeout=None"
+                "statement and lock timeouts need a psycopg 3 engine "
+                f"(postgresql+psycopg://), not the {engine.dialect.driver!r} driver: "
+                "use psycopg 3, or pass statement_timeout=None, lock_timeout=None"
             )
         self._dialect = self._setup.dialect
         self._owns_engine = owns_engine

@@ -4,8 +4,8 @@ The shared server is never touched: the cluster gets its own name, port and
 data directory, and is dropped afterwards. As root it is made with Debian's
 ``pg_createcluster`` (the server runs as the ``postgres`` user); as any other
 user, with ``initdb`` and ``pg_ctl`` in a temporary directory. When neither
-works the test fails if ``CI`` is set (CI must run it; ``.ci/run`` sets it) and
-is skipped otherwise.
+works the test cannot run here: it fails, or is skipped only with
+``SESSIONS_DB_ALLOW_SKIP=1`` (see :func:`tests.conftest.cannot_run`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
+from ..conftest import cannot_run
 
 VERSION = os.environ.get("SESSIONS_DB_PG_VERSION", "15")
 
@@ -81,24 +81,18 @@ def _free_port() -> int:
         return port
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"CI must run this test, but {reason}", pytrace=False)
-    pytest.skip(reason)
-
-
 @contextmanager
 def private_cluster(prefix: str) -> Iterator[Cluster]:
     """Create, start, yield and finally drop a private cluster."""
     name = f"{prefix}_{secrets.token_hex(4)}"
     if os.geteuid() == 0:
         if not shutil.which("pg_createcluster"):
-            _unavailable("as root it needs the Debian PostgreSQL tools (pg_createcluster)")
+            cannot_run("as root it needs the Debian PostgreSQL tools (pg_createcluster)")
         with _debian_cluster(name) as cluster:
             yield cluster
     else:
         if not (_tool("initdb") and _tool("pg_ctl")):
-            _unavailable("the PostgreSQL server programs (initdb, pg_ctl) are missing")
+            cannot_run("the PostgreSQL server programs (initdb, pg_ctl) are missing")
         with _pg_ctl_cluster(name) as cluster:
             yield cluster
 

@@ -13,12 +13,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import sessions_db as sdb
-from sessions_db import ids
 
 from .support import COUNTS, clear, profile, snapshot
 
 TRICKS = [
     "",
+    " ",
+    "\t\n",
+    "\u3000",  # ideographic space
     ".",
     "..",
     "../x",
@@ -101,37 +103,20 @@ def agent_errors(value: str) -> Errors:
     return NONE if AGENT_NAME.fullmatch(value) else INVALID_ID
 
 
-def _empty_user_refused() -> bool:
-    """Whether this version refuses a user ID given as "" or blank where it filters or
-    checks ownership (the public contract: only None means "no owner check"); older
-    versions took "" for None there."""
-    try:
-        ids.user_id("")
-    except sdb.InvalidIDError:
-        return True
-    return False
-
-
-EMPTY_USER_REFUSED = _empty_user_refused()
-
-
 def _blank(value: str) -> bool:
-    return not value.strip() if EMPTY_USER_REFUSED else not value
+    """An empty user ID: "" or whitespace only."""
+    return not value.strip()
 
 
 def user_errors(value: str | None) -> Errors:
-    """A user ID that filters or checks ownership: None (no check), else a user ID of at
-    most 255 printable characters (see :data:`EMPTY_USER_REFUSED` for "" and blank)."""
+    """A user ID that filters or checks ownership (``get``, ``list``, memory): None (no
+    check); "" or blank is never "no check" but refused; else at most 255 printable
+    characters."""
     if value is None:
         return NONE
     if _blank(value):
-        return INVALID_ID if EMPTY_USER_REFUSED else NONE
+        return INVALID_ID
     return NONE if len(value) <= MAX_USER_ID and value.isprintable() else INVALID_ID
-
-
-def user_filter(value: str | None) -> str | None:
-    """The user an accepted filter checks for (``None``: no check)."""
-    return None if value is None or _blank(value) else value
 
 
 def owner_errors(value: str | None) -> Errors:
@@ -251,7 +236,7 @@ def test_lookups_never_leak_or_write(
     not_found = frozenset({sdb.SessionNotFoundError})
 
     _expect(mgr, lambda: mgr.get(value), uuid_errors(value, sdb.SessionNotFoundError))
-    refused = user_errors(value) or (NONE if user_filter(value) in alice else not_found)
+    refused = user_errors(value) or (NONE if value in alice else not_found)
     session = _expect(mgr, lambda: mgr.get(victim, user_id=value), refused)
     assert refused or session.id == victim
     _expect(mgr, lambda: mgr.delete(value), uuid_errors(value, sdb.SessionNotFoundError))
@@ -259,11 +244,14 @@ def test_lookups_never_leak_or_write(
     refused = agent_errors(value) | user_errors(other) | limit_errors(limit)
     found = _expect(mgr, lambda: mgr.list(value, user_id=other, limit=limit), refused)
     if not refused:
-        visible = value == "victim" and user_filter(other) in alice and limit != 0
+        visible = value == "victim" and other in alice and limit != 0
         assert [m.id for m in found] == ([victim] if visible else [])
     found = _expect(mgr, lambda: mgr.list("victim", user_id=value), user_errors(value))
     if found is not None:
-        assert [m.id for m in found] == ([victim] if user_filter(value) in alice else [])
+        assert [m.id for m in found] == ([victim] if value == "alice" else [])
+    memory = _expect(mgr, lambda: mgr.memory(value), user_errors(value))
+    if memory is not None:
+        assert [h.session_id for h in memory.list()] == ([victim] if value == "alice" else [])
 
     refused = (entry_errors(value) | limit_errors(limit)) or frozenset({sdb.EntryNotFoundError})
     _expect(mgr, lambda: mgr.get(victim).get_messages(before=value, limit=limit), refused)
@@ -279,6 +267,28 @@ def test_lookups_never_leak_or_write(
         else:
             assert found.id != victim
             mgr.delete(found.id)
+
+
+#: Empty user IDs: "" and blank ones.
+EMPTY_USERS = ["", " ", "\t\n", "\u3000"]
+
+
+@pytest.mark.parametrize("empty", EMPTY_USERS)
+def test_an_empty_user_id_never_turns_an_owner_check_off(mgr: sdb.Manager, empty: str) -> None:
+    """The contract (API.md): a user ID that filters or checks ownership is never empty,
+    "" or blank raises InvalidIDError; where a session is created, it means no user."""
+    victim = mgr.list("victim")[0].id
+    _expect(mgr, lambda: mgr.get(victim, user_id=empty), INVALID_ID)
+    _expect(mgr, lambda: mgr.list("victim", user_id=empty), INVALID_ID)
+    _expect(mgr, lambda: mgr.memory(empty), INVALID_ID)
+    _expect(mgr, lambda: mgr.memory(empty, agent_name="victim"), INVALID_ID)
+    created = mgr.create("victim", user_id=empty)
+    assert created.user_id is None
+    again = mgr.get_or_create("victim", empty)  # no user: always a new session
+    assert again.user_id is None
+    assert again.id not in {victim, created.id}
+    assert {m.id for m in mgr.list("victim", user_id=None)} == {victim, created.id, again.id}
+    assert mgr.get(created.id).user_id is None
 
 
 @given(role=HOSTILE, message_id=HOSTILE | st.none(), body=PAYLOADS)
