@@ -25,7 +25,9 @@ writes ``agents_store.sessions_db_sessions`` and so on. The translation applies
 to every table without a schema of its own, so give it to connections (or an
 ORM ``Session`` bind) used for these tables.
 
-Table names carry a prefix (:data:`PREFIX`) so that they never
+**Keys.** Every primary key and unique index of the entries and checkpoints
+tables leads with ``session_id``, so that they can be hash-partitioned by
+session. Table names carry a prefix (:data:`PREFIX`) so that they never
 collide with a host's tables, and constraint names follow
 :data:`NAMING_CONVENTION`, so that SQLite, PostgreSQL and the migrations agree
 on them.
@@ -47,6 +49,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -145,6 +148,13 @@ class SessionRow(Base):
     last_seq: Mapped[int] = mapped_column(BigInteger)
     #: The session's metadata (column ``metadata``; an envelope in an encrypted store).
     meta: Mapped[dict[str, Any]] = mapped_column("metadata")
+    #: An external key a framework gives the session: unique per agent, or NULL.
+    key: Mapped[str | None] = mapped_column(String(1024))
+    #: The session this one was forked from, or NULL. No foreign key: the
+    #: source may be deleted after the fork.
+    forked_from: Mapped[str | None] = mapped_column(String(36))
+    #: The entry of the source session the fork was taken at, or NULL.
+    forked_at: Mapped[str | None] = mapped_column(String(128))
 
     #: All entries of the session, every branch, in the order they were appended
     #: (view-only, loaded on first access).
@@ -164,6 +174,9 @@ class SessionRow(Base):
         Index(None, "updated_at"),
         # The long-term memory reads a user's sessions across agents.
         Index(None, "user_id"),
+        # NULL keys never collide (on PostgreSQL and SQLite alike).
+        Index(None, "agent_name", "key", unique=True),
+        Index(None, "forked_from"),
     )
 
 
@@ -214,8 +227,9 @@ class CheckpointRow(Base):
 
     __tablename__ = f"{PREFIX}checkpoints"
 
-    #: The checkpoint ID (a UUID).
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    #: The checkpoint ID (a UUID). The primary key is ``(session_id, id)``; an
+    #: index on ``id`` alone serves lookups by checkpoint ID.
+    id: Mapped[str] = mapped_column(String(36))
     #: The session the checkpoint belongs to.
     session_id: Mapped[str] = mapped_column(
         String(36), ForeignKey(SessionRow.id, ondelete="CASCADE")
@@ -233,10 +247,12 @@ class CheckpointRow(Base):
     session: Mapped[SessionRow] = relationship(viewonly=True, back_populates="checkpoints")
 
     __table_args__ = (
+        PrimaryKeyConstraint("session_id", "id"),
         ForeignKeyConstraint(
             ["session_id", "entry_id"],
             [f"{PREFIX}entries.session_id", f"{PREFIX}entries.id"],
             ondelete="CASCADE",
         ),
         Index(None, "session_id", "created_at"),
+        Index(None, "id"),
     )
