@@ -15,9 +15,10 @@ from sqlalchemy import Connection, create_engine
 from sqlalchemy.schema import CreateSchema
 
 from sessions_db.ids import schema_name
-from sessions_db.migrations import include_object as _host_filter
+from sessions_db.migrations import include_own_object
+from sessions_db.models import Base
 from sessions_db.sql.engine import normalize_url
-from sessions_db.sql.schema import PREFIX, VERSION_TABLE, Base, is_fts_object
+from sessions_db.sql.schema import VERSION_TABLE
 
 config = context.config
 # Checked here too: alembic.ini and the environment reach this file directly.
@@ -29,23 +30,13 @@ schema = schema_name(
 )
 
 
-def include_object(obj, name, type_, reflected, compare_to):
-    # The full-text search objects are dialect-specific and made by hand in
-    # migration 0002, outside the models: they take no part in comparisons.
-    if is_fts_object(name):
-        return False
-    # Only our own tables take part in comparisons, whatever else the database holds.
-    return not _host_filter(obj, name, type_, reflected, compare_to) or (
-        type_ == "table" and (name or "").startswith(PREFIX)
-    )
-
-
 def _configure(**kwargs):
     context.configure(
         target_metadata=Base.metadata,
         version_table=VERSION_TABLE,
         version_table_schema=schema,
-        include_object=include_object,
+        # Only our own tables, without the full-text search objects and partitions.
+        include_object=include_own_object,
         compare_type=True,
         **kwargs,
     )

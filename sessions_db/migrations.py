@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import io
+import re
 import shlex
 import threading
 from collections.abc import Iterator
@@ -35,9 +36,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from .errors import InvalidArgumentError, SchemaError
 from .ids import schema_name
+from .models import Base
 from .sql.engine import normalize_url, private_sqlite_file
 from .sql.errors import translate
-from .sql.schema import PREFIX, VERSION_TABLE
+from .sql.schema import PREFIX, VERSION_TABLE, is_fts_object
 from .sql.writelock import write_transaction
 
 #: Held while alembic runs in this process. alembic keeps the running
@@ -54,6 +56,8 @@ __all__ = [
     "downgrade",
     "head",
     "include_object",
+    "include_own_object",
+    "is_partition",
     "run_with_host",
     "script_location",
     "tables_dropped",
@@ -280,16 +284,56 @@ def migrate_command(connectable: Engine | Connection, *, schema: str | None = No
     return shlex.join(command_line)
 
 
+#: The name of a partition of one of our tables: ``<table>_p<digits>``.
+_PARTITION = re.compile(
+    "^(?:" + "|".join(re.escape(name) for name in sorted(Base.metadata.tables)) + r")_p[0-9]+$"
+)
+
+
+def is_partition(name: str | None) -> bool:
+    """Whether ``name`` is a partition of one of our tables (``sessions_db_entries_p0``).
+
+    A store whose tables are partitioned has child tables named after their
+    parent, ``<table>_p<digits>``. They are made by the migration that
+    partitions a table and are not models: autogenerate leaves them alone.
+    """
+    return bool(name) and _PARTITION.match(str(name)) is not None
+
+
+def _table_of(obj: Any, name: str | None, type_: str) -> str:
+    """Return the name of the table ``obj`` is, or belongs to (an index, a constraint)."""
+    table = name if type_ == "table" else getattr(getattr(obj, "table", None), "name", None)
+    return table or ""
+
+
 def include_object(
     obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
 ) -> bool:
     """Tell a host's alembic autogenerate to leave the sessions_db tables alone.
 
     Pass it as ``context.configure(include_object=sessions_db.migrations.include_object)``
-    (or call it from the host's own filter).
+    (or call it from the host's own filter). It hides every table whose name
+    starts with ``sessions_db_``, with its indexes and constraints: our tables,
+    the full-text search tables of SQLite, and the partitions of a partitioned
+    store (:func:`is_partition`).
     """
-    table = name if type_ == "table" else getattr(getattr(obj, "table", None), "name", None)
-    return not (table or "").startswith(PREFIX)
+    return not _table_of(obj, name, type_).startswith(PREFIX)
+
+
+def include_own_object(
+    obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
+) -> bool:
+    """Tell alembic autogenerate, run on our own migrations, which objects are ours.
+
+    Only our tables take part, whatever else the database holds; the full-text
+    search objects (dialect-specific, made by hand in the migrations) and the
+    partitions of a partitioned store (:func:`is_partition`) do not, as they are
+    not models. Our migration environment (``env.py``) uses it.
+    """
+    if is_fts_object(name):
+        return False
+    table = _table_of(obj, name, type_)
+    return table.startswith(PREFIX) and not is_partition(table)
 
 
 def run_with_host(*, schema: str | None = None) -> None:

@@ -17,7 +17,20 @@ from pathlib import Path
 
 import alembic as alembic_package
 import pytest
-from sqlalchemy import create_engine, inspect, text
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import (
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    inspect,
+    text,
+)
 
 import sessions_db as sdb
 from sessions_db import migrations
@@ -206,3 +219,123 @@ def test_offline_upgrade_writes_our_ddl(host: tuple[str, Path]) -> None:
         session.append_message(sdb.Message.new("user", {"content": "after the script"}))
         (hit,) = mgr.backend.search_messages("u1", "script")
         assert hit.session_id == session.id
+
+
+#: Partitions as a partitioned store has them, made by hand. On PostgreSQL the
+#: checkpoints table becomes a real partitioned table (hash by session_id, as the
+#: final keys allow) with two partitions; a stray entries partition is a plain copy.
+PG_PARTITIONS = """
+DROP TABLE sessions_db_checkpoints;
+CREATE TABLE sessions_db_checkpoints (
+    id VARCHAR(36) NOT NULL,
+    session_id VARCHAR(36) NOT NULL,
+    entry_id VARCHAR(128) NOT NULL,
+    created_at TIMESTAMP WITH TIME ZONE NOT NULL,
+    checksum VARCHAR(80) NOT NULL,
+    metadata JSONB NOT NULL,
+    CONSTRAINT pk_sessions_db_checkpoints PRIMARY KEY (session_id, id),
+    CONSTRAINT fk_sessions_db_checkpoints_session_id FOREIGN KEY (session_id)
+        REFERENCES sessions_db_sessions (id) ON DELETE CASCADE,
+    CONSTRAINT fk_sessions_db_checkpoints_session_id_entry_id FOREIGN KEY (session_id, entry_id)
+        REFERENCES sessions_db_entries (session_id, id) ON DELETE CASCADE
+) PARTITION BY HASH (session_id);
+CREATE INDEX ix_sessions_db_checkpoints_session_id_created_at
+    ON sessions_db_checkpoints (session_id, created_at);
+CREATE INDEX ix_sessions_db_checkpoints_id ON sessions_db_checkpoints (id);
+CREATE TABLE sessions_db_checkpoints_p0 PARTITION OF sessions_db_checkpoints
+    FOR VALUES WITH (MODULUS 2, REMAINDER 0);
+CREATE TABLE sessions_db_checkpoints_p1 PARTITION OF sessions_db_checkpoints
+    FOR VALUES WITH (MODULUS 2, REMAINDER 1);
+CREATE TABLE sessions_db_entries_p0 (LIKE sessions_db_entries INCLUDING ALL);
+"""
+
+SQLITE_PARTITIONS = """
+CREATE TABLE sessions_db_entries_p0 (
+    session_id VARCHAR(36) NOT NULL,
+    id VARCHAR(128) NOT NULL,
+    seq BIGINT NOT NULL,
+    CONSTRAINT pk_sessions_db_entries_p0 PRIMARY KEY (session_id, id)
+);
+CREATE UNIQUE INDEX ix_sessions_db_entries_p0_session_id_seq
+    ON sessions_db_entries_p0 (session_id, seq);
+CREATE TABLE sessions_db_checkpoints_p12 (
+    id VARCHAR(36) NOT NULL,
+    session_id VARCHAR(36) NOT NULL,
+    CONSTRAINT pk_sessions_db_checkpoints_p12 PRIMARY KEY (session_id, id)
+);
+CREATE INDEX ix_sessions_db_checkpoints_p12_id ON sessions_db_checkpoints_p12 (id);
+"""
+
+
+def test_autogenerate_ignores_partitions(host: tuple[str, Path]) -> None:
+    """Neither the host's autogenerate nor ours proposes anything about partitions."""
+    url, project = host
+    alembic(project, "upgrade", "head")
+    engine = create_engine(normalize_url(url))
+    partitions = PG_PARTITIONS if engine.dialect.name == "postgresql" else SQLITE_PARTITIONS
+    with engine.begin() as conn:
+        for statement in partitions.split(";"):
+            if statement.strip():
+                conn.exec_driver_sql(statement)
+    try:
+        present = set(inspect(engine).get_table_names())
+        assert {name for name in present if migrations.is_partition(name)} == (
+            {"sessions_db_checkpoints_p0", "sessions_db_checkpoints_p1", "sessions_db_entries_p0"}
+            if engine.dialect.name == "postgresql"
+            else {"sessions_db_checkpoints_p12", "sessions_db_entries_p0"}
+        )
+
+        # The host's filter, as its env.py passes it.
+        host_metadata = MetaData()
+        Table(
+            "host_items",
+            host_metadata,
+            Column("id", Integer, primary_key=True),
+            Column("name", String(50)),
+        )
+        with engine.connect() as conn:
+            context = MigrationContext.configure(
+                conn, opts={"include_object": migrations.include_object}
+            )
+            assert compare_metadata(context, host_metadata) == []
+    finally:
+        engine.dispose()
+
+    # The host's real `alembic revision --autogenerate`.
+    alembic(project, "revision", "--autogenerate", "-m", "with partitions")
+    (generated,) = (project / "migrations" / "versions").glob("*with_partitions.py")
+    assert "sessions_db" not in generated.read_text()
+    assert "op." not in generated.read_text()
+
+    # Our own environment compares the models with the parents only.
+    command.check(migrations.config(url))
+
+    # On PostgreSQL, the store works on its partitioned checkpoints.
+    if url.startswith("postgresql"):
+        with sdb.connect(url) as mgr:
+            session = mgr.create("assistant")
+            session.append_message(sdb.Message.new("user", {"content": "partitioned"}))
+            checkpoint = session.checkpoint()
+            assert session.restore(checkpoint.id).id == checkpoint.id
+
+
+def test_partition_names() -> None:
+    assert migrations.is_partition("sessions_db_entries_p0")
+    assert migrations.is_partition("sessions_db_checkpoints_p12")
+    assert migrations.is_partition("sessions_db_sessions_p3")
+    for name in (
+        "sessions_db_entries",
+        "sessions_db_entries_p",
+        "sessions_db_entries_px",
+        "sessions_db_entries_p1_old",
+        "sessions_db_entries_fts",
+        "host_items_p0",
+        "sessions_db_alembic_version_p0",
+        "",
+        None,
+    ):
+        assert not migrations.is_partition(name), name
+    partition = Table("sessions_db_entries_p0", MetaData(), Column("seq", Integer))
+    index = Index("ix_sessions_db_entries_p0_seq", partition.c.seq)
+    assert not migrations.include_own_object(index, index.name, "index", True, None)
+    assert not migrations.include_object(index, index.name, "index", True, None)

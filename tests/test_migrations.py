@@ -15,6 +15,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, create_engine, inspect, text
+from sqlalchemy.exc import IntegrityError
 
 import sessions_db as sdb
 from sessions_db import migrations
@@ -80,6 +81,94 @@ def test_models_and_migrations_agree(empty_url: str) -> None:
             assert compare_metadata(context, Base.metadata) == []
     finally:
         engine.dispose()
+
+
+def test_keys_lead_with_session_id(empty_url: str) -> None:
+    """Primary keys are as modelled (autogenerate does not compare them), and every
+    primary key and unique index of entries and checkpoints leads with session_id."""
+    migrations.upgrade(empty_url)
+    engine = _engine(empty_url)
+    try:
+        found = inspect(engine)
+        for name in OUR_TABLES:
+            modelled = [c.name for c in Base.metadata.tables[name].primary_key.columns]
+            assert found.get_pk_constraint(name)["constrained_columns"] == modelled, name
+        for name in ("sessions_db_entries", "sessions_db_checkpoints"):
+            assert found.get_pk_constraint(name)["constrained_columns"][0] == "session_id"
+            heads = [i["column_names"][0] for i in found.get_indexes(name) if i["unique"]]
+            heads += [u["column_names"][0] for u in found.get_unique_constraints(name)]
+            assert set(heads) <= {"session_id"}, name
+        checkpoint_indexes = found.get_indexes("sessions_db_checkpoints")
+        assert {"name": "ix_sessions_db_checkpoints_id", "unique": False} in [
+            {"name": i["name"], "unique": i["unique"]} for i in checkpoint_indexes
+        ]
+    finally:
+        engine.dispose()
+
+
+def test_session_keys_are_unique_per_agent(empty_url: str) -> None:
+    migrations.upgrade(empty_url)
+    insert = text(
+        "INSERT INTO sessions_db_sessions (id, agent_name, created_at, updated_at, "
+        "message_count, last_seq, metadata, key, forked_from, forked_at) "
+        "VALUES (:id, :agent, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, 0, 0, '{}', :key, "
+        ":forked_from, :forked_at)"
+    )
+    engine = _engine(empty_url)
+    try:
+        with engine.begin() as conn:
+            for i, (agent, key) in enumerate(
+                [("a", None), ("a", None), ("a", "k1"), ("b", "k1"), ("a", "k2")]
+            ):
+                conn.execute(
+                    insert,
+                    {
+                        "id": f"s{i}",
+                        "agent": agent,
+                        "key": key,
+                        "forked_from": None,
+                        "forked_at": None,
+                    },
+                )
+            # A fork names its source, which need not exist (no foreign key).
+            conn.execute(
+                insert,
+                {"id": "fork", "agent": "a", "key": None, "forked_from": "gone", "forked_at": "e1"},
+            )
+        with pytest.raises(IntegrityError), engine.begin() as conn:
+            conn.execute(
+                insert,
+                {"id": "s9", "agent": "a", "key": "k1", "forked_from": None, "forked_at": None},
+            )
+    finally:
+        engine.dispose()
+
+
+def test_downgrade_to_0003_and_back_keeps_rows(empty_url: str) -> None:
+    migrations.upgrade(empty_url)
+    with sdb.connect(empty_url) as mgr:
+        session = mgr.create("assistant", user_id="u1")
+        session.append_message(sdb.Message.new("user", {"content": "kept"}))
+        checkpoint = session.checkpoint()
+        session.append_message(sdb.Message.new("assistant", {"content": "dropped by restore"}))
+    migrations.downgrade(empty_url, revision="0003")
+    engine = _engine(empty_url)
+    try:
+        found = inspect(engine)
+        pk = found.get_pk_constraint("sessions_db_checkpoints")["constrained_columns"]
+        assert pk == ["id"]
+        columns = {c["name"] for c in found.get_columns("sessions_db_sessions")}
+        assert not {"key", "forked_from", "forked_at"} & columns
+        indexes = {i["name"] for i in found.get_indexes("sessions_db_sessions")}
+        assert "ix_sessions_db_sessions_agent_name_key" not in indexes
+    finally:
+        engine.dispose()
+    migrations.upgrade(empty_url)
+    with sdb.connect(empty_url) as mgr:
+        again = mgr.get(session.id)
+        assert [c.id for c in again.list_checkpoints()] == [checkpoint.id]
+        again.restore(checkpoint.id)
+        assert [m.payload["content"] for m in again.get_messages()] == ["kept"]
 
 
 def test_host_alembic_version_is_untouched(empty_url: str) -> None:

@@ -1,36 +1,38 @@
-"""The typed SQLAlchemy models of the three tables.
+"""What the SQL layer knows of the tables beyond their models.
 
-``sessions_db_sessions`` holds one row per session with its current leaf, the
-message count of the current branch and the last sequence number used;
-``sessions_db_entries`` holds the entry tree (each entry links to its parent in
-the same session); ``sessions_db_checkpoints`` holds checkpoints. The table
-names carry a prefix, and on PostgreSQL the tables can live in a schema of
-their own (:func:`tables_in`), so they never collide with a host's tables.
+The tables themselves are defined once, by the models of :mod:`sessions_db.models`
+(imported here under their old names too). This module adds the name of the
+version table, the full-text search objects that the migrations make outside
+the models, and :func:`tables_in`, the tables copied into a schema.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from functools import cache
-from typing import Any
 
-from sqlalchemy import (
-    BigInteger,
-    CheckConstraint,
-    ForeignKey,
-    ForeignKeyConstraint,
-    Index,
-    Integer,
-    MetaData,
-    String,
-    Table,
-)
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy import MetaData, Table
 
-from .columns import UTCDateTime, json_type
+from ..models import NAMING_CONVENTION, PREFIX, Base, CheckpointRow, EntryRow, SessionRow
 
-PREFIX = "sessions_db_"
+__all__ = [
+    "FTS_DOCS",
+    "FTS_INDEX",
+    "FTS_TABLE",
+    "NAMING_CONVENTION",
+    "PG_FTS_CHARS",
+    "PG_FTS_VECTOR",
+    "PREFIX",
+    "VERSION_TABLE",
+    "Base",
+    "CheckpointRow",
+    "EntryRow",
+    "SessionRow",
+    "Tables",
+    "is_fts_object",
+    "tables_in",
+]
+
 VERSION_TABLE = f"{PREFIX}alembic_version"
 
 #: Full-text search objects, made by migrations 0002 and 0003 outside the models (they are
@@ -57,109 +59,6 @@ PG_FTS_VECTOR = (
 def is_fts_object(name: str | None) -> bool:
     """Whether ``name`` is one of the full-text search objects (kept out of autogenerate)."""
     return bool(name) and (name == FTS_INDEX or str(name).startswith(FTS_TABLE))
-
-
-#: Constraint names are fixed by convention, so SQLite, PostgreSQL and the
-#: migrations agree on them.
-NAMING_CONVENTION = {
-    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_N_name)s",
-    "pk": "pk_%(table_name)s",
-}
-
-
-class Base(DeclarativeBase):
-    """Declarative base of the sessions_db models (their own MetaData)."""
-
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: json_type()}
-
-
-class SessionRow(Base):
-    """A session: who it belongs to and where its current branch ends."""
-
-    __tablename__ = f"{PREFIX}sessions"
-
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    agent_name: Mapped[str] = mapped_column(String(128))
-    user_id: Mapped[str | None] = mapped_column(String(255))
-    created_at: Mapped[datetime]
-    updated_at: Mapped[datetime]
-    #: Messages on the current branch (what ``get_messages()`` returns).
-    message_count: Mapped[int] = mapped_column(Integer)
-    #: The newest entry of the session, which is always the current leaf.
-    current_leaf: Mapped[str | None] = mapped_column(String(128))
-    #: The sequence number of the newest entry (0 for an empty session).
-    last_seq: Mapped[int] = mapped_column(BigInteger)
-    meta: Mapped[dict[str, Any]] = mapped_column("metadata")
-
-    __table_args__ = (
-        Index(None, "agent_name", "updated_at", "id"),
-        Index(None, "agent_name", "user_id", "updated_at", "id"),
-        Index(None, "updated_at"),
-        # The long-term memory reads a user's sessions across agents.
-        Index(None, "user_id"),
-    )
-
-
-class EntryRow(Base):
-    """An entry of a session's tree: a message, a checkpoint or a metadata event."""
-
-    __tablename__ = f"{PREFIX}entries"
-
-    session_id: Mapped[str] = mapped_column(
-        String(36), ForeignKey(SessionRow.id, ondelete="CASCADE"), primary_key=True
-    )
-    id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    parent_id: Mapped[str | None] = mapped_column(String(128))
-    #: Order of appending within the session, from 1.
-    seq: Mapped[int] = mapped_column(BigInteger)
-    #: Messages on the path from the root to this entry, itself included.
-    depth: Mapped[int] = mapped_column(Integer)
-    type: Mapped[str] = mapped_column(String(16))
-    #: The message's role (``Message.type``); NULL for other entry types.
-    role: Mapped[str | None] = mapped_column(String(64))
-    #: The message payload, or the data of a checkpoint or metadata entry.
-    payload: Mapped[dict[str, Any]]
-    created_at: Mapped[datetime]
-
-    __table_args__ = (
-        ForeignKeyConstraint(
-            ["session_id", "parent_id"],
-            [f"{PREFIX}entries.session_id", f"{PREFIX}entries.id"],
-            ondelete="CASCADE",
-        ),
-        CheckConstraint("type IN ('message', 'checkpoint', 'metadata')", name="type"),
-        Index(None, "session_id", "seq", unique=True),
-        Index(None, "session_id", "parent_id"),
-        Index(None, "created_at"),
-    )
-
-
-class CheckpointRow(Base):
-    """A checkpoint: an entry of a session and the checksum of its branch."""
-
-    __tablename__ = f"{PREFIX}checkpoints"
-
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    session_id: Mapped[str] = mapped_column(
-        String(36), ForeignKey(SessionRow.id, ondelete="CASCADE")
-    )
-    entry_id: Mapped[str] = mapped_column(String(128))
-    created_at: Mapped[datetime]
-    checksum: Mapped[str] = mapped_column(String(80))
-    meta: Mapped[dict[str, Any]] = mapped_column("metadata")
-
-    __table_args__ = (
-        ForeignKeyConstraint(
-            ["session_id", "entry_id"],
-            [f"{PREFIX}entries.session_id", f"{PREFIX}entries.id"],
-            ondelete="CASCADE",
-        ),
-        Index(None, "session_id", "created_at"),
-    )
 
 
 @dataclass(frozen=True, slots=True)
