@@ -3,15 +3,11 @@
 The tables themselves are defined once, by the models of :mod:`sessions_db.models`
 (imported here under their old names too). This module adds the name of the
 version table, the full-text search objects that the migrations make outside
-the models, and :func:`tables_in`, the tables copied into a schema.
+the models. A configured schema is applied to the models' tables when
+statements run (``schema_translate_map``), never by copying them.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
-from functools import cache
-
-from sqlalchemy import MetaData, Table
 
 from ..models import NAMING_CONVENTION, PREFIX, Base, CheckpointRow, EntryRow, SessionRow
 
@@ -28,9 +24,7 @@ __all__ = [
     "CheckpointRow",
     "EntryRow",
     "SessionRow",
-    "Tables",
     "is_fts_object",
-    "tables_in",
 ]
 
 VERSION_TABLE = f"{PREFIX}alembic_version"
@@ -59,31 +53,3 @@ PG_FTS_VECTOR = (
 def is_fts_object(name: str | None) -> bool:
     """Whether ``name`` is one of the full-text search objects (kept out of autogenerate)."""
     return bool(name) and (name == FTS_INDEX or str(name).startswith(FTS_TABLE))
-
-
-@dataclass(frozen=True, slots=True)
-class Tables:
-    """The three tables, in the schema a backend was configured with."""
-
-    sessions: Table
-    entries: Table
-    checkpoints: Table
-    schema: str | None
-
-
-@cache
-def tables_in(schema: str | None) -> Tables:
-    """Return the tables placed in ``schema`` (``None``: the connection's default)."""
-    if schema is None:
-        md = Base.metadata
-    else:
-        md = MetaData(naming_convention=NAMING_CONVENTION)
-        for table in Base.metadata.sorted_tables:
-            table.to_metadata(md, schema=schema)
-    key = (lambda name: f"{schema}.{name}") if schema else (lambda name: name)
-    return Tables(
-        sessions=md.tables[key(SessionRow.__tablename__)],
-        entries=md.tables[key(EntryRow.__tablename__)],
-        checkpoints=md.tables[key(CheckpointRow.__tablename__)],
-        schema=schema,
-    )

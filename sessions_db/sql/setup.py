@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 from ..errors import ConfigurationError
 from ..ids import schema_name
 from .engine import sqlite_pragmas
-from .schema import tables_in
 from .statements import SQLStatements
 from .timeouts import Timeouts
 
@@ -62,7 +61,7 @@ class SQLSetup:
         if dialect != "postgresql":
             timeouts = Timeouts(None, None)  # SQLite waits for locks by busy_timeout
         timeouts.check_supported()
-        return cls(dialect, schema, SQLStatements(tables_in(schema), dialect), pragmas, timeouts)
+        return cls(dialect, schema, SQLStatements(dialect, schema), pragmas, timeouts)
 
 
 class SQLBackendBase(Generic[E]):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -19,6 +20,7 @@ from sqlalchemy import (
     ColumnElement,
     Executable,
     Row,
+    Table,
     Text,
     bindparam,
     cast,
@@ -30,8 +32,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import CursorResult
 
 from .. import payload
+from ..models import Base, CheckpointRow, EntryRow, SessionRow
 from ..types import Checkpoint, EntryType, Message, SessionEntry, SessionMetadata
-from .schema import Tables
 
 Result = CursorResult[Any]
 
@@ -41,24 +43,53 @@ _ENTRY_TYPES = {kind.value: kind for kind in EntryType}
 _ENTRY_COLUMNS = "id, parent_id, seq, depth, type, role, payload, created_at"
 
 
-def _quote(tables: Tables, dialect: str, name: str) -> str:
-    """Return the quoted, schema-qualified name of one of ``tables``."""
+@dataclass(frozen=True, slots=True)
+class Tables:
+    """The three tables of :mod:`sessions_db.models` (placed in no schema)."""
+
+    sessions: Table
+    entries: Table
+    checkpoints: Table
+
+
+#: The tables every statement is built on; a configured schema is applied when
+#: they run (``schema_translate_map``), never by copying them.
+TABLES = Tables(
+    sessions=Base.metadata.tables[SessionRow.__tablename__],
+    entries=Base.metadata.tables[EntryRow.__tablename__],
+    checkpoints=Base.metadata.tables[CheckpointRow.__tablename__],
+)
+
+
+def _quote(dialect: str, schema: str | None, table: Table) -> str:
+    """Return the quoted name of ``table`` in ``schema``, for SQL text.
+
+    ``schema`` is a checked identifier (:func:`sessions_db.ids.schema_name`), and
+    both names are quoted by the dialect's own preparer.
+    """
     factory: Any = postgresql.dialect if dialect == "postgresql" else sqlite.dialect
     preparer = factory().identifier_preparer
-    quoted: str = preparer.format_table(getattr(tables, name))
-    return quoted
+    name: str = preparer.quote(table.name)
+    return name if schema is None else f"{preparer.quote_schema(schema)}.{name}"
 
 
 class SQLStatements:
-    """The statements, and the conversions of their rows, for one schema and one dialect."""
+    """The statements, and the conversions of their rows, for one schema and one dialect.
 
-    def __init__(self, tables: Tables, dialect: str) -> None:
-        self.tables = tables
+    ``options`` are the execution options every statement runs with: the
+    ``schema_translate_map`` that places the models' tables in ``schema``.
+    """
+
+    def __init__(self, dialect: str, schema: str | None = None) -> None:
+        self.tables = TABLES
         self.dialect = dialect
-        self._sessions = _quote(tables, dialect, "sessions")
-        self._entries = _quote(tables, dialect, "entries")
+        self.options: dict[str, Any] = (
+            {} if schema is None else {"schema_translate_map": {None: schema}}
+        )
+        self._sessions = _quote(dialect, schema, TABLES.sessions)
+        self._entries = _quote(dialect, schema, TABLES.entries)
         self._walks: dict[tuple[str, str], Executable] = {}
-        e = tables.entries
+        e = TABLES.entries
         columns: dict[str, Any] = {c.name: bindparam(c.name, type_=c.type) for c in e.columns}
         columns["payload"] = self.json(bindparam("payload", type_=Text))
         self._insert_entry = insert(e).values(columns)

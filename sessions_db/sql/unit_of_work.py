@@ -190,7 +190,11 @@ class SQLUnitOfWork(UnitOfWork):
         elif self._ended:
             raise StorageClosedError("this unit of work has ended")
         try:
-            result: Result = self._conn.execute(statement, params)
+            options = self._sql.options
+            if options:
+                result: Result = self._conn.execute(statement, params, execution_options=options)
+            else:
+                result = self._conn.execute(statement, params)
         except SQLAlchemyError as exc:
             raise translate(exc, self._dialect) from exc
         return result
