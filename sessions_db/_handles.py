@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from . import rules
 from .errors import InvalidArgumentError
@@ -22,6 +22,33 @@ from .storage import Work
 from .types import Checkpoint, Message, SessionEntry, SessionMetadata
 
 B = TypeVar("B")
+T = TypeVar("T")
+
+
+class Runner(Protocol):
+    """What does work in units of work for a reader (a manager): its privacy and ``run``."""
+
+    @property
+    def privacy(self) -> Privacy:
+        """The redaction and encryption applied to payloads."""
+        ...
+
+    def run(self, work: Work[T], *, write: bool = True) -> T:
+        """Do ``work`` in one unit of work and commit it."""
+        ...
+
+
+class AsyncRunner(Protocol):
+    """:class:`Runner`, awaited (an asyncio manager)."""
+
+    @property
+    def privacy(self) -> Privacy:
+        """The redaction and encryption applied to payloads."""
+        ...
+
+    async def run(self, work: Work[T], *, write: bool = True) -> T:
+        """Do ``work`` in one unit of work and commit it."""
+        ...
 
 
 class ManagerFields(Generic[B]):

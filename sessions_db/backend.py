@@ -24,7 +24,6 @@ from typing import TypeVar
 from .storage import (
     WHOLE_BRANCH,
     BranchQuery,
-    MessageHit,
     NewCheckpoint,
     Storage,
     UnitOfWork,
@@ -32,7 +31,7 @@ from .storage import (
     checkpoint_entry,
     restore_marker,
 )
-from .types import Checkpoint, Message, SessionEntry, SessionMetadata
+from .types import Checkpoint, Message, MessageHit, SessionEntry, SessionMetadata
 
 __all__ = [
     "WHOLE_BRANCH",

@@ -8,21 +8,19 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from functools import partial
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self, TypeVar
+from typing import Any, Self, TypeVar
 
 from . import rules
 from ._handles import ManagerFields, SessionFields
 from .backend import StorageBackend
 from .crypto import Keyring
 from .errors import StorageClosedError
+from .memory import SessionMemory
 from .privacy import Privacy, Redactor
 from .rules import Clock
 from .simple import SimpleBackend, as_storage
 from .storage import Work
 from .types import Checkpoint, Message, SessionEntry, SessionMetadata, utcnow
-
-if TYPE_CHECKING:
-    from .memory import SessionMemory
 
 T = TypeVar("T")
 
@@ -83,8 +81,6 @@ class Manager(ManagerFields[StorageBackend], _ClosesOnExit):
 
         ``None`` raises ``InvalidArgumentError``; ``""`` or blank, ``InvalidIDError``.
         """
-        from .memory import SessionMemory  # noqa: PLC0415 - memory builds on this module
-
         return SessionMemory(self, user_id, agent_name=agent_name)
 
     def run(self, work: Work[T], *, write: bool = True) -> T:

@@ -36,15 +36,6 @@ Clock = Callable[[], datetime]
 _log = logging.getLogger("sessions_db")
 
 
-def find_or_create_fallback(store: Storage, meta: SessionMetadata) -> SessionMetadata:
-    """Find the latest session of the agent and user, else save ``meta`` (not atomic)."""
-    found = store.list_sessions(meta.agent_name, user_id=meta.user_id, limit=1)
-    if found:
-        return found[0]
-    store.save_session(meta)
-    return meta
-
-
 def _count(value: object, what: str) -> int | None:
     if value is None:
         return None
@@ -382,26 +373,4 @@ def erase_user(uow: Storage, user_id: str) -> int:
     if uid is None:
         raise InvalidIDError("erasing needs a user ID; None names no user")
     count: int = uow.erase_user(uid)
-    return count
-
-
-def erase_fallback(uow: Storage, user_id: str) -> int:
-    """Delete every session of ``user_id`` on every agent, one by one (not atomic).
-
-    The default of stores without an erase of their own: it lists the agents
-    and the user's sessions of each, and deletes them; a session deleted
-    meanwhile is not counted.
-    """
-    agents: list[str] = uow.list_agents()
-    count = 0
-    for agent in agents:
-        found: list[SessionMetadata] = uow.list_sessions(agent, user_id=user_id)
-        for meta in found:
-            if meta.user_id != user_id:
-                continue
-            try:
-                uow.delete_session(meta.id)
-            except SessionNotFoundError:
-                continue
-            count += 1
     return count

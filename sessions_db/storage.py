@@ -17,10 +17,14 @@ from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
-from .errors import SessionsDBError
-from .types import Checkpoint, EntryType, Message, SessionEntry, SessionMetadata
+from . import search
+from .errors import SessionNotFoundError, SessionsDBError
+from .types import Checkpoint, EntryType, Message, MessageHit, SessionEntry, SessionMetadata
+
+if TYPE_CHECKING:
+    from .privacy import Privacy
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,19 +44,6 @@ class BranchQuery:
 
 #: The whole current branch, every entry type.
 WHOLE_BRANCH = BranchQuery()
-
-
-@dataclass(frozen=True, slots=True)
-class MessageHit:
-    """A stored message entry of a user, found by a search or a listing.
-
-    ``entry`` is the entry as stored; ``score`` is the relevance of a search hit
-    (larger is better; 0 in listings).
-    """
-
-    session_id: str
-    entry: SessionEntry
-    score: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,8 +235,6 @@ class Storage(ABC):
         the matching. This default reads every message of the user; stores with
         a full-text index override it.
         """
-        from .search import scan  # noqa: PLC0415 - search builds on this module
-
         return scan(self, user_id, query, agent_name, limit)
 
     def list_messages(
@@ -262,8 +251,6 @@ class Storage(ABC):
         With ``message_id``, only the entries with that ID. This default reads
         every message of the user; SQL stores override it with one query.
         """
-        from .search import scan_list  # noqa: PLC0415 - as above
-
         return scan_list(self, user_id, agent_name, message_id, limit, offset)
 
     def erase_user(self, user_id: str) -> int:
@@ -277,9 +264,17 @@ class Storage(ABC):
         one, which is not atomic: a session created for the user meanwhile may
         stay.
         """
-        from .rules import erase_fallback  # noqa: PLC0415 - the rules build on this module
-
-        return erase_fallback(self, user_id)
+        count = 0
+        for agent in self.list_agents():
+            for meta in self.list_sessions(agent, user_id=user_id):
+                if meta.user_id != user_id:
+                    continue
+                try:
+                    self.delete_session(meta.id)
+                except SessionNotFoundError:
+                    continue  # deleted meanwhile: not counted
+                count += 1
+        return count
 
 
 W = TypeVar("W")
@@ -359,3 +354,85 @@ def checkpoint_entry(new: NewCheckpoint, parent_id: str | None) -> SessionEntry:
         type=EntryType.CHECKPOINT,
         data={"checkpoint_id": new.id},
     )
+
+
+# -- scanning a user's messages (the default search and listing) --------------------
+
+
+def _user_sessions(store: Storage, user_id: str, agent_name: str | None) -> list[SessionMetadata]:
+    agents = [agent_name] if agent_name is not None else store.list_agents()
+    found: list[SessionMetadata] = []
+    for agent in agents:
+        found.extend(store.list_sessions(agent, user_id=user_id))
+    return found
+
+
+def _user_messages(
+    store: Storage, user_id: str, agent_name: str | None, privacy: Privacy | None
+) -> list[tuple[MessageHit, int]]:
+    """Return every message entry of the user's sessions, with its place in its session.
+
+    Payloads are opened with ``privacy`` (as ``user_id``'s); with ``None``, as stored.
+    """
+    found: list[tuple[MessageHit, int]] = []
+    for meta in _user_sessions(store, user_id, agent_name):
+        try:
+            entries: list[SessionEntry] = store.load_entries(meta.id)
+        except SessionNotFoundError:
+            continue  # deleted since it was listed
+        for seq, entry in enumerate(entries):
+            if entry.type is EntryType.MESSAGE:
+                if privacy is None:
+                    found.append((MessageHit(meta.id, entry), seq))
+                else:
+                    opened = privacy.open_entry(meta.id, entry, owner=user_id)
+                    found.append((MessageHit(meta.id, opened), seq))
+    return found
+
+
+def _newest_first(item: tuple[MessageHit, int]) -> tuple[Any, ...]:
+    hit, seq = item
+    return (hit.entry.timestamp, hit.session_id, seq)
+
+
+def scan(
+    store: Storage,
+    user_id: str,
+    query: str,
+    agent_name: str | None,
+    limit: int,
+    privacy: Privacy | None = None,
+) -> list[MessageHit]:
+    """Search the user's messages by reading them all (any backend).
+
+    With ``privacy``, payloads are decrypted (and checked) first and the hits
+    hold them opened; without, the stored payloads are searched and returned.
+    """
+    words = search.terms(query)
+    if not words or limit <= 0:
+        return []
+    scored: list[tuple[MessageHit, int]] = []
+    for hit, seq in _user_messages(store, user_id, agent_name, privacy):
+        value = search.score(words, search.payload_text(hit.entry.data["payload"]))
+        if value > 0:
+            scored.append((MessageHit(hit.session_id, hit.entry, value), seq))
+    scored.sort(key=_newest_first, reverse=True)
+    scored.sort(key=lambda item: item[0].score, reverse=True)
+    return [hit for hit, _ in scored[:limit]]
+
+
+def scan_list(
+    store: Storage,
+    user_id: str,
+    agent_name: str | None,
+    message_id: str | None,
+    limit: int | None,
+    offset: int,
+) -> list[MessageHit]:
+    """List the user's messages newest first by reading them all (any backend)."""
+    found = _user_messages(store, user_id, agent_name, None)
+    if message_id is not None:
+        found = [item for item in found if item[0].entry.id == message_id]
+    found.sort(key=_newest_first, reverse=True)
+    end = None if limit is None else offset + limit
+    return [hit for hit, _ in found[offset:end]]

@@ -5,6 +5,7 @@ All are frozen pydantic v2 models. Timestamps are timezone-aware UTC.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Self
@@ -215,3 +216,16 @@ __all__ = [
     "message_role",
     "utcnow",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class MessageHit:
+    """A stored message entry of a user, found by a search or a listing.
+
+    ``entry`` is the entry as stored; ``score`` is the relevance of a search hit
+    (larger is better; 0 in listings).
+    """
+
+    session_id: str
+    entry: SessionEntry
+    score: float = 0.0

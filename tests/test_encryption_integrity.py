@@ -25,7 +25,8 @@ from sessions_db import Message
 from sessions_db.backend import NewCheckpoint
 from sessions_db.cli import main
 from sessions_db.connect import file_path
-from sessions_db.crypto import MARKER, Keyring, copy_sessions, generate_key
+from sessions_db.copying import copy_sessions
+from sessions_db.crypto import MARKER, Keyring, generate_key
 from sessions_db.ids import new_id
 from sessions_db.sql.engine import normalize_url
 from sessions_db.types import SessionEntry, SessionMetadata, utcnow

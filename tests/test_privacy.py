@@ -14,7 +14,8 @@ import sessions_db as sdb
 from sessions_db import Message
 from sessions_db.backend import StorageBackend
 from sessions_db.connect import file_path
-from sessions_db.crypto import MARKER, Keyring, copy_sessions, generate_key
+from sessions_db.copying import copy_sessions
+from sessions_db.crypto import MARKER, Keyring, generate_key
 from sessions_db.sql.engine import normalize_url
 
 from .conftest import make_store

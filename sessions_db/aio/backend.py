@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TypeVar
 
-from ..storage import WHOLE_BRANCH, BranchQuery, MessageHit, NewCheckpoint, Work
-from ..types import Checkpoint, Message, SessionEntry, SessionMetadata
+from ..storage import WHOLE_BRANCH, BranchQuery, NewCheckpoint, Work
+from ..types import Checkpoint, Message, MessageHit, SessionEntry, SessionMetadata
 
 T = TypeVar("T")
 

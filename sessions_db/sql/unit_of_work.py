@@ -52,8 +52,8 @@ from ..errors import (
     SessionNotFoundError,
     StorageClosedError,
 )
-from ..storage import WHOLE_BRANCH, BranchQuery, MessageHit, NewCheckpoint, checkpoint_entry
-from ..types import Checkpoint, EntryType, Message, SessionEntry, SessionMetadata
+from ..storage import WHOLE_BRANCH, BranchQuery, NewCheckpoint, checkpoint_entry
+from ..types import Checkpoint, EntryType, Message, MessageHit, SessionEntry, SessionMetadata
 from .errors import translate
 from .schema import FTS_DOCS, FTS_TABLE, PG_FTS_VECTOR
 from .statements import SQLStatements, follow, pg_append
