@@ -20,13 +20,14 @@ it in clear (see :class:`Context`):
 So an envelope moved to another place, or a role, owner or agent changed behind
 the library's back, no longer decrypts. Version 1 envelopes (``"$sessions_db.encrypted":
 1``, no ``kfp``) bound only the session and the place; they still decrypt, and
-``sessions-db reencrypt`` (or :func:`copy_sessions`) rewrites a store as version 2.
+``sessions-db reencrypt`` (or :func:`~sessions_db.copying.copy_sessions`) rewrites a
+store as version 2.
 
 Once a keyring is configured, every payload read must be an envelope: a value
 in clear raises :class:`~sessions_db.EncryptionError` (a database writer could
 otherwise put a forged payload in place of a sealed one), unless the keyring
 was made with ``allow_plaintext=True``, the switch for reading a store written
-before encryption was turned on (copy it with :func:`copy_sessions`, then turn
+before encryption was turned on (copy it with :func:`~sessions_db.copying.copy_sessions`, then turn
 the switch off). A manager without a keyring that reads an envelope raises
 ``EncryptionError`` too. The key ``"$sessions_db.encrypted"`` is reserved: a payload
 or metadata holding it at the top level is refused (``PayloadError``).
@@ -34,11 +35,11 @@ or metadata holding it at the top level is refused (``PayloadError``).
 Key rotation: give the keyring the new key as ``active`` and keep the old keys
 in it. New writes use the active key; entries written with an older key still
 decrypt with it. Stored entries are never rewritten in place, so to retire an
-old key, copy the store into a new one with :func:`copy_sessions` (the source
+old key, copy the store into a new one with :func:`~sessions_db.copying.copy_sessions` (the source
 manager holds the old keys, the target only the new one) and switch to the copy.
 
 Checksums are computed over what is stored (the envelopes), so checkpoints and
-restores work unchanged; :func:`copy_sessions` recomputes them for the new
+restores work unchanged; :func:`~sessions_db.copying.copy_sessions` recomputes them for the new
 envelopes after verifying the old ones. The database cannot full-text search
 envelopes: with a keyring, :class:`~sessions_db.memory.SessionMemory` decrypts
 and scans the user's messages instead.
@@ -56,16 +57,10 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import payload
-from .backend import BranchQuery
-from .checksum import branch_checksum
-from .errors import ChecksumMismatchError, ConfigurationError, EncryptionError
-from .types import EntryType, SessionEntry
-
-if TYPE_CHECKING:
-    from .manager import Manager
+from .errors import ConfigurationError, EncryptionError
 
 #: The key that marks an encrypted envelope.
 MARKER = "$sessions_db.encrypted"
@@ -336,58 +331,3 @@ class Keyring:
         if not isinstance(result, dict):  # pragma: no cover - seal only writes objects
             raise EncryptionError(f"{place}: the decrypted payload is not an object")
         return result
-
-
-def copy_sessions(source: Manager, target: Manager) -> int:
-    """Copy every session of ``source`` into ``target``; return how many were copied.
-
-    Entries keep their IDs, timestamps and tree (every branch), sessions their
-    IDs, users and times, checkpoints their IDs. Payloads are decrypted with the
-    source's keyring and stored the way the target stores them: with its active
-    key as version 2 envelopes (re-encryption for key rotation, or to bind roles
-    and owners), or in clear if it has no keyring, and redacted if it has a
-    ``redact`` hook. A source without a keyring reads a store in clear (so
-    copying it into a target with one encrypts it); a source keyring refuses
-    payloads in clear unless made with ``allow_plaintext``. Each checkpoint's
-    checksum is verified on the source (``ChecksumMismatchError`` if the history
-    was altered) and recomputed over what the target stored. ``target`` should
-    be an empty store.
-    """
-    src, dst = source.backend, target.backend
-    sp, tp = source.privacy, target.privacy
-    copied = 0
-    for agent in src.list_agents():
-        for meta in src.list_sessions(agent):
-            sid, owner = meta.id, meta.user_id
-            dst.save_session(tp.seal_meta(sp.open_meta(meta)))
-            entries = src.load_entries(sid)
-            leaf: str | None = None
-            run: list[SessionEntry] = []
-            fork: str | None = None
-            for entry in entries:
-                opened = sp.open_entry(sid, entry, owner=owner)
-                if opened.type is EntryType.MESSAGE:
-                    opened = tp.redact_entry(opened)
-                stored = tp.seal_entry(sid, opened, owner=owner)
-                if run and entry.parent_id != run[-1].id:
-                    dst.append_entries(sid, run, fork_from=fork, updated_at=run[-1].timestamp)
-                    leaf, run = run[-1].id, []
-                if not run:
-                    fork = entry.parent_id if entry.parent_id != leaf else None
-                run.append(stored)
-            if run:
-                dst.append_entries(sid, run, fork_from=fork, updated_at=meta.updated_at)
-            for checkpoint in src.list_checkpoints(sid):
-                old = branch_checksum(src.load_branch(sid, BranchQuery(leaf=checkpoint.entry_id)))
-                if old != checkpoint.checksum:
-                    raise ChecksumMismatchError(
-                        f"checkpoint {checkpoint.id}: the stored history no longer matches "
-                        "its checksum; not copied"
-                    )
-                new = branch_checksum(dst.load_branch(sid, BranchQuery(leaf=checkpoint.entry_id)))
-                opened_cp = sp.open_checkpoint(checkpoint)
-                dst.save_checkpoint(
-                    tp.seal_checkpoint(opened_cp).model_copy(update={"checksum": new})
-                )
-            copied += 1
-    return copied

@@ -18,17 +18,13 @@ from __future__ import annotations
 import builtins
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any
 
-from . import ids, search
-from ._handles import ManagerFields
+from . import ids
+from ._handles import AsyncRunner, Runner
 from .errors import EntryNotFoundError, InvalidArgumentError
 from .privacy import PLAIN, Privacy
-from .storage import MessageHit, Storage, Work
-from .types import Message
-
-if TYPE_CHECKING:
-    from .manager import Manager
+from .storage import Storage, Work, scan
+from .types import Message, MessageHit
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +74,7 @@ def search_memory(
     if not isinstance(query, str):
         raise InvalidArgumentError(f"query must be a string, got {type(query).__name__}")
     if privacy.encrypted:
-        opened = search.scan(store, uid, query, agent, count, privacy)
+        opened = scan(store, uid, query, agent, count, privacy)
         return [MemoryHit(h.session_id, h.entry.to_message(), h.score) for h in opened]
     found = store.search_messages(uid, query, agent_name=agent, limit=count)
     return _hits(found, privacy, uid)
@@ -117,7 +113,7 @@ class MemoryFields:
     """A memory's user and agent, and the work of its reads (shared by sync and asyncio)."""
 
     def __init__(
-        self, manager: ManagerFields[Any], user_id: str, *, agent_name: str | None = None
+        self, manager: Runner | AsyncRunner, user_id: str, *, agent_name: str | None = None
     ) -> None:
         self._privacy = manager.privacy
         self._user_id = _user(user_id)
@@ -170,7 +166,7 @@ class SessionMemory(MemoryFields):
     Implements the ``MemoryReader`` protocol: :meth:`read`, :meth:`search`, :meth:`list`.
     """
 
-    def __init__(self, manager: Manager, user_id: str, *, agent_name: str | None = None) -> None:
+    def __init__(self, manager: Runner, user_id: str, *, agent_name: str | None = None) -> None:
         super().__init__(manager, user_id, agent_name=agent_name)
         self._manager = manager
 

@@ -16,9 +16,10 @@ stemming and there are no stop words, so any language works alike.
   is stored whole) with a GIN expression index, the words OR-ed into a
   ``tsquery``, ranked by ``ts_rank``.
 * SQLite: an FTS5 table kept in sync by triggers, ranked by ``bm25``.
-* Any other backend (the file store, a user's own): :func:`scan` reads the
-  user's messages and ranks them by term frequency (``sum(1 + ln(tf))`` over
-  the query words). So does every backend when payloads are encrypted.
+* Any other backend (the file store, a user's own): :func:`sessions_db.storage.scan`
+  reads the user's messages and ranks them by term frequency (:func:`score`:
+  ``sum(1 + ln(tf))`` over the query words). So does every backend when
+  payloads are encrypted.
 
 Scores are larger for better matches; they are comparable within one result
 list, not between backends. Equal scores are ordered newest first.
@@ -31,11 +32,6 @@ import re
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
-
-from .errors import SessionNotFoundError
-from .privacy import Privacy
-from .storage import MessageHit, Storage
-from .types import EntryType, SessionEntry, SessionMetadata
 
 #: Words of a query beyond this many are ignored.
 MAX_TERMS = 32
@@ -78,82 +74,3 @@ def score(query_terms: list[str], text: str) -> float:
         if tf:
             total += 1.0 + math.log(tf)
     return total
-
-
-def _user_sessions(store: Storage, user_id: str, agent_name: str | None) -> list[SessionMetadata]:
-    agents = [agent_name] if agent_name is not None else store.list_agents()
-    found: list[SessionMetadata] = []
-    for agent in agents:
-        found.extend(store.list_sessions(agent, user_id=user_id))
-    return found
-
-
-def _user_messages(
-    store: Storage, user_id: str, agent_name: str | None, privacy: Privacy | None
-) -> list[tuple[MessageHit, int]]:
-    """Return every message entry of the user's sessions, with its place in its session.
-
-    Payloads are opened with ``privacy`` (as ``user_id``'s); with ``None``, as stored.
-    """
-    found: list[tuple[MessageHit, int]] = []
-    for meta in _user_sessions(store, user_id, agent_name):
-        try:
-            entries: list[SessionEntry] = store.load_entries(meta.id)
-        except SessionNotFoundError:
-            continue  # deleted since it was listed
-        for seq, entry in enumerate(entries):
-            if entry.type is EntryType.MESSAGE:
-                if privacy is None:
-                    found.append((MessageHit(meta.id, entry), seq))
-                else:
-                    opened = privacy.open_entry(meta.id, entry, owner=user_id)
-                    found.append((MessageHit(meta.id, opened), seq))
-    return found
-
-
-def _newest_first(item: tuple[MessageHit, int]) -> tuple[Any, ...]:
-    hit, seq = item
-    return (hit.entry.timestamp, hit.session_id, seq)
-
-
-def scan(
-    store: Storage,
-    user_id: str,
-    query: str,
-    agent_name: str | None,
-    limit: int,
-    privacy: Privacy | None = None,
-) -> list[MessageHit]:
-    """Search the user's messages by reading them all (any backend).
-
-    With ``privacy``, payloads are decrypted (and checked) first and the hits
-    hold them opened; without, the stored payloads are searched and returned.
-    """
-    words = terms(query)
-    if not words or limit <= 0:
-        return []
-    scored: list[tuple[MessageHit, int]] = []
-    for hit, seq in _user_messages(store, user_id, agent_name, privacy):
-        value = score(words, payload_text(hit.entry.data["payload"]))
-        if value > 0:
-            scored.append((MessageHit(hit.session_id, hit.entry, value), seq))
-    scored.sort(key=_newest_first, reverse=True)
-    scored.sort(key=lambda item: item[0].score, reverse=True)
-    return [hit for hit, _ in scored[:limit]]
-
-
-def scan_list(
-    store: Storage,
-    user_id: str,
-    agent_name: str | None,
-    message_id: str | None,
-    limit: int | None,
-    offset: int,
-) -> list[MessageHit]:
-    """List the user's messages newest first by reading them all (any backend)."""
-    found = _user_messages(store, user_id, agent_name, None)
-    if message_id is not None:
-        found = [item for item in found if item[0].entry.id == message_id]
-    found.sort(key=_newest_first, reverse=True)
-    end = None if limit is None else offset + limit
-    return [hit for hit, _ in found[offset:end]]

@@ -12,15 +12,19 @@ in a transaction of its own, and opens units of work. The contract suite in
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
-from .errors import SessionsDBError
-from .types import Checkpoint, EntryType, Message, SessionEntry, SessionMetadata
+from . import search
+from .errors import SessionNotFoundError, SessionsDBError
+from .types import Checkpoint, EntryType, Message, MessageHit, SessionEntry, SessionMetadata
+
+if TYPE_CHECKING:
+    from .privacy import Privacy
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,21 +42,47 @@ class BranchQuery:
     limit: int | None = None
 
 
+#: Where a listing continues: the ``(updated_at, id)`` of the last session it returned.
+Cursor = tuple[datetime, str]
+
+
+def contains(metadata: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    """Whether ``metadata`` has every key of ``wanted`` with the same (JSON) value."""
+    return all(key in metadata and metadata[key] == value for key, value in wanted.items())
+
+
+def select_sessions(
+    sessions: Iterable[SessionMetadata],
+    *,
+    user_id: str | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+    updated_after: datetime | None = None,
+    updated_before: datetime | None = None,
+    metadata: dict[str, Any] | None = None,
+    after: Cursor | None = None,
+) -> list[SessionMetadata]:
+    """Return a page of ``sessions`` as :meth:`Storage.list_sessions` defines it, in Python.
+
+    For stores that list by reading their sessions (the file store, a
+    :class:`~sessions_db.SimpleBackend`): the SQL stores do the same in SQL.
+    """
+    picked = [
+        meta
+        for meta in sessions
+        if (user_id is None or meta.user_id == user_id)
+        and (updated_after is None or meta.updated_at > updated_after)
+        and (updated_before is None or meta.updated_at < updated_before)
+        and (metadata is None or contains(meta.metadata, metadata))
+        and (after is None or (meta.updated_at, meta.id) < after)
+    ]
+    picked.sort(key=lambda meta: (meta.updated_at, meta.id), reverse=True)
+    end = None if limit is None else offset + limit
+    return picked[offset:end]
+
+
 #: The whole current branch, every entry type.
 WHOLE_BRANCH = BranchQuery()
-
-
-@dataclass(frozen=True, slots=True)
-class MessageHit:
-    """A stored message entry of a user, found by a search or a listing.
-
-    ``entry`` is the entry as stored; ``score`` is the relevance of a search hit
-    (larger is better; 0 in listings).
-    """
-
-    session_id: str
-    entry: SessionEntry
-    score: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,11 +139,25 @@ class Storage(ABC):
         user_id: str | None = None,
         limit: int | None = None,
         offset: int = 0,
+        updated_after: datetime | None = None,
+        updated_before: datetime | None = None,
+        metadata: dict[str, Any] | None = None,
+        after: Cursor | None = None,
     ) -> list[SessionMetadata]:
         """Return the agent's sessions (of ``user_id`` if given), most recently updated first.
 
-        Ties in ``updated_at`` are ordered by ID, descending, so that pages are stable.
+        Ties in ``updated_at`` are ordered by ID, descending, so that pages are
+        stable. ``updated_after`` / ``updated_before`` keep the sessions updated
+        strictly after / before those times; ``metadata`` keeps those whose
+        metadata has every given key with the given value; ``after`` (the
+        ``(updated_at, id)`` of the last session of the previous page) keeps
+        those that come after it in this order (keyset paging). See
+        :func:`select_sessions` for the rule in Python.
         """
+
+    @abstractmethod
+    def load_session_by_key(self, agent_name: str, key: str) -> SessionMetadata:
+        """Return the agent's session with external key ``key`` (``SessionNotFoundError``: none)."""
 
     @abstractmethod
     def list_agents(self) -> list[str]:
@@ -130,16 +174,37 @@ class Storage(ABC):
         """
 
     def find_or_create_session(self, meta: SessionMetadata) -> SessionMetadata:
-        """Return the latest session of ``meta``'s agent and user, else save ``meta``.
+        """Return the session ``meta`` describes if one exists, else save ``meta``.
 
-        Stores that can should do this atomically, so that concurrent callers for
-        one user get one session. This default is not atomic.
+        With ``meta.key``, the session is the agent's session with that key;
+        without, the latest session of ``meta``'s agent and user. Stores that can
+        should do this atomically, so that concurrent callers get one session.
+        This default is not atomic.
         """
+        if meta.key is not None:
+            try:
+                return self.load_session_by_key(meta.agent_name, meta.key)
+            except SessionNotFoundError:
+                self.save_session(meta)
+                return meta
         found = self.list_sessions(meta.agent_name, user_id=meta.user_id, limit=1)
         if found:
             return found[0]
         self.save_session(meta)
         return meta
+
+    def create_session(self, meta: SessionMetadata, entries: Sequence[SessionEntry]) -> None:
+        """Create the session with ``entries`` as its history, linked one after the other.
+
+        ``DuplicateKeyError`` if the agent has a session with ``meta.key``. A
+        store with transactions does it in the unit's transaction; this
+        default saves the session, then appends (a store whose calls are each a
+        transaction of its own may keep the session without its entries if it
+        fails in between).
+        """
+        self.save_session(meta)
+        if entries:
+            self.append_entries(meta.id, entries, updated_at=meta.updated_at)
 
     @abstractmethod
     def append_entries(
@@ -148,12 +213,14 @@ class Storage(ABC):
         entries: Sequence[SessionEntry],
         *,
         fork_from: str | None = None,
+        at_root: bool = False,
         updated_at: datetime,
     ) -> None:
         """Append ``entries`` to the session, all or nothing, in order.
 
         The entries' own ``parent_id`` is ignored: the first entry is linked to the
-        current leaf (or, with ``fork_from``, to that entry of the session), each
+        current leaf (or, with ``fork_from``, to that entry of the session; with
+        ``at_root``, to nothing: it starts a new tree), each
         next one to the one before, and the last becomes the current leaf. The
         session's ``message_count`` becomes the number of messages on the new
         branch and ``updated_at`` becomes ``updated_at``. Concurrent appends are
@@ -169,10 +236,13 @@ class Storage(ABC):
         entry: SessionEntry,
         *,
         fork_from: str | None = None,
+        at_root: bool = False,
         updated_at: datetime,
     ) -> None:
         """Append one entry; see :meth:`append_entries`."""
-        self.append_entries(session_id, [entry], fork_from=fork_from, updated_at=updated_at)
+        self.append_entries(
+            session_id, [entry], fork_from=fork_from, at_root=at_root, updated_at=updated_at
+        )
 
     @abstractmethod
     def load_entries(self, session_id: str) -> list[SessionEntry]:
@@ -244,8 +314,6 @@ class Storage(ABC):
         the matching. This default reads every message of the user; stores with
         a full-text index override it.
         """
-        from .search import scan  # noqa: PLC0415 - search builds on this module
-
         return scan(self, user_id, query, agent_name, limit)
 
     def list_messages(
@@ -262,8 +330,6 @@ class Storage(ABC):
         With ``message_id``, only the entries with that ID. This default reads
         every message of the user; SQL stores override it with one query.
         """
-        from .search import scan_list  # noqa: PLC0415 - as above
-
         return scan_list(self, user_id, agent_name, message_id, limit, offset)
 
     def erase_user(self, user_id: str) -> int:
@@ -277,9 +343,17 @@ class Storage(ABC):
         one, which is not atomic: a session created for the user meanwhile may
         stay.
         """
-        from .rules import erase_fallback  # noqa: PLC0415 - the rules build on this module
-
-        return erase_fallback(self, user_id)
+        count = 0
+        for agent in self.list_agents():
+            for meta in self.list_sessions(agent, user_id=user_id):
+                if meta.user_id != user_id:
+                    continue
+                try:
+                    self.delete_session(meta.id)
+                except SessionNotFoundError:
+                    continue  # deleted meanwhile: not counted
+                count += 1
+        return count
 
 
 W = TypeVar("W")
@@ -339,15 +413,23 @@ class UnitOfWork(Storage):
 Work = Callable[[UnitOfWork], W]
 
 
-def restore_marker(entry_id: str, checkpoint_id: str, timestamp: datetime) -> SessionEntry:
-    """Return the metadata entry that records a restore of ``checkpoint_id``."""
+def event_marker(entry_id: str, timestamp: datetime, event: str, **data: Any) -> SessionEntry:
+    """Return the metadata entry that records ``event`` (restore, rewind, pop, clear).
+
+    Its data is ``{"event": event, **data}``: what SQL counts and ``show --tree`` marks.
+    """
     return SessionEntry.model_construct(
         id=entry_id,
         parent_id=None,
         timestamp=timestamp,
         type=EntryType.METADATA,
-        data={"event": "restore", "checkpoint_id": checkpoint_id},
+        data={"event": event, **data},
     )
+
+
+def restore_marker(entry_id: str, checkpoint_id: str, timestamp: datetime) -> SessionEntry:
+    """Return the metadata entry that records a restore of ``checkpoint_id``."""
+    return event_marker(entry_id, timestamp, "restore", checkpoint_id=checkpoint_id)
 
 
 def checkpoint_entry(new: NewCheckpoint, parent_id: str | None) -> SessionEntry:
@@ -359,3 +441,85 @@ def checkpoint_entry(new: NewCheckpoint, parent_id: str | None) -> SessionEntry:
         type=EntryType.CHECKPOINT,
         data={"checkpoint_id": new.id},
     )
+
+
+# -- scanning a user's messages (the default search and listing) --------------------
+
+
+def _user_sessions(store: Storage, user_id: str, agent_name: str | None) -> list[SessionMetadata]:
+    agents = [agent_name] if agent_name is not None else store.list_agents()
+    found: list[SessionMetadata] = []
+    for agent in agents:
+        found.extend(store.list_sessions(agent, user_id=user_id))
+    return found
+
+
+def _user_messages(
+    store: Storage, user_id: str, agent_name: str | None, privacy: Privacy | None
+) -> list[tuple[MessageHit, int]]:
+    """Return every message entry of the user's sessions, with its place in its session.
+
+    Payloads are opened with ``privacy`` (as ``user_id``'s); with ``None``, as stored.
+    """
+    found: list[tuple[MessageHit, int]] = []
+    for meta in _user_sessions(store, user_id, agent_name):
+        try:
+            entries: list[SessionEntry] = store.load_entries(meta.id)
+        except SessionNotFoundError:
+            continue  # deleted since it was listed
+        for seq, entry in enumerate(entries):
+            if entry.type is EntryType.MESSAGE:
+                if privacy is None:
+                    found.append((MessageHit(meta.id, entry), seq))
+                else:
+                    opened = privacy.open_entry(meta.id, entry, owner=user_id)
+                    found.append((MessageHit(meta.id, opened), seq))
+    return found
+
+
+def _newest_first(item: tuple[MessageHit, int]) -> tuple[Any, ...]:
+    hit, seq = item
+    return (hit.entry.timestamp, hit.session_id, seq)
+
+
+def scan(
+    store: Storage,
+    user_id: str,
+    query: str,
+    agent_name: str | None,
+    limit: int,
+    privacy: Privacy | None = None,
+) -> list[MessageHit]:
+    """Search the user's messages by reading them all (any backend).
+
+    With ``privacy``, payloads are decrypted (and checked) first and the hits
+    hold them opened; without, the stored payloads are searched and returned.
+    """
+    words = search.terms(query)
+    if not words or limit <= 0:
+        return []
+    scored: list[tuple[MessageHit, int]] = []
+    for hit, seq in _user_messages(store, user_id, agent_name, privacy):
+        value = search.score(words, search.payload_text(hit.entry.data["payload"]))
+        if value > 0:
+            scored.append((MessageHit(hit.session_id, hit.entry, value), seq))
+    scored.sort(key=_newest_first, reverse=True)
+    scored.sort(key=lambda item: item[0].score, reverse=True)
+    return [hit for hit, _ in scored[:limit]]
+
+
+def scan_list(
+    store: Storage,
+    user_id: str,
+    agent_name: str | None,
+    message_id: str | None,
+    limit: int | None,
+    offset: int,
+) -> list[MessageHit]:
+    """List the user's messages newest first by reading them all (any backend)."""
+    found = _user_messages(store, user_id, agent_name, None)
+    if message_id is not None:
+        found = [item for item in found if item[0].entry.id == message_id]
+    found.sort(key=_newest_first, reverse=True)
+    end = None if limit is None else offset + limit
+    return [hit for hit, _ in found[offset:end]]

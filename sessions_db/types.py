@@ -5,6 +5,7 @@ All are frozen pydantic v2 models. Timestamps are timezone-aware UTC.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Self
@@ -192,6 +193,11 @@ class SessionMetadata(_Frozen):
     message_count: int
     current_leaf: str | None
     metadata: dict[str, Any]
+    #: The external key a framework names the session with (``None``: none).
+    key: str | None = None
+    #: The session this one was forked from, and the entry of it the fork was taken at.
+    forked_from: str | None = None
+    forked_at: str | None = None
 
 
 class Checkpoint(_Frozen):
@@ -215,3 +221,16 @@ __all__ = [
     "message_role",
     "utcnow",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class MessageHit:
+    """A stored message entry of a user, found by a search or a listing.
+
+    ``entry`` is the entry as stored; ``score`` is the relevance of a search hit
+    (larger is better; 0 in listings).
+    """
+
+    session_id: str
+    entry: SessionEntry
+    score: float = 0.0

@@ -7,23 +7,20 @@ same validation, search, ranking and decryption), awaited.
 from __future__ import annotations
 
 import builtins
-from typing import TYPE_CHECKING
 
+from .._handles import AsyncRunner
 from ..memory import MemoryFields, MemoryHit
 from ..types import Message
 
-if TYPE_CHECKING:
-    from .manager import AsyncManager
-
 
 class AsyncSessionMemory(MemoryFields):
-    """The long-term memory of one user, read through an :class:`AsyncManager`.
+    """The long-term memory of one user, read through an :class:`~sessions_db.aio.AsyncManager`.
 
     See :class:`~sessions_db.memory.SessionMemory`; every method is awaited.
     """
 
     def __init__(
-        self, manager: AsyncManager, user_id: str, *, agent_name: str | None = None
+        self, manager: AsyncRunner, user_id: str, *, agent_name: str | None = None
     ) -> None:
         super().__init__(manager, user_id, agent_name=agent_name)
         self._manager = manager

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..crypto import copy_sessions
+from ..copying import copy_sessions
 from ..manager import Manager
 from ..urls import redact_url
 from ._app import main
