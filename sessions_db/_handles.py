@@ -96,7 +96,11 @@ class ManagerFields(Generic[B]):
         return self._closed
 
     def _create_work(
-        self, agent_name: str, user_id: str | None, metadata: dict[str, Any] | None
+        self,
+        agent_name: str,
+        user_id: str | None,
+        metadata: dict[str, Any] | None,
+        key: str | None = None,
     ) -> Work[SessionMetadata]:
         return partial(
             rules.create,
@@ -105,22 +109,46 @@ class ManagerFields(Generic[B]):
             metadata=metadata,
             clock=self._clock,
             privacy=self._privacy,
+            key=key,
+        )
+
+    def _get_by_key_work(
+        self, agent_name: str, key: str, user_id: str | None
+    ) -> Work[SessionMetadata]:
+        return partial(
+            rules.get_by_key,
+            agent_name=agent_name,
+            key=key,
+            user_id=user_id,
+            privacy=self._privacy,
         )
 
     def _get_work(self, session_id: str, user_id: str | None) -> Work[SessionMetadata]:
         return partial(rules.get, session_id=session_id, user_id=user_id, privacy=self._privacy)
 
-    def _get_or_create_work(self, agent_name: str, user_id: str | None) -> Work[SessionMetadata]:
+    def _get_or_create_work(
+        self, agent_name: str, user_id: str | None, key: str | None = None
+    ) -> Work[SessionMetadata]:
         return partial(
             rules.get_or_create,
             agent_name=agent_name,
             user_id=user_id,
             clock=self._clock,
             privacy=self._privacy,
+            key=key,
         )
 
     def _list_work(
-        self, agent_name: str, user_id: str | None, limit: int | None, offset: int
+        self,
+        agent_name: str,
+        user_id: str | None,
+        limit: int | None,
+        offset: int,
+        *,
+        updated_after: datetime | None = None,
+        updated_before: datetime | None = None,
+        metadata: dict[str, Any] | None = None,
+        after: SessionMetadata | None = None,
     ) -> Work[list[SessionMetadata]]:
         return partial(
             rules.list_sessions,
@@ -129,6 +157,10 @@ class ManagerFields(Generic[B]):
             limit=limit,
             offset=offset,
             privacy=self._privacy,
+            updated_after=updated_after,
+            updated_before=updated_before,
+            metadata=metadata,
+            after=after,
         )
 
     def _prune_work(
@@ -171,8 +203,13 @@ class SessionFields:
 
     @property
     def metadata(self) -> dict[str, Any]:
-        """The metadata given when the session was created."""
+        """The metadata as it was when this object was made (:meth:`info` reads it fresh)."""
         return self._meta.metadata
+
+    @property
+    def key(self) -> str | None:
+        """The external key the session was created with, if any."""
+        return self._meta.key
 
     def _append_work(self, messages: Iterable[Message]) -> Work[None]:
         m = self._settings
@@ -186,7 +223,13 @@ class SessionFields:
             owner=self.user_id,
         )
 
-    def _get_messages_work(self, limit: int | None, before: str | None) -> Work[list[Message]]:
+    def _get_messages_work(
+        self,
+        limit: int | None,
+        before: str | None,
+        max_tokens: int | None = None,
+        token_counter: rules.TokenCounter | None = None,
+    ) -> Work[list[Message]]:
         return partial(
             rules.get_messages,
             session_id=self.id,
@@ -194,6 +237,55 @@ class SessionFields:
             before=before,
             privacy=self._settings.privacy,
             owner=self.user_id,
+            max_tokens=max_tokens,
+            token_counter=token_counter,
+        )
+
+    def _fork_work(
+        self,
+        at: str | None,
+        checkpoint_id: str | None,
+        agent_name: str | None,
+        user_id: str | None,
+        metadata: dict[str, Any] | None,
+    ) -> Work[SessionMetadata]:
+        m = self._settings
+        return partial(
+            rules.fork,
+            session_id=self.id,
+            owner=self.user_id,
+            at=at,
+            checkpoint_id=checkpoint_id,
+            agent_name=agent_name,
+            user_id=user_id,
+            metadata=metadata,
+            clock=m.clock,
+            privacy=m.privacy,
+        )
+
+    def _rewind_work(self, to: str) -> Work[None]:
+        return partial(rules.rewind, session_id=self.id, to=to, clock=self._settings.clock)
+
+    def _pop_work(self) -> Work[Message | None]:
+        m = self._settings
+        return partial(
+            rules.pop_message,
+            session_id=self.id,
+            clock=m.clock,
+            privacy=m.privacy,
+            owner=self.user_id,
+        )
+
+    def _clear_work(self) -> Work[None]:
+        return partial(rules.clear, session_id=self.id, clock=self._settings.clock)
+
+    def _update_metadata_work(self, patch: dict[str, Any], replace: bool) -> Work[SessionMetadata]:
+        return partial(
+            rules.update_metadata,
+            session_id=self.id,
+            patch=patch,
+            replace=replace,
+            privacy=self._settings.privacy,
         )
 
     def _checkpoint_work(self, metadata: dict[str, Any] | None) -> Work[Checkpoint]:

@@ -130,8 +130,18 @@ class PendingInput(SessionFields):
 
     # -- reads show the input -------------------------------------------------------------
 
-    def _get_messages_work(self, limit: int | None, before: str | None) -> Work[list[Message]]:
+    def _get_messages_work(
+        self,
+        limit: int | None,
+        before: str | None,
+        max_tokens: int | None = None,
+        token_counter: rules.TokenCounter | None = None,
+    ) -> Work[list[Message]]:
         entry = self._entry
+        if max_tokens is not None:
+            # The budget is spent on stored messages and the pending input alike:
+            # counted here, newest first, as the store would count them.
+            return self._budgeted(limit, before, max_tokens, token_counter)
         if self.pending and before == entry.id:
             before, ahead = None, False  # every stored message is older than the input
         else:
@@ -144,6 +154,29 @@ class PendingInput(SessionFields):
                 return stored
             shown = [*stored, entry.to_message()]
             return shown if limit is None else shown[len(shown) - limit :]
+
+        return read
+
+    def _budgeted(
+        self,
+        limit: int | None,
+        before: str | None,
+        max_tokens: int,
+        token_counter: rules.TokenCounter | None,
+    ) -> Work[list[Message]]:
+        everything = self._get_messages_work(limit, before)
+        count = rules.approximate_tokens if token_counter is None else token_counter
+
+        def read(uow: UnitOfWork) -> list[Message]:
+            kept: list[Message] = []
+            spent = 0
+            for message in reversed(everything(uow)):
+                spent += count(message)
+                if spent > max_tokens:
+                    break
+                kept.append(message)
+            kept.reverse()
+            return kept
 
         return read
 

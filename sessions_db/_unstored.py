@@ -93,10 +93,13 @@ class _EmptyUntilWritten(CallsUnitOfWork):
         entries: Sequence[SessionEntry],
         *,
         fork_from: str | None = None,
+        at_root: bool = False,
         updated_at: datetime,
     ) -> None:
         self._store_first(session_id)
-        super().append_entries(session_id, entries, fork_from=fork_from, updated_at=updated_at)
+        super().append_entries(
+            session_id, entries, fork_from=fork_from, at_root=at_root, updated_at=updated_at
+        )
 
     def create_checkpoint(self, session_id: str, new: NewCheckpoint) -> Checkpoint:
         self._store_first(session_id)

@@ -19,11 +19,12 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from .storage import (
     WHOLE_BRANCH,
     BranchQuery,
+    Cursor,
     NewCheckpoint,
     Storage,
     UnitOfWork,
@@ -119,8 +120,21 @@ class CallsUnitOfWork(UnitOfWork):
         user_id: str | None = None,
         limit: int | None = None,
         offset: int = 0,
+        updated_after: datetime | None = None,
+        updated_before: datetime | None = None,
+        metadata: dict[str, Any] | None = None,
+        after: Cursor | None = None,
     ) -> list[SessionMetadata]:
-        return self._backend.list_sessions(agent_name, user_id=user_id, limit=limit, offset=offset)
+        return self._backend.list_sessions(
+            agent_name,
+            user_id=user_id,
+            limit=limit,
+            offset=offset,
+            updated_after=updated_after,
+            updated_before=updated_before,
+            metadata=metadata,
+            after=after,
+        )
 
     def list_agents(self) -> list[str]:  # noqa: D102
         return self._backend.list_agents()
@@ -130,8 +144,16 @@ class CallsUnitOfWork(UnitOfWork):
     ) -> list[str]:
         return self._backend.prune_sessions(updated_before, agent_name=agent_name, dry_run=dry_run)
 
+    def load_session_by_key(self, agent_name: str, key: str) -> SessionMetadata:  # noqa: D102
+        return self._backend.load_session_by_key(agent_name, key)
+
     def find_or_create_session(self, meta: SessionMetadata) -> SessionMetadata:  # noqa: D102
         return self._backend.find_or_create_session(meta)
+
+    def create_session(  # noqa: D102
+        self, meta: SessionMetadata, entries: Sequence[SessionEntry]
+    ) -> None:
+        self._backend.create_session(meta, entries)
 
     def append_entries(  # noqa: D102
         self,
@@ -139,10 +161,11 @@ class CallsUnitOfWork(UnitOfWork):
         entries: Sequence[SessionEntry],
         *,
         fork_from: str | None = None,
+        at_root: bool = False,
         updated_at: datetime,
     ) -> None:
         self._backend.append_entries(
-            session_id, entries, fork_from=fork_from, updated_at=updated_at
+            session_id, entries, fork_from=fork_from, at_root=at_root, updated_at=updated_at
         )
 
     def append_entry(  # noqa: D102
@@ -151,9 +174,12 @@ class CallsUnitOfWork(UnitOfWork):
         entry: SessionEntry,
         *,
         fork_from: str | None = None,
+        at_root: bool = False,
         updated_at: datetime,
     ) -> None:
-        self._backend.append_entry(session_id, entry, fork_from=fork_from, updated_at=updated_at)
+        self._backend.append_entry(
+            session_id, entry, fork_from=fork_from, at_root=at_root, updated_at=updated_at
+        )
 
     def load_entries(self, session_id: str) -> list[SessionEntry]:  # noqa: D102
         return self._backend.load_entries(session_id)
@@ -228,9 +254,22 @@ class UnitOfWorkBackend(StorageBackend):
         user_id: str | None = None,
         limit: int | None = None,
         offset: int = 0,
+        updated_after: datetime | None = None,
+        updated_before: datetime | None = None,
+        metadata: dict[str, Any] | None = None,
+        after: Cursor | None = None,
     ) -> list[SessionMetadata]:
         return self.run(
-            lambda uow: uow.list_sessions(agent_name, user_id=user_id, limit=limit, offset=offset),
+            lambda uow: uow.list_sessions(
+                agent_name,
+                user_id=user_id,
+                limit=limit,
+                offset=offset,
+                updated_after=updated_after,
+                updated_before=updated_before,
+                metadata=metadata,
+                after=after,
+            ),
             write=False,
         )
 
@@ -245,8 +284,16 @@ class UnitOfWorkBackend(StorageBackend):
             write=not dry_run,
         )
 
+    def load_session_by_key(self, agent_name: str, key: str) -> SessionMetadata:  # noqa: D102
+        return self.run(lambda uow: uow.load_session_by_key(agent_name, key), write=False)
+
     def find_or_create_session(self, meta: SessionMetadata) -> SessionMetadata:  # noqa: D102
         return self.run(lambda uow: uow.find_or_create_session(meta))
+
+    def create_session(  # noqa: D102
+        self, meta: SessionMetadata, entries: Sequence[SessionEntry]
+    ) -> None:
+        self.run(lambda uow: uow.create_session(meta, entries))
 
     def append_entries(  # noqa: D102
         self,
@@ -254,11 +301,12 @@ class UnitOfWorkBackend(StorageBackend):
         entries: Sequence[SessionEntry],
         *,
         fork_from: str | None = None,
+        at_root: bool = False,
         updated_at: datetime,
     ) -> None:
         self.run(
             lambda uow: uow.append_entries(
-                session_id, entries, fork_from=fork_from, updated_at=updated_at
+                session_id, entries, fork_from=fork_from, at_root=at_root, updated_at=updated_at
             )
         )
 

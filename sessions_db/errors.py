@@ -52,6 +52,10 @@ class DuplicateEntryError(SessionsDBError):
     """
 
 
+class DuplicateKeyError(SessionsDBError):
+    """Another session of the agent already has this external key."""
+
+
 class SchemaError(SessionsDBError):
     """The database schema is missing or not at the version this library needs."""
 

@@ -17,6 +17,8 @@ _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12
 _TOKEN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}")
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 MAX_USER_ID = 255
+#: The longest external key of a session, in characters.
+MAX_KEY = 1024
 # A PostgreSQL schema name that needs no quoting to be read the same way back,
 # within the server's 63-byte limit; ``pg_`` names are the server's own.
 _SCHEMA = re.compile(r"(?![pP][gG]_)[A-Za-z_][A-Za-z0-9_]{0,62}")
@@ -90,6 +92,28 @@ def user_id(value: object) -> str | None:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise InvalidIDError("user ID contains a lone surrogate") from None
+    return value
+
+
+def session_key(value: object) -> str:
+    """Return ``value`` if it is an external key of a session.
+
+    A key is any non-empty string a framework names a session with (an SDK
+    session ID, ``"user:42/chat#1"``, non-ASCII text), at most :data:`MAX_KEY`
+    characters, without NUL or a lone surrogate (so that it is stored as given).
+    """
+    if not isinstance(value, str):
+        raise InvalidIDError(f"session key must be a string, not {type(value).__name__}")
+    if not value:
+        raise InvalidIDError("session key is empty")
+    if len(value) > MAX_KEY:
+        raise InvalidIDError(f"session key is longer than {MAX_KEY} characters")
+    if "\x00" in value:
+        raise InvalidIDError("session key contains a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidIDError("session key contains a lone surrogate") from None
     return value
 
 

@@ -18,11 +18,11 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from .backend import WHOLE_BRANCH, BranchQuery, MessageHit, NewCheckpoint, StorageBackend
 from .simple import SimpleBackend, as_storage
-from .storage import Storage, UnitOfWork
+from .storage import Cursor, Storage, UnitOfWork
 from .types import Checkpoint, Message, SessionEntry, SessionMetadata
 
 T = TypeVar("T")
@@ -118,6 +118,10 @@ class _LoggedCalls(Storage):
         user_id: str | None = None,
         limit: int | None = None,
         offset: int = 0,
+        updated_after: datetime | None = None,
+        updated_before: datetime | None = None,
+        metadata: dict[str, Any] | None = None,
+        after: Cursor | None = None,
     ) -> list[SessionMetadata]:
         """See :meth:`StorageBackend.list_sessions`."""
         return self._run(
@@ -125,7 +129,14 @@ class _LoggedCalls(Storage):
             "",
             f" agent={agent_name} by_user={user_id is not None} limit={limit} offset={offset}",
             lambda: self._inner.list_sessions(
-                agent_name, user_id=user_id, limit=limit, offset=offset
+                agent_name,
+                user_id=user_id,
+                limit=limit,
+                offset=offset,
+                updated_after=updated_after,
+                updated_before=updated_before,
+                metadata=metadata,
+                after=after,
             ),
         )
 
@@ -146,6 +157,24 @@ class _LoggedCalls(Storage):
             ),
         )
 
+    def load_session_by_key(self, agent_name: str, key: str) -> SessionMetadata:
+        """See :meth:`Storage.load_session_by_key` (the key is not logged)."""
+        return self._run(
+            "load_session_by_key",
+            "",
+            f" agent={agent_name}",
+            lambda: self._inner.load_session_by_key(agent_name, key),
+        )
+
+    def create_session(self, meta: SessionMetadata, entries: Sequence[SessionEntry]) -> None:
+        """See :meth:`Storage.create_session`."""
+        self._run(
+            "create_session",
+            self._session(meta.id),
+            f" agent={meta.agent_name} entries={len(entries)}",
+            lambda: self._inner.create_session(meta, entries),
+        )
+
     def find_or_create_session(self, meta: SessionMetadata) -> SessionMetadata:
         """See :meth:`StorageBackend.find_or_create_session` (the wrapped one, atomic if it is)."""
         return self._run(
@@ -161,6 +190,7 @@ class _LoggedCalls(Storage):
         entries: Sequence[SessionEntry],
         *,
         fork_from: str | None = None,
+        at_root: bool = False,
         updated_at: datetime,
     ) -> None:
         """See :meth:`StorageBackend.append_entries`."""
@@ -172,7 +202,7 @@ class _LoggedCalls(Storage):
             self._session(session_id),
             detail,
             lambda: self._inner.append_entries(
-                session_id, entries, fork_from=fork_from, updated_at=updated_at
+                session_id, entries, fork_from=fork_from, at_root=at_root, updated_at=updated_at
             ),
         )
 
@@ -182,6 +212,7 @@ class _LoggedCalls(Storage):
         entry: SessionEntry,
         *,
         fork_from: str | None = None,
+        at_root: bool = False,
         updated_at: datetime,
     ) -> None:
         """See :meth:`StorageBackend.append_entry`."""
@@ -190,7 +221,7 @@ class _LoggedCalls(Storage):
             self._session(session_id),
             f" ({_entry_types([entry])})" + (" fork" if fork_from is not None else ""),
             lambda: self._inner.append_entry(
-                session_id, entry, fork_from=fork_from, updated_at=updated_at
+                session_id, entry, fork_from=fork_from, at_root=at_root, updated_at=updated_at
             ),
         )
 

@@ -17,7 +17,7 @@ from .crypto import Keyring
 from .errors import StorageClosedError
 from .memory import SessionMemory
 from .privacy import Privacy, Redactor
-from .rules import Clock
+from .rules import Clock, TokenCounter
 from .simple import SimpleBackend, as_storage
 from .storage import Work
 from .types import Checkpoint, Message, SessionEntry, SessionMetadata, utcnow
@@ -95,9 +95,21 @@ class Manager(ManagerFields[StorageBackend], _ClosesOnExit):
         *,
         user_id: str | None = None,
         metadata: dict[str, Any] | None = None,
+        key: str | None = None,
     ) -> Session:
-        """Create a new session for ``agent_name`` (of no user if ``user_id`` is empty or blank)."""
-        return Session(self, self.run(self._create_work(agent_name, user_id, metadata)))
+        """Create a new session for ``agent_name`` (of no user if ``user_id`` is empty or blank).
+
+        ``key`` gives it an external key (any string of up to 1,024 characters,
+        unique per agent: ``DuplicateKeyError`` if another session has it).
+        """
+        return Session(self, self.run(self._create_work(agent_name, user_id, metadata, key)))
+
+    def get_by_key(self, agent_name: str, key: str, *, user_id: str | None = None) -> Session:
+        """Return the agent's session with external key ``key``; ``SessionNotFoundError`` if none.
+
+        With a ``user_id``, a session of another user (or of no user) is not found.
+        """
+        return Session(self, self.run(self._get_by_key_work(agent_name, key, user_id), write=False))
 
     def get(self, session_id: str, *, user_id: str | None = None) -> Session:
         """Return the session; ``SessionNotFoundError`` if absent or another user's.
@@ -108,12 +120,17 @@ class Manager(ManagerFields[StorageBackend], _ClosesOnExit):
         """
         return Session(self, self.run(self._get_work(session_id, user_id), write=False))
 
-    def get_or_create(self, agent_name: str, user_id: str | None) -> Session:
+    def get_or_create(
+        self, agent_name: str, user_id: str | None, *, key: str | None = None
+    ) -> Session:
         """Return the user's most recently updated session of the agent, else a new one.
 
-        ``None``, ``""`` or a blank ``user_id`` always creates a new session of no user.
+        ``None``, ``""`` or a blank ``user_id`` always creates a new session of no
+        user. With ``key``, the session is the agent's session with that key
+        (created if absent; racing callers get one session); a key owned by
+        another user is ``SessionNotFoundError``.
         """
-        return Session(self, self.run(self._get_or_create_work(agent_name, user_id)))
+        return Session(self, self.run(self._get_or_create_work(agent_name, user_id, key)))
 
     def list(
         self,
@@ -122,12 +139,32 @@ class Manager(ManagerFields[StorageBackend], _ClosesOnExit):
         user_id: str | None = None,
         limit: int | None = None,
         offset: int = 0,
+        updated_after: datetime | None = None,
+        updated_before: datetime | None = None,
+        metadata: dict[str, Any] | None = None,
+        after: SessionMetadata | None = None,
     ) -> builtins.list[SessionMetadata]:
         """Return the agent's sessions, most recently updated first.
 
         With a ``user_id``, only that user's; ``""`` or blank raises ``InvalidIDError``.
+        ``updated_after`` / ``updated_before`` bound the update time (exclusive);
+        ``metadata`` keeps the sessions whose metadata has every given key with
+        the given value; ``after`` (the last :class:`SessionMetadata` of the
+        previous page) continues the listing after it, as it was seen: keyset
+        paging, where a session updated in between is neither repeated nor
+        skipped and a late page costs what the first does.
         """
-        return self.run(self._list_work(agent_name, user_id, limit, offset), write=False)
+        work = self._list_work(
+            agent_name,
+            user_id,
+            limit,
+            offset,
+            updated_after=updated_after,
+            updated_before=updated_before,
+            metadata=metadata,
+            after=after,
+        )
+        return self.run(work, write=False)
 
     def delete(self, session_id: str) -> None:
         """Delete the session, its entries and checkpoints; ``SessionNotFoundError`` if absent."""
@@ -213,14 +250,74 @@ class Session(SessionFields, _ClosesOnExit):
         """Append ``messages`` in order, all or nothing."""
         self._run(self._append_work(messages))
 
-    def get_messages(self, *, limit: int | None = None, before: str | None = None) -> list[Message]:
+    def get_messages(
+        self,
+        *,
+        limit: int | None = None,
+        before: str | None = None,
+        max_tokens: int | None = None,
+        token_counter: TokenCounter | None = None,
+    ) -> list[Message]:
         """Return the current branch's messages, oldest first.
 
         ``limit`` keeps the newest ``limit``; ``before`` (a message ID) keeps the
         messages older than that message on its branch, for paging back through a
-        long session.
+        long session. ``max_tokens`` keeps the newest messages whose total cost
+        fits (``token_counter(message) -> int``, by default
+        :func:`~sessions_db.rules.approximate_tokens`), never part of one; only
+        as much of the history as that needs is read.
         """
-        return self._run(self._get_messages_work(limit, before), write=False)
+        work = self._get_messages_work(limit, before, max_tokens, token_counter)
+        return self._run(work, write=False)
+
+    def fork(
+        self,
+        *,
+        at: str | None = None,
+        checkpoint_id: str | None = None,
+        agent_name: str | None = None,
+        user_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Session:
+        """Return a new session whose current branch is this one's, up to ``at`` or a checkpoint.
+
+        ``at`` is an entry or message ID (of any branch: the branch ending there
+        is copied), ``checkpoint_id`` a checkpoint of this session; without
+        either, the whole current branch. Message IDs and payloads are kept;
+        this session is untouched; the new one records ``forked_from`` and
+        ``forked_at``, and its agent, user and metadata default to this one's.
+        Checkpoints are not carried over. One transaction, however long the branch.
+        """
+        work = self._fork_work(at, checkpoint_id, agent_name, user_id, metadata)
+        return Session(self._manager, self._run(work))
+
+    def rewind(self, to: str) -> None:
+        """Move the current leaf back to ``to``, an entry of the current branch (recorded).
+
+        Later appends continue from there; nothing is deleted.
+        ``EntryNotFoundError`` if ``to`` is not on the current branch.
+        """
+        self._run(self._rewind_work(to))
+
+    def pop_message(self) -> Message | None:
+        """Take the newest message off the current branch and return it (``None``: none left).
+
+        Nothing is deleted (a ``pop`` event is recorded); two concurrent pops
+        return two different messages.
+        """
+        return self._run(self._pop_work())
+
+    def clear(self) -> None:
+        """Make the current branch empty (``get_messages()`` is ``[]``); nothing is deleted."""
+        self._run(self._clear_work())
+
+    def update_metadata(self, patch: dict[str, Any], *, replace: bool = False) -> SessionMetadata:
+        """Merge ``patch`` into the session's metadata (or replace it), atomically.
+
+        Returns the session's metadata after the change; concurrent updates of
+        different keys all land. A merge is shallow (top-level keys).
+        """
+        return self._run(self._update_metadata_work(patch, replace))
 
     def checkpoint(self, *, metadata: dict[str, Any] | None = None) -> Checkpoint:
         """Take a checkpoint at the current leaf."""

@@ -4,7 +4,8 @@ A :class:`~sessions_db.Manager` on a ``NullBackend`` has the whole API, and
 agents use it as usual, but nothing is kept and nothing touches a disk or a
 network: agents run statelessly, as the seed describes.
 
-* ``create`` and ``get_or_create`` return a new session each time.
+* ``create`` and ``get_or_create`` return a new session each time; ``get_by_key``
+  finds nothing.
 * ``get`` returns an empty session for any well-formed ID (its ``agent_name`` is
   empty: nothing is known about it); ``delete`` succeeds; ``list`` is empty.
 * Appends are accepted and dropped; ``get_messages`` returns ``[]``.
@@ -16,10 +17,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from .backend import WHOLE_BRANCH, BranchQuery, NewCheckpoint, StorageBackend
 from .checksum import branch_checksum
-from .errors import CheckpointNotFoundError, StorageClosedError
+from .errors import CheckpointNotFoundError, SessionNotFoundError, StorageClosedError
+from .storage import Cursor
 from .types import Checkpoint, EntryType, SessionEntry, SessionMetadata, utcnow
 
 
@@ -63,10 +66,19 @@ class NullBackend(StorageBackend):
         user_id: str | None = None,
         limit: int | None = None,
         offset: int = 0,
+        updated_after: datetime | None = None,
+        updated_before: datetime | None = None,
+        metadata: dict[str, Any] | None = None,
+        after: Cursor | None = None,
     ) -> list[SessionMetadata]:
         """No sessions are kept: ``[]``."""
         self._check()
         return []
+
+    def load_session_by_key(self, agent_name: str, key: str) -> SessionMetadata:
+        """No session is kept: ``SessionNotFoundError``."""
+        self._check()
+        raise SessionNotFoundError("no session has this key: sessions are disabled")
 
     def list_agents(self) -> list[str]:
         """No sessions are kept: ``[]``."""
@@ -86,6 +98,7 @@ class NullBackend(StorageBackend):
         entries: Sequence[SessionEntry],
         *,
         fork_from: str | None = None,
+        at_root: bool = False,
         updated_at: datetime,
     ) -> None:
         """Drop the entries."""

@@ -21,6 +21,7 @@ from .errors import (
     CheckpointNotFoundError,
     ChecksumMismatchError,
     DuplicateEntryError,
+    EntryNotFoundError,
     InvalidArgumentError,
     InvalidIDError,
     PayloadError,
@@ -28,8 +29,17 @@ from .errors import (
     SessionsDBError,
 )
 from .privacy import PLAIN, Privacy
-from .storage import BranchQuery, NewCheckpoint, Storage, UnitOfWork, restore_marker
-from .types import Checkpoint, Message, SessionEntry, SessionMetadata, as_utc
+from .storage import (
+    BranchQuery,
+    Cursor,
+    NewCheckpoint,
+    Storage,
+    UnitOfWork,
+    event_marker,
+    restore_marker,
+    select_sessions,
+)
+from .types import Checkpoint, EntryType, Message, SessionEntry, SessionMetadata, as_utc
 
 Clock = Callable[[], datetime]
 
@@ -51,15 +61,27 @@ def create(
     metadata: dict[str, Any] | None,
     clock: Clock,
     privacy: Privacy = PLAIN,
+    key: str | None = None,
 ) -> SessionMetadata:
-    """Create a session (``None``, ``""`` or a blank ``user_id``: it belongs to no user)."""
-    meta = new_session(agent_name, user_id, metadata, clock)
+    """Create a session (``None``, ``""`` or a blank ``user_id``: it belongs to no user).
+
+    With ``key``, the session has that external key: ``DuplicateKeyError`` if
+    another session of the agent has it.
+    """
+    meta = new_session(agent_name, user_id, metadata, clock, key=key)
     uow.save_session(privacy.seal_meta(meta))
     return meta
 
 
 def new_session(
-    agent_name: str, user_id: str | None, metadata: dict[str, Any] | None, clock: Clock
+    agent_name: str,
+    user_id: str | None,
+    metadata: dict[str, Any] | None,
+    clock: Clock,
+    *,
+    key: str | None = None,
+    forked_from: str | None = None,
+    forked_at: str | None = None,
 ) -> SessionMetadata:
     """Return the checked metadata of a new session, not yet stored (see :func:`create`)."""
     now = clock()
@@ -72,6 +94,9 @@ def new_session(
         message_count=0,
         current_leaf=None,
         metadata=payload.check({} if metadata is None else metadata, "metadata"),
+        key=None if key is None else ids.session_key(key),
+        forked_from=forked_from,
+        forked_at=forked_at,
     )
 
 
@@ -91,28 +116,44 @@ def get(
 
 
 def get_or_create(
-    uow: Storage, agent_name: str, user_id: str | None, clock: Clock, privacy: Privacy = PLAIN
+    uow: Storage,
+    agent_name: str,
+    user_id: str | None,
+    clock: Clock,
+    privacy: Privacy = PLAIN,
+    key: str | None = None,
 ) -> SessionMetadata:
     """Return the user's most recently updated session of the agent, else a new one.
 
     ``None``, ``""`` or a blank ``user_id`` always creates a session of no user.
+    With ``key``, the session is the agent's session with that key, created
+    (for ``user_id``) if there is none; a key owned by another user is
+    ``SessionNotFoundError``.
     """
     uid = ids.owner(user_id)
-    if uid is None:
+    if uid is None and key is None:
         return create(uow, agent_name, None, None, clock, privacy)
-    now = clock()
-    candidate = SessionMetadata.model_construct(
-        id=ids.new_id(),
-        agent_name=ids.agent_name(agent_name),
-        user_id=uid,
-        created_at=now,
-        updated_at=now,
-        message_count=0,
-        current_leaf=None,
-        metadata={},
-    )
-    found: SessionMetadata = uow.find_or_create_session(privacy.seal_meta(candidate))
-    return privacy.open_meta(found)
+    candidate = new_session(agent_name, uid, None, clock, key=key)
+    found = privacy.open_meta(uow.find_or_create_session(privacy.seal_meta(candidate)))
+    if key is not None and uid is not None and found.user_id != uid:
+        raise SessionNotFoundError(f"no session of agent {candidate.agent_name!r} has this key")
+    return found
+
+
+def get_by_key(
+    uow: Storage, agent_name: str, key: str, user_id: str | None, privacy: Privacy = PLAIN
+) -> SessionMetadata:
+    """Return the agent's session with external key ``key``; with ``user_id``, only theirs.
+
+    ``user_id`` ``""`` or blank raises ``InvalidIDError``: only ``None`` skips the check.
+    """
+    agent = ids.agent_name(agent_name)
+    checked = ids.session_key(key)
+    uid = ids.user_id(user_id)
+    meta = uow.load_session_by_key(agent, checked)
+    if uid is not None and meta.user_id != uid:
+        raise SessionNotFoundError(f"no session of agent {agent!r} has this key")
+    return privacy.open_meta(meta)
 
 
 def list_sessions(
@@ -122,13 +163,47 @@ def list_sessions(
     limit: int | None,
     offset: int,
     privacy: Privacy = PLAIN,
+    *,
+    updated_after: datetime | None = None,
+    updated_before: datetime | None = None,
+    metadata: dict[str, Any] | None = None,
+    after: SessionMetadata | None = None,
 ) -> list[SessionMetadata]:
-    """List an agent's sessions, most recently updated first (``""`` or blank user: refused)."""
-    result: list[SessionMetadata] = uow.list_sessions(
-        ids.agent_name(agent_name),
-        user_id=ids.user_id(user_id),
-        limit=_count(limit, "limit"),
-        offset=_count(offset, "offset") or 0,
+    """List an agent's sessions, most recently updated first (``""`` or blank user: refused).
+
+    ``after`` is the last session of the previous page, as it was listed: the
+    listing continues after its ``(updated_at, id)``. With encrypted metadata,
+    a ``metadata`` filter is applied here, after decryption, to every session
+    of the agent (the store sees only ciphertext).
+    """
+    agent = ids.agent_name(agent_name)
+    uid = ids.user_id(user_id)
+    count = _count(limit, "limit")
+    skip = _count(offset, "offset") or 0
+    low = None if updated_after is None else as_utc(updated_after, "updated_after")
+    high = None if updated_before is None else as_utc(updated_before, "updated_before")
+    wanted = None if metadata is None else payload.check(metadata, "metadata filter")
+    cursor: Cursor | None = None
+    if after is not None:
+        if not isinstance(after, SessionMetadata):
+            raise InvalidArgumentError("after must be the SessionMetadata of the previous page")
+        cursor = (after.updated_at, ids.session_id(after.id))
+    if wanted and privacy.encrypted:
+        found = uow.list_sessions(
+            agent, user_id=uid, updated_after=low, updated_before=high, after=cursor
+        )
+        return select_sessions(
+            (privacy.open_meta(meta) for meta in found), limit=count, offset=skip, metadata=wanted
+        )
+    result = uow.list_sessions(
+        agent,
+        user_id=uid,
+        limit=count,
+        offset=skip,
+        updated_after=low,
+        updated_before=high,
+        metadata=wanted or None,
+        after=cursor,
     )
     return [privacy.open_meta(meta) for meta in result]
 
@@ -271,17 +346,83 @@ def get_messages(
     privacy: Privacy = PLAIN,
     *,
     owner: str | None,
+    max_tokens: int | None = None,
+    token_counter: TokenCounter | None = None,
 ) -> list[Message]:
-    """Return the current branch's messages, oldest first (``owner``: the session's user ID)."""
-    query = BranchQuery(
-        before=None if before is None else ids.entry_id(before),
-        messages_only=True,
-        limit=_count(limit, "limit"),
-    )
+    """Return the current branch's messages, oldest first (``owner``: the session's user ID).
+
+    With ``max_tokens``, only the newest messages whose total cost
+    (``token_counter``, else :func:`approximate_tokens`) fits, never a part of
+    one; they are read newest first in pages, so a long session is read only
+    as far back as the budget reaches (plus the one message that no longer fits).
+    """
+    cap = _count(limit, "limit")
+    start = None if before is None else ids.entry_id(before)
+    if max_tokens is not None:
+        budget = _count(max_tokens, "max_tokens")
+        assert budget is not None
+        count = approximate_tokens if token_counter is None else token_counter
+        return _within_budget(uow, session_id, cap, start, budget, count, privacy, owner)
+    query = BranchQuery(before=start, messages_only=True, limit=cap)
     # Even with limit=0 the store is asked: an absent session or an unknown
     # ``before`` message raises, as it does for every other limit.
     messages: list[Message] = uow.load_messages(session_id, query)
     return [privacy.open_message(session_id, message, owner=owner) for message in messages]
+
+
+#: A function that says what a message costs against ``max_tokens``.
+TokenCounter = Callable[[Message], int]
+
+
+def approximate_tokens(message: Message) -> int:
+    """Return a rough token count of ``message``: 4 per message plus 1 per 4 characters.
+
+    The characters are those of the payload's compact JSON; for English text
+    this is near what common tokenizers count. Pass a ``token_counter`` (a
+    real tokenizer) where the budget must be exact.
+    """
+    return 4 + (len(payload.dumps(message.payload)) + 3) // 4
+
+
+#: How many messages a token-budgeted read asks for first (then twice as many each time).
+_FIRST_PAGE = 16
+
+
+def _within_budget(
+    uow: Storage,
+    session_id: str,
+    limit: int | None,
+    before: str | None,
+    budget: int,
+    count: TokenCounter,
+    privacy: Privacy,
+    owner: str | None,
+) -> list[Message]:
+    kept: list[Message] = []
+    spent = 0
+    page = _FIRST_PAGE
+    while True:
+        want = page if limit is None else min(page, limit - len(kept))
+        older = uow.load_messages(
+            session_id, BranchQuery(before=before, messages_only=True, limit=want)
+        )
+        for stored in reversed(older):
+            message = privacy.open_message(session_id, stored, owner=owner)
+            cost = count(message)
+            if isinstance(cost, bool) or not isinstance(cost, int) or cost < 0:
+                raise InvalidArgumentError(
+                    f"token_counter must return a non-negative integer, got {cost!r}"
+                )
+            if spent + cost > budget:
+                kept.reverse()
+                return kept
+            spent += cost
+            kept.append(message)
+        if len(older) < want or (limit is not None and len(kept) >= limit) or not older:
+            kept.reverse()
+            return kept
+        before = older[0].id
+        page *= 2
 
 
 def checkpoint(
@@ -347,6 +488,142 @@ def list_checkpoints(uow: Storage, session_id: str, privacy: Privacy = PLAIN) ->
     """Return the session's checkpoints, oldest first."""
     result: list[Checkpoint] = uow.list_checkpoints(session_id)
     return [privacy.open_checkpoint(cp) for cp in result]
+
+
+def fork(
+    uow: UnitOfWork,
+    session_id: str,
+    owner: str | None,
+    at: str | None,
+    checkpoint_id: str | None,
+    agent_name: str | None,
+    user_id: str | None,
+    metadata: dict[str, Any] | None,
+    clock: Clock,
+    privacy: Privacy = PLAIN,
+) -> SessionMetadata:
+    """Copy the session's current branch (up to ``at`` or a checkpoint) into a new session.
+
+    The new session's branch holds the same entries (IDs, timestamps, payloads;
+    checkpoint and event entries too) up to and including ``at`` (an entry of
+    any branch: the branch that ends there is copied), the checkpoint's entry,
+    or the current leaf; it records ``forked_from`` and ``forked_at``. The
+    checkpoints themselves are not carried (``list_checkpoints()`` of the fork
+    is empty). Its agent and user default to the source's; it has no external
+    key. One transaction: the copy is there whole or not at all.
+    """
+    if at is not None and checkpoint_id is not None:
+        raise InvalidArgumentError("give at= or checkpoint_id=, not both")
+    uow.begin()
+    source = uow.load_session(session_id)
+    leaf: str | None = source.current_leaf
+    if checkpoint_id is not None:
+        cid = ids.checkpoint_id(checkpoint_id)
+        try:
+            found = uow.load_checkpoint(cid)
+        except CheckpointNotFoundError:
+            raise CheckpointNotFoundError(f"checkpoint {cid} not found") from None
+        if found.session_id != session_id:
+            raise CheckpointNotFoundError(f"checkpoint {cid} not found in session {session_id}")
+        leaf = found.entry_id
+    elif at is not None:
+        leaf = ids.entry_id(at)
+    branch = [] if leaf is None else uow.load_branch(session_id, BranchQuery(leaf=leaf))
+    meta = new_session(
+        source.agent_name if agent_name is None else agent_name,
+        source.user_id if user_id is None else user_id,
+        privacy.open_meta(source).metadata if metadata is None else metadata,
+        clock,
+        forked_from=session_id,
+        forked_at=leaf,
+    )
+    copies = [
+        privacy.seal_entry(
+            meta.id, privacy.open_entry(session_id, entry, owner=owner), owner=meta.user_id
+        )
+        for entry in branch
+    ]
+    uow.create_session(privacy.seal_meta(meta), copies)
+    messages = sum(entry.type is EntryType.MESSAGE for entry in branch)
+    return meta.model_copy(
+        update={"message_count": messages, "current_leaf": branch[-1].id if branch else None}
+    )
+
+
+def rewind(uow: UnitOfWork, session_id: str, to: str, clock: Clock) -> None:
+    """Move the current leaf back to ``to``, an entry of the current branch; record it.
+
+    Like a restore without a checkpoint: a ``rewind`` event entry is appended
+    under ``to``, so later appends continue from there; nothing is deleted.
+    ``EntryNotFoundError`` if ``to`` is not on the current branch.
+    """
+    target = ids.entry_id(to)
+    uow.begin()
+    uow.lock_session(session_id)
+    if all(entry.id != target for entry in uow.load_branch(session_id)):
+        raise EntryNotFoundError(f"entry {target} is not on the current branch of {session_id}")
+    now = clock()
+    marker = event_marker(ids.new_id(), now, "rewind", to=target)
+    uow.append_entries(session_id, [marker], fork_from=target, updated_at=now)
+
+
+def pop_message(
+    uow: UnitOfWork, session_id: str, clock: Clock, privacy: Privacy, *, owner: str | None
+) -> Message | None:
+    """Take the newest message off the current branch and return it (``None`` if there is none).
+
+    A ``pop`` event entry is appended under the message's parent (or as a new
+    root), so the branch ends before it; nothing is deleted. Under the
+    session's lock: two pops at once take two different messages.
+    """
+    uow.begin()
+    uow.lock_session(session_id)
+    newest = uow.load_branch(session_id, BranchQuery(messages_only=True, limit=1))
+    if not newest:
+        return None
+    entry = newest[0]
+    message = privacy.open_message(session_id, entry.to_message(), owner=owner)
+    now = clock()
+    marker = event_marker(ids.new_id(), now, "pop", message_id=entry.id)
+    if entry.parent_id is None:
+        uow.append_entries(session_id, [marker], at_root=True, updated_at=now)
+    else:
+        uow.append_entries(session_id, [marker], fork_from=entry.parent_id, updated_at=now)
+    return message
+
+
+def clear(uow: UnitOfWork, session_id: str, clock: Clock) -> None:
+    """Make the current branch empty: a ``clear`` event entry starts a new root.
+
+    ``get_messages()`` is then ``[]`` and ``message_count`` 0; the older
+    branches stay (checkpoints still restore them); nothing is deleted.
+    """
+    now = clock()
+    marker = event_marker(ids.new_id(), now, "clear")
+    uow.append_entries(session_id, [marker], at_root=True, updated_at=now)
+
+
+def update_metadata(
+    uow: UnitOfWork,
+    session_id: str,
+    patch: dict[str, Any],
+    replace: bool,
+    privacy: Privacy = PLAIN,
+) -> SessionMetadata:
+    """Merge ``patch`` into the session's metadata (or replace it), atomically; return the result.
+
+    The read and the write are one transaction holding the session, so
+    concurrent updates of different keys all land. A merge is shallow: each
+    top-level key of ``patch`` replaces the stored value.
+    """
+    checked = payload.check(patch, "metadata")
+    uow.begin()
+    uow.lock_session(session_id)
+    stored = privacy.open_meta(uow.load_session(session_id))
+    merged = dict(checked) if replace else {**stored.metadata, **checked}
+    updated = stored.model_copy(update={"metadata": payload.check(merged, "metadata")})
+    uow.save_session(privacy.seal_meta(updated))
+    return updated
 
 
 def load_session(uow: Storage, session_id: str, privacy: Privacy = PLAIN) -> SessionMetadata:

@@ -72,11 +72,13 @@ from .checksum import branch_checksum
 from .errors import (
     CheckpointNotFoundError,
     DuplicateEntryError,
+    DuplicateKeyError,
     EntryNotFoundError,
     SessionNotFoundError,
     StorageClosedError,
     UnsupportedOperationError,
 )
+from .storage import Cursor, select_sessions
 from .types import Checkpoint, EntryType, SessionEntry, SessionMetadata
 
 _LOCKS_GUARD = threading.Lock()
@@ -215,6 +217,8 @@ class SimpleStorage(StorageBackend):
             try:
                 stored = self._simple.load_session(meta.id)
             except SessionNotFoundError:
+                if meta.key is not None and self._keyed(meta.agent_name, meta.key) is not None:
+                    raise DuplicateKeyError("another session of the agent has this key") from None
                 self._commit(meta, message_count=0, current_leaf=None)
             else:
                 self._commit(stored, user_id=meta.user_id, metadata=meta.metadata)
@@ -227,6 +231,16 @@ class SimpleStorage(StorageBackend):
         with self._work():
             self._simple.load_session(session_id)
             self._simple.delete_session(session_id)
+
+    def _keyed(self, agent_name: str, key: str) -> SessionMetadata | None:
+        return next((m for m in self._listed(agent_name, None) if m.key == key), None)
+
+    def load_session_by_key(self, agent_name: str, key: str) -> SessionMetadata:  # noqa: D102
+        with self._work():
+            found = self._keyed(agent_name, key)
+        if found is None:
+            raise SessionNotFoundError(f"no session of agent {agent_name!r} has this key")
+        return found
 
     def _listed(self, agent_name: str, user_id: str | None) -> list[SessionMetadata]:
         found = [
@@ -244,10 +258,22 @@ class SimpleStorage(StorageBackend):
         user_id: str | None = None,
         limit: int | None = None,
         offset: int = 0,
+        updated_after: datetime | None = None,
+        updated_before: datetime | None = None,
+        metadata: dict[str, Any] | None = None,
+        after: Cursor | None = None,
     ) -> list[SessionMetadata]:
         with self._work():
             found = self._listed(agent_name, user_id)
-        return found[offset:] if limit is None else found[offset : offset + limit]
+        return select_sessions(
+            found,
+            limit=limit,
+            offset=offset,
+            updated_after=updated_after,
+            updated_before=updated_before,
+            metadata=metadata,
+            after=after,
+        )
 
     def list_agents(self) -> list[str]:  # noqa: D102
         with self._work():
@@ -272,6 +298,12 @@ class SimpleStorage(StorageBackend):
     def find_or_create_session(self, meta: SessionMetadata) -> SessionMetadata:
         """Atomic within the unit of work (see :meth:`SimpleBackend.unit_of_work`)."""
         with self._work():
+            if meta.key is not None:
+                keyed = self._keyed(meta.agent_name, meta.key)
+                if keyed is not None:
+                    return keyed
+                self._commit(meta, message_count=0, current_leaf=None)
+                return meta
             found = self._listed(meta.agent_name, meta.user_id)
             if found:
                 return found[0]
@@ -286,6 +318,7 @@ class SimpleStorage(StorageBackend):
         entries: Sequence[SessionEntry],
         *,
         fork_from: str | None = None,
+        at_root: bool = False,
         updated_at: datetime,
     ) -> None:
         with self._work():
@@ -299,16 +332,18 @@ class SimpleStorage(StorageBackend):
             if not entries:
                 return
             parent = meta.current_leaf if fork_from is None else fork_from
-            if fork_from is None:
+            if at_root:
+                parent, count = None, 0
+            elif fork_from is None:
                 count = meta.message_count
             else:
                 branch = _branch(by_id, parent)
                 count = sum(e.type is EntryType.MESSAGE for e in branch)
+            link: str | None = parent
             for entry in entries:
-                self._simple.append_entry(
-                    session_id, entry.model_copy(update={"parent_id": parent})
-                )
-                parent = entry.id
+                self._simple.append_entry(session_id, entry.model_copy(update={"parent_id": link}))
+                link = entry.id
+            parent = link
             count += sum(e.type is EntryType.MESSAGE for e in entries)
             self._commit(meta, current_leaf=parent, message_count=count, updated_at=updated_at)
 

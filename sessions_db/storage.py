@@ -12,7 +12,7 @@ in a transaction of its own, and opens units of work. The contract suite in
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -40,6 +40,45 @@ class BranchQuery:
     before: str | None = None
     messages_only: bool = False
     limit: int | None = None
+
+
+#: Where a listing continues: the ``(updated_at, id)`` of the last session it returned.
+Cursor = tuple[datetime, str]
+
+
+def contains(metadata: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    """Whether ``metadata`` has every key of ``wanted`` with the same (JSON) value."""
+    return all(key in metadata and metadata[key] == value for key, value in wanted.items())
+
+
+def select_sessions(
+    sessions: Iterable[SessionMetadata],
+    *,
+    user_id: str | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+    updated_after: datetime | None = None,
+    updated_before: datetime | None = None,
+    metadata: dict[str, Any] | None = None,
+    after: Cursor | None = None,
+) -> list[SessionMetadata]:
+    """Return a page of ``sessions`` as :meth:`Storage.list_sessions` defines it, in Python.
+
+    For stores that list by reading their sessions (the file store, a
+    :class:`~sessions_db.SimpleBackend`): the SQL stores do the same in SQL.
+    """
+    picked = [
+        meta
+        for meta in sessions
+        if (user_id is None or meta.user_id == user_id)
+        and (updated_after is None or meta.updated_at > updated_after)
+        and (updated_before is None or meta.updated_at < updated_before)
+        and (metadata is None or contains(meta.metadata, metadata))
+        and (after is None or (meta.updated_at, meta.id) < after)
+    ]
+    picked.sort(key=lambda meta: (meta.updated_at, meta.id), reverse=True)
+    end = None if limit is None else offset + limit
+    return picked[offset:end]
 
 
 #: The whole current branch, every entry type.
@@ -100,11 +139,25 @@ class Storage(ABC):
         user_id: str | None = None,
         limit: int | None = None,
         offset: int = 0,
+        updated_after: datetime | None = None,
+        updated_before: datetime | None = None,
+        metadata: dict[str, Any] | None = None,
+        after: Cursor | None = None,
     ) -> list[SessionMetadata]:
         """Return the agent's sessions (of ``user_id`` if given), most recently updated first.
 
-        Ties in ``updated_at`` are ordered by ID, descending, so that pages are stable.
+        Ties in ``updated_at`` are ordered by ID, descending, so that pages are
+        stable. ``updated_after`` / ``updated_before`` keep the sessions updated
+        strictly after / before those times; ``metadata`` keeps those whose
+        metadata has every given key with the given value; ``after`` (the
+        ``(updated_at, id)`` of the last session of the previous page) keeps
+        those that come after it in this order (keyset paging). See
+        :func:`select_sessions` for the rule in Python.
         """
+
+    @abstractmethod
+    def load_session_by_key(self, agent_name: str, key: str) -> SessionMetadata:
+        """Return the agent's session with external key ``key`` (``SessionNotFoundError``: none)."""
 
     @abstractmethod
     def list_agents(self) -> list[str]:
@@ -121,16 +174,37 @@ class Storage(ABC):
         """
 
     def find_or_create_session(self, meta: SessionMetadata) -> SessionMetadata:
-        """Return the latest session of ``meta``'s agent and user, else save ``meta``.
+        """Return the session ``meta`` describes if one exists, else save ``meta``.
 
-        Stores that can should do this atomically, so that concurrent callers for
-        one user get one session. This default is not atomic.
+        With ``meta.key``, the session is the agent's session with that key;
+        without, the latest session of ``meta``'s agent and user. Stores that can
+        should do this atomically, so that concurrent callers get one session.
+        This default is not atomic.
         """
+        if meta.key is not None:
+            try:
+                return self.load_session_by_key(meta.agent_name, meta.key)
+            except SessionNotFoundError:
+                self.save_session(meta)
+                return meta
         found = self.list_sessions(meta.agent_name, user_id=meta.user_id, limit=1)
         if found:
             return found[0]
         self.save_session(meta)
         return meta
+
+    def create_session(self, meta: SessionMetadata, entries: Sequence[SessionEntry]) -> None:
+        """Create the session with ``entries`` as its history, linked one after the other.
+
+        ``DuplicateKeyError`` if the agent has a session with ``meta.key``. A
+        store with transactions does it in the unit's transaction; this
+        default saves the session, then appends (a store whose calls are each a
+        transaction of its own may keep the session without its entries if it
+        fails in between).
+        """
+        self.save_session(meta)
+        if entries:
+            self.append_entries(meta.id, entries, updated_at=meta.updated_at)
 
     @abstractmethod
     def append_entries(
@@ -139,12 +213,14 @@ class Storage(ABC):
         entries: Sequence[SessionEntry],
         *,
         fork_from: str | None = None,
+        at_root: bool = False,
         updated_at: datetime,
     ) -> None:
         """Append ``entries`` to the session, all or nothing, in order.
 
         The entries' own ``parent_id`` is ignored: the first entry is linked to the
-        current leaf (or, with ``fork_from``, to that entry of the session), each
+        current leaf (or, with ``fork_from``, to that entry of the session; with
+        ``at_root``, to nothing: it starts a new tree), each
         next one to the one before, and the last becomes the current leaf. The
         session's ``message_count`` becomes the number of messages on the new
         branch and ``updated_at`` becomes ``updated_at``. Concurrent appends are
@@ -160,10 +236,13 @@ class Storage(ABC):
         entry: SessionEntry,
         *,
         fork_from: str | None = None,
+        at_root: bool = False,
         updated_at: datetime,
     ) -> None:
         """Append one entry; see :meth:`append_entries`."""
-        self.append_entries(session_id, [entry], fork_from=fork_from, updated_at=updated_at)
+        self.append_entries(
+            session_id, [entry], fork_from=fork_from, at_root=at_root, updated_at=updated_at
+        )
 
     @abstractmethod
     def load_entries(self, session_id: str) -> list[SessionEntry]:
@@ -334,15 +413,23 @@ class UnitOfWork(Storage):
 Work = Callable[[UnitOfWork], W]
 
 
-def restore_marker(entry_id: str, checkpoint_id: str, timestamp: datetime) -> SessionEntry:
-    """Return the metadata entry that records a restore of ``checkpoint_id``."""
+def event_marker(entry_id: str, timestamp: datetime, event: str, **data: Any) -> SessionEntry:
+    """Return the metadata entry that records ``event`` (restore, rewind, pop, clear).
+
+    Its data is ``{"event": event, **data}``: what SQL counts and ``show --tree`` marks.
+    """
     return SessionEntry.model_construct(
         id=entry_id,
         parent_id=None,
         timestamp=timestamp,
         type=EntryType.METADATA,
-        data={"event": "restore", "checkpoint_id": checkpoint_id},
+        data={"event": event, **data},
     )
+
+
+def restore_marker(entry_id: str, checkpoint_id: str, timestamp: datetime) -> SessionEntry:
+    """Return the metadata entry that records a restore of ``checkpoint_id``."""
+    return event_marker(entry_id, timestamp, "restore", checkpoint_id=checkpoint_id)
 
 
 def checkpoint_entry(new: NewCheckpoint, parent_id: str | None) -> SessionEntry:

@@ -193,6 +193,11 @@ class SessionMetadata(_Frozen):
     message_count: int
     current_leaf: str | None
     metadata: dict[str, Any]
+    #: The external key a framework names the session with (``None``: none).
+    key: str | None = None
+    #: The session this one was forked from, and the entry of it the fork was taken at.
+    forked_from: str | None = None
+    forked_at: str | None = None
 
 
 class Checkpoint(_Frozen):

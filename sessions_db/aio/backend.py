@@ -13,9 +13,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from ..storage import WHOLE_BRANCH, BranchQuery, NewCheckpoint, Work
+from ..storage import WHOLE_BRANCH, BranchQuery, Cursor, NewCheckpoint, Work
 from ..types import Checkpoint, Message, MessageHit, SessionEntry, SessionMetadata
 
 T = TypeVar("T")
@@ -65,10 +65,23 @@ class AsyncStorageBackend(ABC):
         user_id: str | None = None,
         limit: int | None = None,
         offset: int = 0,
+        updated_after: datetime | None = None,
+        updated_before: datetime | None = None,
+        metadata: dict[str, Any] | None = None,
+        after: Cursor | None = None,
     ) -> list[SessionMetadata]:
         """See :meth:`Storage.list_sessions`."""
         return await self.run(
-            lambda uow: uow.list_sessions(agent_name, user_id=user_id, limit=limit, offset=offset),
+            lambda uow: uow.list_sessions(
+                agent_name,
+                user_id=user_id,
+                limit=limit,
+                offset=offset,
+                updated_after=updated_after,
+                updated_before=updated_before,
+                metadata=metadata,
+                after=after,
+            ),
             write=False,
         )
 
@@ -85,9 +98,17 @@ class AsyncStorageBackend(ABC):
             write=not dry_run,
         )
 
+    async def load_session_by_key(self, agent_name: str, key: str) -> SessionMetadata:
+        """See :meth:`Storage.load_session_by_key`."""
+        return await self.run(lambda uow: uow.load_session_by_key(agent_name, key), write=False)
+
     async def find_or_create_session(self, meta: SessionMetadata) -> SessionMetadata:
         """See :meth:`Storage.find_or_create_session`."""
         return await self.run(lambda uow: uow.find_or_create_session(meta))
+
+    async def create_session(self, meta: SessionMetadata, entries: Sequence[SessionEntry]) -> None:
+        """See :meth:`Storage.create_session`."""
+        await self.run(lambda uow: uow.create_session(meta, entries))
 
     async def append_entries(
         self,
@@ -95,12 +116,13 @@ class AsyncStorageBackend(ABC):
         entries: Sequence[SessionEntry],
         *,
         fork_from: str | None = None,
+        at_root: bool = False,
         updated_at: datetime,
     ) -> None:
         """See :meth:`Storage.append_entries`."""
         await self.run(
             lambda uow: uow.append_entries(
-                session_id, entries, fork_from=fork_from, updated_at=updated_at
+                session_id, entries, fork_from=fork_from, at_root=at_root, updated_at=updated_at
             )
         )
 
@@ -110,10 +132,13 @@ class AsyncStorageBackend(ABC):
         entry: SessionEntry,
         *,
         fork_from: str | None = None,
+        at_root: bool = False,
         updated_at: datetime,
     ) -> None:
         """See :meth:`Storage.append_entry`."""
-        await self.append_entries(session_id, [entry], fork_from=fork_from, updated_at=updated_at)
+        await self.append_entries(
+            session_id, [entry], fork_from=fork_from, at_root=at_root, updated_at=updated_at
+        )
 
     async def load_entries(self, session_id: str) -> list[SessionEntry]:
         """See :meth:`Storage.load_entries`."""

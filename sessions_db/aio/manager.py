@@ -21,7 +21,7 @@ from .._handles import ManagerFields, SessionFields
 from ..crypto import Keyring
 from ..errors import StorageClosedError
 from ..privacy import Privacy, Redactor
-from ..rules import Clock
+from ..rules import Clock, TokenCounter
 from ..storage import Work
 from ..types import Checkpoint, Message, SessionEntry, SessionMetadata, utcnow
 from .backend import AsyncStorageBackend
@@ -69,18 +69,28 @@ class AsyncManager(ManagerFields[AsyncStorageBackend]):
         *,
         user_id: str | None = None,
         metadata: dict[str, Any] | None = None,
+        key: str | None = None,
     ) -> AsyncSession:
         """See :meth:`Manager.create`."""
-        work = self._create_work(agent_name, user_id, metadata)
+        work = self._create_work(agent_name, user_id, metadata, key)
         return AsyncSession(self, await self.run(work))
+
+    async def get_by_key(
+        self, agent_name: str, key: str, *, user_id: str | None = None
+    ) -> AsyncSession:
+        """See :meth:`Manager.get_by_key`."""
+        work = self._get_by_key_work(agent_name, key, user_id)
+        return AsyncSession(self, await self.run(work, write=False))
 
     async def get(self, session_id: str, *, user_id: str | None = None) -> AsyncSession:
         """See :meth:`Manager.get`."""
         return AsyncSession(self, await self.run(self._get_work(session_id, user_id), write=False))
 
-    async def get_or_create(self, agent_name: str, user_id: str | None) -> AsyncSession:
+    async def get_or_create(
+        self, agent_name: str, user_id: str | None, *, key: str | None = None
+    ) -> AsyncSession:
         """See :meth:`Manager.get_or_create`."""
-        work = self._get_or_create_work(agent_name, user_id)
+        work = self._get_or_create_work(agent_name, user_id, key)
         return AsyncSession(self, await self.run(work))
 
     async def list(
@@ -90,9 +100,23 @@ class AsyncManager(ManagerFields[AsyncStorageBackend]):
         user_id: str | None = None,
         limit: int | None = None,
         offset: int = 0,
+        updated_after: datetime | None = None,
+        updated_before: datetime | None = None,
+        metadata: dict[str, Any] | None = None,
+        after: SessionMetadata | None = None,
     ) -> builtins.list[SessionMetadata]:
         """See :meth:`Manager.list`."""
-        return await self.run(self._list_work(agent_name, user_id, limit, offset), write=False)
+        work = self._list_work(
+            agent_name,
+            user_id,
+            limit,
+            offset,
+            updated_after=updated_after,
+            updated_before=updated_before,
+            metadata=metadata,
+            after=after,
+        )
+        return await self.run(work, write=False)
 
     async def delete(self, session_id: str) -> None:
         """See :meth:`Manager.delete`."""
@@ -161,10 +185,47 @@ class AsyncSession(SessionFields):
         await self._run(self._append_work(messages))
 
     async def get_messages(
-        self, *, limit: int | None = None, before: str | None = None
+        self,
+        *,
+        limit: int | None = None,
+        before: str | None = None,
+        max_tokens: int | None = None,
+        token_counter: TokenCounter | None = None,
     ) -> list[Message]:
         """See :meth:`Session.get_messages`."""
-        return await self._run(self._get_messages_work(limit, before), write=False)
+        work = self._get_messages_work(limit, before, max_tokens, token_counter)
+        return await self._run(work, write=False)
+
+    async def fork(
+        self,
+        *,
+        at: str | None = None,
+        checkpoint_id: str | None = None,
+        agent_name: str | None = None,
+        user_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> AsyncSession:
+        """See :meth:`Session.fork`."""
+        work = self._fork_work(at, checkpoint_id, agent_name, user_id, metadata)
+        return AsyncSession(self._manager, await self._run(work))
+
+    async def rewind(self, to: str) -> None:
+        """See :meth:`Session.rewind`."""
+        await self._run(self._rewind_work(to))
+
+    async def pop_message(self) -> Message | None:
+        """See :meth:`Session.pop_message`."""
+        return await self._run(self._pop_work())
+
+    async def clear(self) -> None:
+        """See :meth:`Session.clear`."""
+        await self._run(self._clear_work())
+
+    async def update_metadata(
+        self, patch: dict[str, Any], *, replace: bool = False
+    ) -> SessionMetadata:
+        """See :meth:`Session.update_metadata`."""
+        return await self._run(self._update_metadata_work(patch, replace))
 
     async def checkpoint(self, *, metadata: dict[str, Any] | None = None) -> Checkpoint:
         """See :meth:`Session.checkpoint`."""

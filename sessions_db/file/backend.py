@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from datetime import datetime
 from pathlib import Path
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from .. import ids
 from ..backend import (
@@ -27,6 +27,7 @@ from ..checksum import branch_checksum
 from ..errors import (
     CheckpointNotFoundError,
     DuplicateEntryError,
+    DuplicateKeyError,
     EntryNotFoundError,
     InvalidArgumentError,
     SessionNotFoundError,
@@ -34,6 +35,7 @@ from ..errors import (
     StorageClosedError,
     StorageUnavailableError,
 )
+from ..storage import Cursor, select_sessions
 from ..types import Checkpoint, EntryType, SessionEntry, SessionMetadata
 from . import checkpoints, durable, index, locking, paths
 from .caches import DEFAULT_SIZE, LockTable, LruMap
@@ -379,6 +381,9 @@ class FileBackend(StorageBackend):
             message_count=log.message_count,
             current_leaf=log.leaf,
             metadata=json.loads(json.dumps(log.metadata)),
+            key=log.key,
+            forked_from=log.forked_from,
+            forked_at=log.forked_at,
         )
 
     # -- the index ------------------------------------------------------------------
@@ -531,20 +536,44 @@ class FileBackend(StorageBackend):
 
     # -- sessions -----------------------------------------------------------------------
 
-    def _create(self, agent: str, agent_fd: int, meta: SessionMetadata) -> bool:
+    def _create(
+        self,
+        agent: str,
+        agent_fd: int,
+        meta: SessionMetadata,
+        entries: Sequence[SessionEntry] = (),
+    ) -> bool:
         """Create the session's file and list it in the index; ``False`` if it already exists.
 
-        The caller holds the agent's lock, so that concurrent creations each
-        find the others' records in the index.
+        The file is written whole at once: its session line and ``entries``,
+        linked one after the other, with one commit line. The caller holds the
+        agent's lock, so that concurrent creations each find the others'
+        records in the index (and keys stay unique per agent).
         """
+        if meta.key is not None and self._keyed(agent, agent_fd, meta.key) is not None:
+            raise DuplicateKeyError("another session of the agent has this key")
+        lineage = {
+            name: value
+            for name, value in (
+                ("key", meta.key),
+                ("forked_from", meta.forked_from),
+                ("forked_at", meta.forked_at),
+            )
+            if value is not None
+        }
+        messages = sum(e.type is EntryType.MESSAGE for e in entries)
+        commit = Commit(meta.updated_at, messages)
         line = session_line(
             meta.id,
             meta.created_at,
             agent,
             meta.user_id,
             meta.metadata,
-            Commit(meta.updated_at, 0),
+            None if entries else commit,
+            lineage=lineage,
         )
+        if entries:
+            line += entry_lines(list(entries), None, commit)[0]
         name = paths.session_file(meta.id)
         # Also refuses a planted symlink in the index's place before anything is made.
         index_before = paths.lstat(INDEX, agent_fd)
@@ -569,6 +598,38 @@ class FileBackend(StorageBackend):
                 "could not list session %s in %s/%s/%s: %s", meta.id, self._base, agent, INDEX, exc
             )
         return True
+
+    def _keyed(self, agent: str, agent_fd: int, key: str) -> SessionLog | None:
+        """Return the summary of the agent's session with external key ``key``, if any."""
+        summaries, _ = self._scan(agent, agent_fd, held=True)
+        return next((s for s in summaries if s.key == key), None)
+
+    @_io
+    def load_session_by_key(self, agent_name: str, key: str) -> SessionMetadata:  # noqa: D102
+        agent = ids.agent_name(agent_name)
+        try:
+            with self._agent_dir(agent) as agent_fd:
+                summaries, _ = self._scan(agent, agent_fd)
+        except FileNotFoundError:
+            summaries = []
+        found = next((s for s in summaries if s.key == key), None)
+        if found is None:
+            raise SessionNotFoundError(f"no session of agent {agent!r} has this key")
+        return self._meta(found, agent)
+
+    @_io
+    def create_session(  # noqa: D102 - see Storage
+        self, meta: SessionMetadata, entries: Sequence[SessionEntry]
+    ) -> None:
+        session_id = ids.session_id(meta.id)
+        agent = ids.agent_name(meta.agent_name)
+        try:
+            self._where(session_id)
+        except SessionNotFoundError:
+            with self._agent_dir(agent, create=True) as agent_fd, locked(agent_fd):
+                if self._create(agent, agent_fd, meta, entries):
+                    return
+        raise DuplicateEntryError(f"session {session_id} already exists")
 
     @_io
     def save_session(self, meta: SessionMetadata) -> None:  # noqa: D102 - see StorageBackend
@@ -658,6 +719,10 @@ class FileBackend(StorageBackend):
         user_id: str | None = None,
         limit: int | None = None,
         offset: int = 0,
+        updated_after: datetime | None = None,
+        updated_before: datetime | None = None,
+        metadata: dict[str, Any] | None = None,
+        after: Cursor | None = None,
     ) -> list[SessionMetadata]:
         agent = ids.agent_name(agent_name)
         try:
@@ -675,9 +740,15 @@ class FileBackend(StorageBackend):
             return []
         if user_id is not None:
             summaries = [s for s in summaries if s.user_id == user_id]
-        summaries.sort(key=lambda s: (s.updated_at, s.session_id), reverse=True)
-        end = None if limit is None else offset + limit
-        return [self._meta(s, agent) for s in summaries[offset:end]]
+        return select_sessions(
+            (self._meta(s, agent) for s in summaries),
+            limit=limit,
+            offset=offset,
+            updated_after=updated_after,
+            updated_before=updated_before,
+            metadata=metadata,
+            after=after,
+        )
 
     @_io
     def list_agents(self) -> list[str]:  # noqa: D102
@@ -732,6 +803,12 @@ class FileBackend(StorageBackend):
         agent = ids.agent_name(meta.agent_name)
         ids.session_id(meta.id)
         with self._agent_dir(agent, create=True) as agent_fd, locked(agent_fd):
+            if meta.key is not None:
+                keyed = self._keyed(agent, agent_fd, meta.key)
+                if keyed is not None:
+                    return self._meta(keyed, agent)
+                self._create(agent, agent_fd, meta)
+                return meta
             summaries, _ = self._scan(agent, agent_fd, held=True)
             mine = [s for s in summaries if s.user_id == meta.user_id]
             if mine:
@@ -749,13 +826,16 @@ class FileBackend(StorageBackend):
         entries: Sequence[SessionEntry],
         *,
         fork_from: str | None = None,
+        at_root: bool = False,
         updated_at: datetime,
     ) -> None:
         session_id = ids.session_id(session_id)
         if not entries:
             return
         with self._writing(session_id) as (_, _, fd, log):
-            if fork_from is None:
+            if at_root:
+                parent, depth = None, 0
+            elif fork_from is None:
                 parent, depth = log.leaf, log.message_count
             else:
                 at = log.by_id.get(fork_from)

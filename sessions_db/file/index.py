@@ -67,6 +67,9 @@ def decode(raw: bytes, agent_name: str) -> dict[str, SessionLog]:
             summary.leaf = rec["current_leaf"]
             summary.offset = summary.seen = int(rec["size"])
             summary.ino = int(rec["inode"])
+            summary.key = rec.get("key")
+            summary.forked_from = rec.get("forked_from")
+            summary.forked_at = rec.get("forked_at")
             if not isinstance(sid, str) or not isinstance(summary.metadata, dict):
                 raise DamagedIndexError("bad record")
             found[sid] = summary
@@ -104,6 +107,9 @@ def _record(s: SessionLog) -> str:
         "size": s.offset,
         "inode": s.ino,
     }
+    for name, value in (("key", s.key), ("forked_from", s.forked_from), ("forked_at", s.forked_at)):
+        if value is not None:
+            record[name] = value
     return payload.dumps(record)
 
 

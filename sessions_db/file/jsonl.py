@@ -4,7 +4,8 @@ Every line is one JSON object with ``id``, ``parent_id``, ``timestamp``, ``type`
 and ``data``. Entry lines have the entry's type (``message``, ``checkpoint``,
 ``metadata``). Lines of type ``session`` carry the session itself: the first
 line of every file has ``id`` = the session ID, ``timestamp`` = its creation
-time and ``data`` = ``{"agent_name", "user_id", "metadata"}``; a later
+time and ``data`` = ``{"agent_name", "user_id", "metadata"}`` (with ``key``,
+``forked_from`` and ``forked_at`` when the session has them); a later
 ``session`` line records a change of ``user_id`` or ``metadata``.
 
 Each write (one append call, which may hold a batch of entries) ends with a
@@ -114,10 +115,19 @@ def session_line(
     agent_name: str,
     user_id: str | None,
     metadata: dict[str, Any],
-    commit: Commit,
+    commit: Commit | None,
+    *,
+    lineage: dict[str, str] | None = None,
 ) -> bytes:
-    """Return a ``session`` line (the file's first line, or a change of user or metadata)."""
-    data = {"agent_name": agent_name, "user_id": user_id, "metadata": metadata}
+    """Return a ``session`` line (the file's first line, or a change of user or metadata).
+
+    ``lineage`` holds what the first line alone records when the session has
+    it: ``key`` (its external key), ``forked_from`` and ``forked_at``.
+    Without ``commit`` the line is part of a write that ends later.
+    """
+    data: dict[str, Any] = {"agent_name": agent_name, "user_id": user_id, "metadata": metadata}
+    if lineage:
+        data.update(lineage)
     return _line(session_id, None, created_at, SESSION, data, commit).encode("utf-8")
 
 
@@ -160,6 +170,9 @@ class SessionLog:
     updated_at: datetime | None = None
     message_count: int = 0
     leaf: str | None = None
+    key: str | None = None
+    forked_from: str | None = None
+    forked_at: str | None = None
     offset: int = 0  # bytes read and committed
     seen: int = 0  # bytes of the file when it was last read (committed or not)
     ino: int = 0
@@ -237,6 +250,9 @@ class SessionLog:
                 data = obj["data"]
                 if self.created_at is None:
                     self.created_at = parse_ts(obj["timestamp"])
+                    self.key = data.get("key")
+                    self.forked_from = data.get("forked_from")
+                    self.forked_at = data.get("forked_at")
                 self.agent_name = data.get("agent_name", self.agent_name)
                 self.user_id = data.get("user_id")
                 self.metadata = data.get("metadata") or {}

@@ -13,6 +13,7 @@ from sqlalchemy import exc as sa_exc
 from ..errors import (
     ConfigurationError,
     DuplicateEntryError,
+    DuplicateKeyError,
     EntryNotFoundError,
     SchemaError,
     SessionNotFoundError,
@@ -24,6 +25,7 @@ from ..errors import (
 from .schema import PREFIX
 
 _ENTRY_PK = f"pk_{PREFIX}entries"
+_SESSION_KEY = f"ix_{PREFIX}sessions_agent_name_key"
 _PARENT_FK = f"fk_{PREFIX}entries_session_id_parent_id"
 _CHECKPOINT_ENTRY_FK = f"fk_{PREFIX}checkpoints_session_id_entry_id"
 _SESSION_FKS = {f"fk_{PREFIX}entries_session_id", f"fk_{PREFIX}checkpoints_session_id"}
@@ -44,6 +46,8 @@ def _postgres(
     if sqlstate == "23505":
         if constraint == _ENTRY_PK:
             return DuplicateEntryError("an entry with this ID is already in the session")
+        if constraint == _SESSION_KEY:
+            return DuplicateKeyError("another session of the agent has this key")
         return StorageError(f"unique constraint {constraint} violated")
     if sqlstate == "23503":
         if constraint in _SESSION_FKS:
@@ -80,6 +84,11 @@ def _sqlite(orig: BaseException | None, exc: sa_exc.DBAPIError) -> SessionsDBErr
     name = getattr(orig, "sqlite_errorname", "") or ""
     if name == "SQLITE_CONSTRAINT_PRIMARYKEY":
         return DuplicateEntryError("an entry with this ID is already in the session")
+    if name == "SQLITE_CONSTRAINT_UNIQUE":
+        # SQLite does not name the index; of ours, only the sessions' (agent,
+        # key) index can be violated by a caller (sequence numbers are taken
+        # under the write lock).
+        return DuplicateKeyError("another session of the agent has this key")
     if name == "SQLITE_CONSTRAINT_FOREIGNKEY":
         return EntryNotFoundError("entry not found in the session")
     if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):

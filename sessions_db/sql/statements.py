@@ -24,6 +24,7 @@ from sqlalchemy import (
     Text,
     bindparam,
     cast,
+    func,
     insert,
     text,
 )
@@ -119,6 +120,27 @@ class SQLStatements:
     #: The JSON text of a payload, as every store writes it.
     dumps = staticmethod(payload.dumps)
 
+    def metadata_contains(self, wanted: dict[str, Any]) -> list[ColumnElement[bool]]:
+        """Return the conditions that the sessions' metadata holds every pair of ``wanted``.
+
+        PostgreSQL: one JSONB containment test (``@>``, which the GIN index on
+        the column serves; a nested value must be contained, not equal);
+        SQLite: the JSON value at each key equal to the given one.
+        """
+        column = self.tables.sessions.c.metadata
+        if self.dialect == "postgresql":
+            return [column.op("@>")(self.json_value(wanted))]
+        conditions: list[ColumnElement[bool]] = []
+        for key, value in wanted.items():
+            path = "$." + json.dumps(key)
+            conditions.append(
+                func.json_extract(column, path)
+                == func.json_extract(
+                    bindparam(None, payload.dumps({"v": value}), type_=Text), "$.v"
+                )
+            )
+        return conditions
+
     def insert_checkpoint(self, checkpoint: Checkpoint) -> Executable:
         """Return the INSERT of ``checkpoint`` as given."""
         return insert(self.tables.checkpoints).values(
@@ -145,6 +167,9 @@ class SQLStatements:
             message_count=m["message_count"],
             current_leaf=m["current_leaf"],
             metadata=m["metadata"],
+            key=m["key"],
+            forked_from=m["forked_from"],
+            forked_at=m["forked_at"],
         )
 
     @staticmethod
@@ -233,6 +258,9 @@ class SQLStatements:
             s.c.message_count,
             s.c.current_leaf,
             s.c.metadata,
+            s.c.key,
+            s.c.forked_from,
+            s.c.forked_at,
         ]
 
     # -- entries ----------------------------------------------------------------

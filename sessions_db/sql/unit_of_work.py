@@ -37,6 +37,7 @@ from sqlalchemy import (
     func,
     select,
     text,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -52,7 +53,7 @@ from ..errors import (
     SessionNotFoundError,
     StorageClosedError,
 )
-from ..storage import WHOLE_BRANCH, BranchQuery, NewCheckpoint, checkpoint_entry
+from ..storage import WHOLE_BRANCH, BranchQuery, Cursor, NewCheckpoint, checkpoint_entry
 from ..types import Checkpoint, EntryType, Message, MessageHit, SessionEntry, SessionMetadata
 from .errors import translate
 from .schema import FTS_DOCS, FTS_TABLE, PG_FTS_VECTOR
@@ -214,6 +215,9 @@ class SQLUnitOfWork(UnitOfWork):
             current_leaf=None,
             last_seq=0,
             metadata=self._sql.json_value(meta.metadata),
+            key=meta.key,
+            forked_from=meta.forked_from,
+            forked_at=meta.forked_at,
         ).on_conflict_do_update(
             index_elements=[s.c.id],
             set_={"user_id": meta.user_id, "metadata": self._sql.json_value(meta.metadata)},
@@ -241,15 +245,45 @@ class SQLUnitOfWork(UnitOfWork):
         user_id: str | None = None,
         limit: int | None = None,
         offset: int = 0,
+        updated_after: datetime | None = None,
+        updated_before: datetime | None = None,
+        metadata: dict[str, Any] | None = None,
+        after: Cursor | None = None,
     ) -> list[SessionMetadata]:
         s = self._sql.tables.sessions
         stmt = select(*self._sql.session_columns()).where(s.c.agent_name == agent_name)
         if user_id is not None:
             stmt = stmt.where(s.c.user_id == user_id)
+        if updated_after is not None:
+            stmt = stmt.where(s.c.updated_at > updated_after)
+        if updated_before is not None:
+            stmt = stmt.where(s.c.updated_at < updated_before)
+        if metadata:
+            stmt = stmt.where(*self._sql.metadata_contains(metadata))
+        if after is not None:
+            stmt = stmt.where(tuple_(s.c.updated_at, s.c.id) < tuple_(*after))
         stmt = stmt.order_by(s.c.updated_at.desc(), s.c.id.desc()).offset(offset)
         if limit is not None:
             stmt = stmt.limit(limit)
         return [self._sql.meta(row) for row in self._run(stmt, alone=True)]
+
+    def load_session_by_key(self, agent_name: str, key: str) -> SessionMetadata:  # noqa: D102
+        s = self._sql.tables.sessions
+        stmt = select(*self._sql.session_columns()).where(
+            s.c.agent_name == agent_name, s.c.key == key
+        )
+        row = self._run(stmt, alone=True).first()
+        if row is None:
+            raise SessionNotFoundError(f"no session of agent {agent_name!r} has this key")
+        return self._sql.meta(row)
+
+    def create_session(  # noqa: D102 - see Storage
+        self, meta: SessionMetadata, entries: Sequence[SessionEntry]
+    ) -> None:
+        self.begin()
+        self.save_session(meta)
+        if entries:
+            self.append_entries(meta.id, entries, updated_at=meta.updated_at)
 
     def list_agents(self) -> list[str]:  # noqa: D102
         s = self._sql.tables.sessions
@@ -273,6 +307,25 @@ class SQLUnitOfWork(UnitOfWork):
     def find_or_create_session(self, meta: SessionMetadata) -> SessionMetadata:  # noqa: D102
         s = self._sql.tables.sessions
         self.begin()
+        if meta.key is not None:
+            # The unique (agent, key) index decides between racing creators: the
+            # insert of the second waits for the first, then does nothing.
+            ins = (postgresql.insert if self._dialect == "postgresql" else sqlite.insert)(s)
+            self._run(
+                ins.values(
+                    id=meta.id,
+                    agent_name=meta.agent_name,
+                    user_id=meta.user_id,
+                    created_at=meta.created_at,
+                    updated_at=meta.updated_at,
+                    message_count=0,
+                    current_leaf=None,
+                    last_seq=0,
+                    metadata=self._sql.json_value(meta.metadata),
+                    key=meta.key,
+                ).on_conflict_do_nothing(index_elements=[s.c.agent_name, s.c.key])
+            )
+            return self.load_session_by_key(meta.agent_name, meta.key)
         if self._dialect == "postgresql":
             # Concurrent callers for one (agent, user) queue on this lock, so
             # the second sees the session the first created.
@@ -315,14 +368,15 @@ class SQLUnitOfWork(UnitOfWork):
         entries: Sequence[SessionEntry],
         *,
         fork_from: str | None = None,
+        at_root: bool = False,
         updated_at: datetime,
     ) -> None:
         if not entries:
             return
-        if self._dialect == "postgresql" and fork_from is None:
+        if self._dialect == "postgresql" and fork_from is None and not at_root:
             self._append_one_statement(session_id, entries, updated_at)
         else:
-            self._append_locked(session_id, entries, fork_from, updated_at)
+            self._append_locked(session_id, entries, fork_from, at_root, updated_at)
 
     def append_entry(  # noqa: D102
         self,
@@ -330,21 +384,27 @@ class SQLUnitOfWork(UnitOfWork):
         entry: SessionEntry,
         *,
         fork_from: str | None = None,
+        at_root: bool = False,
         updated_at: datetime,
     ) -> None:
-        self.append_entries(session_id, [entry], fork_from=fork_from, updated_at=updated_at)
+        self.append_entries(
+            session_id, [entry], fork_from=fork_from, at_root=at_root, updated_at=updated_at
+        )
 
     def _append_locked(
         self,
         session_id: str,
         entries: Sequence[SessionEntry],
         fork_from: str | None,
+        at_root: bool,
         updated_at: datetime,
     ) -> None:
         s, e = self._sql.tables.sessions, self._sql.tables.entries
         self.begin()
         leaf, last_seq, depth = self._lock_session(session_id)
-        if fork_from is not None:
+        if at_root:
+            leaf, depth = None, 0
+        elif fork_from is not None:
             found = self._run(
                 select(e.c.depth).where(e.c.session_id == session_id, e.c.id == fork_from)
             ).first()

@@ -96,6 +96,8 @@ class BlockingBackend(StorageBackend):
     list_agents = _awaited("list_agents")
     prune_sessions = _awaited("prune_sessions")
     find_or_create_session = _awaited("find_or_create_session")
+    load_session_by_key = _awaited("load_session_by_key")
+    create_session = _awaited("create_session")
     append_entries = _awaited("append_entries")
     load_entries = _awaited("load_entries")
     load_branch = _awaited("load_branch")
@@ -155,6 +157,7 @@ class BlockingManager(Manager):
     create = _awaited("create", session=True)
     get = _awaited("get", session=True)
     get_or_create = _awaited("get_or_create", session=True)
+    get_by_key = _awaited("get_by_key", session=True)
     list = _awaited("list")
     delete = _awaited("delete")
     list_agents = _awaited("list_agents")
@@ -189,7 +192,17 @@ class BlockingSession(Session):
     list_checkpoints = _awaited("list_checkpoints")
     info = _awaited("info")
     get_entries = _awaited("get_entries")
+    rewind = _awaited("rewind")
+    pop_message = _awaited("pop_message")
+    clear = _awaited("clear")
+    update_metadata = _awaited("update_metadata")
     close = _awaited("close")
+
+    def fork(self, **kwargs: Any) -> Session:
+        """Await ``fork`` of the async session; return the new session behind the facade."""
+        manager = self._manager
+        assert isinstance(manager, BlockingManager)
+        return BlockingSession(manager, self._loop.run(self._target.fork(**kwargs)))
 
 
 def open_blocking(connect: Callable[[], Awaitable[AsyncManager]]) -> BlockingManager:

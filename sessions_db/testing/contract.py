@@ -14,18 +14,11 @@ import pytest
 import sessions_db as sdb
 from sessions_db import Message
 
+from .helpers import contents, msg
+from .operations import OperationsContract
+
 OpenManager = Callable[[], sdb.Manager]
 Tamper = Callable[[sdb.Manager, str, str, dict[str, Any]], None]
-
-
-def msg(text: str, role: str = "user") -> Message:
-    """Return a message whose payload is ``{"content": text}``."""
-    return Message.new(role, {"content": text})
-
-
-def contents(session: sdb.Session, **kwargs: Any) -> list[str]:
-    """Return the ``content`` of each message ``get_messages(**kwargs)`` returns."""
-    return [m.payload["content"] for m in session.get_messages(**kwargs)]
 
 
 def assert_one_chain(session: sdb.Session) -> None:
@@ -92,7 +85,7 @@ GOOD_PAYLOADS: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
-class StorageContract:
+class StorageContract(OperationsContract):
     """The behaviour every backend shares; subclass it with the fixtures described above.
 
     Two class attributes describe what a backend does not claim: set
@@ -644,3 +637,15 @@ class StorageContract:
         assert {m.id for m in mgr.list("beta")} == {s.id for s in others}
         assert [contents(mgr.get(s.id)) for s in others] == [["keep me"], ["keep me"]]
         assert mgr.erase_user("erased") == 0
+
+
+__all__ = [
+    "BAD_PAYLOADS",
+    "GOOD_PAYLOADS",
+    "OpenManager",
+    "StorageContract",
+    "Tamper",
+    "assert_one_chain",
+    "contents",
+    "msg",
+]
