@@ -240,3 +240,37 @@ def test_asyncio_sqlite_is_wal_with_full_sync(tmp_path: Path) -> None:
                 return mode, (await conn.exec_driver_sql("PRAGMA synchronous")).scalar()
 
     assert asyncio.run(main()) == ("wal", SYNCHRONOUS_LEVEL["FULL"])
+
+
+@pytest.mark.postgres
+def test_postgres_session_operations_round_trips(pg_url: str) -> None:
+    """The reads and creations of the session operations are one round trip each."""
+    engine = create_engine(normalize_url(pg_url), pool_size=1, max_overflow=0)
+    mgr = sdb.Manager(sdb.SQLBackend(engine))
+    session = mgr.create("assistant", user_id="u", key="known", metadata={"team": "x"})
+    operations: dict[str, Callable[[], Any]] = {
+        "create": lambda: mgr.create("assistant"),
+        "create with a key": lambda: mgr.create("assistant", key=f"k{next(counter)}"),
+        "get_by_key": lambda: mgr.get_by_key("assistant", "known"),
+        "get_or_create of a known key": lambda: mgr.get_or_create("assistant", "u", key="known"),
+        "list with filters": lambda: mgr.list(
+            "assistant", user_id="u", metadata={"team": "x"}, limit=10
+        ),
+        "list after a session": lambda: mgr.list("assistant", limit=2, after=seen),
+        "get_messages within a budget": lambda: session.get_messages(max_tokens=40),
+    }
+    counter = iter(range(1_000))
+    session.append_messages([_message(i) for i in range(5)])
+    seen = session.info()
+    # Past psycopg's preparation on the fifth use of each statement.
+    for _ in range(6):
+        for operation in operations.values():
+            operation()
+    trips = RoundTrips(engine)
+    try:
+        for name, operation in operations.items():
+            assert trips.count(operation) == 1, name
+    finally:
+        trips.close()
+        mgr.close()
+        engine.dispose()

@@ -14,6 +14,9 @@ Sessions get three nullable columns, NULL in existing rows:
   the source may be deleted later);
 * ``forked_at``: the entry of the source the fork was taken at.
 
+On PostgreSQL the sessions' ``metadata`` also gets a GIN index
+(``jsonb_path_ops``), which serves listings filtered by metadata containment.
+
 SQLite copies the checkpoints table to change its key (batch mode; the table's
 shape at 0003 is given here, so that no reflection is needed and ``--sql``
 works); the sessions table is altered in place, never copied, since dropping it
@@ -44,6 +47,8 @@ CHECKPOINTS_PK = "pk_sessions_db_checkpoints"
 CHECKPOINTS_ID = "ix_sessions_db_checkpoints_id"
 SESSIONS_KEY = "ix_sessions_db_sessions_agent_name_key"
 SESSIONS_FORKED_FROM = "ix_sessions_db_sessions_forked_from"
+#: PostgreSQL only: serves metadata containment (``metadata @> ...``) in listings.
+SESSIONS_METADATA = "ix_sessions_db_sessions_metadata"
 NEW_COLUMNS = ("key", "forked_from", "forked_at")
 
 
@@ -101,10 +106,21 @@ def upgrade() -> None:
     op.add_column(SESSIONS, sa.Column("forked_at", sa.String(128), nullable=True), schema=schema)
     op.create_index(SESSIONS_KEY, SESSIONS, ["agent_name", "key"], unique=True, schema=schema)
     op.create_index(SESSIONS_FORKED_FROM, SESSIONS, ["forked_from"], schema=schema)
+    if op.get_context().dialect.name == "postgresql":
+        op.create_index(
+            SESSIONS_METADATA,
+            SESSIONS,
+            ["metadata"],
+            schema=schema,
+            postgresql_using="gin",
+            postgresql_ops={"metadata": "jsonb_path_ops"},
+        )
 
 
 def downgrade() -> None:
     schema = op.get_context().version_table_schema
+    if op.get_context().dialect.name == "postgresql":
+        op.drop_index(SESSIONS_METADATA, table_name=SESSIONS, schema=schema)
     op.drop_index(SESSIONS_FORKED_FROM, table_name=SESSIONS, schema=schema)
     op.drop_index(SESSIONS_KEY, table_name=SESSIONS, schema=schema)
     for column in reversed(NEW_COLUMNS):

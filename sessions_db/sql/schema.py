@@ -15,6 +15,7 @@ __all__ = [
     "FTS_DOCS",
     "FTS_INDEX",
     "FTS_TABLE",
+    "METADATA_INDEX",
     "NAMING_CONVENTION",
     "PG_FTS_CHARS",
     "PG_FTS_VECTOR",
@@ -50,6 +51,14 @@ PG_FTS_VECTOR = (
 )
 
 
+#: The GIN index of the sessions' metadata (PostgreSQL only, made by migration 0004).
+METADATA_INDEX = f"ix_{PREFIX}sessions_metadata"
+
+
 def is_fts_object(name: str | None) -> bool:
-    """Whether ``name`` is one of the full-text search objects (kept out of autogenerate)."""
-    return bool(name) and (name == FTS_INDEX or str(name).startswith(FTS_TABLE))
+    """Whether ``name`` is a dialect-specific object the migrations make outside the models.
+
+    The full-text search objects and the GIN index of the sessions' metadata
+    are kept out of autogenerate.
+    """
+    return bool(name) and (name in (FTS_INDEX, METADATA_INDEX) or str(name).startswith(FTS_TABLE))

@@ -306,6 +306,12 @@ class SQLUnitOfWork(UnitOfWork):
 
     def find_or_create_session(self, meta: SessionMetadata) -> SessionMetadata:  # noqa: D102
         s = self._sql.tables.sessions
+        if meta.key is not None and not self._began:
+            # The common case, a key seen before, is one read in autocommit.
+            try:
+                return self.load_session_by_key(meta.agent_name, meta.key)
+            except SessionNotFoundError:
+                self.commit()  # nothing to keep: the read ran alone
         self.begin()
         if meta.key is not None:
             # The unique (agent, key) index decides between racing creators: the
