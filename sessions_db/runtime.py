@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import inspect
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -128,20 +128,18 @@ class OpenSession:
 
 @dataclass(frozen=True, slots=True)
 class SessionCall:
-    """Request: ``session.<method>(*args, **kwargs)``."""
+    """Request: ``call(*args, **kwargs)``, a method of the session handle (awaited if async)."""
 
-    session: Any
-    method: str
+    call: Callable[..., Any]
     args: tuple[Any, ...] = ()
     kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
 class AgentCall:
-    """Request: ``agent.<method>(*args)``, with ``session`` bound in the context if given."""
+    """Request: ``call(*args)``, a method of the agent, with ``session`` bound if given."""
 
-    agent: Any
-    method: str
+    call: Callable[..., Any]
     args: tuple[Any, ...] = ()
     session: Any = None
 
@@ -161,7 +159,7 @@ def call_plan(
     session = yield OpenSession(session_id, pending=message)
     try:
         output = yield from _run_agent(agent_name, agent, message, session)
-        yield SessionCall(session, "finish", (output,))
+        yield SessionCall(session.finish, (output,))
     finally:
         session.discard()  # a no-op after finish; after a failure, the input is never stored
     return output
@@ -171,9 +169,10 @@ def _run_agent(
     agent_name: str, agent: object, message: Message, session: Any
 ) -> Plan[Request, Message]:
     if is_session_aware(agent):
-        output = yield AgentCall(agent, "execute_with_session", (message, session), session)
+        output = yield AgentCall(agent.execute_with_session, (message, session), session)
     else:
-        output = yield AgentCall(agent, "execute", (message,), session)
+        assert isinstance(agent, Agent)
+        output = yield AgentCall(agent.execute, (message,), session)
     if not isinstance(output, Message):
         raise InvalidArgumentError(
             f"agent {agent_name!r} returned {type(output).__name__}, not a Message"
@@ -188,13 +187,13 @@ def checkpoint_plan(
     if not is_checkpointable(agent):
         raise InvalidArgumentError(f"agent {agent_name!r} is not checkpointable")
     session = yield OpenSession(session_id)
-    state = yield AgentCall(agent, "create_checkpoint")
+    state = yield AgentCall(agent.create_checkpoint)
     if not isinstance(state, Mapping):
         raise InvalidArgumentError(
             f"agent {agent_name!r}: create_checkpoint returned {type(state).__name__}, not a dict"
         )
     full = {**(metadata or {}), AGENT_NAME_KEY: agent_name, AGENT_STATE_KEY: dict(state)}
-    checkpoint: Checkpoint = yield SessionCall(session, "checkpoint", kwargs={"metadata": full})
+    checkpoint: Checkpoint = yield SessionCall(session.checkpoint, kwargs={"metadata": full})
     return checkpoint
 
 
@@ -206,7 +205,7 @@ def restore_plan(
         raise InvalidArgumentError(f"agent {agent_name!r} is not checkpointable")
     cid = ids.checkpoint_id(checkpoint_id)
     session = yield OpenSession(session_id)
-    checkpoints: list[Checkpoint] = yield SessionCall(session, "list_checkpoints")
+    checkpoints: list[Checkpoint] = yield SessionCall(session.list_checkpoints)
     found = next((c for c in checkpoints if c.id == cid), None)
     if found is None:
         raise CheckpointNotFoundError(f"checkpoint {cid} not found in session {session_id}")
@@ -217,8 +216,8 @@ def restore_plan(
             f"checkpoint {cid} holds no state of agent {agent_name!r} "
             "(take it with Runtime.checkpoint, or restore the session with Session.restore)"
         )
-    yield SessionCall(session, "restore", (cid,))
-    yield AgentCall(agent, "restore_from_checkpoint", (state,))
+    yield SessionCall(session.restore, (cid,))
+    yield AgentCall(agent.restore_from_checkpoint, (state,))
     return found
 
 
@@ -403,15 +402,15 @@ class Runtime(RuntimeFields[Manager]):
                 return session
             return CallSession.around(session, request.pending)
         if isinstance(request, SessionCall):
-            return getattr(request.session, request.method)(*request.args, **request.kwargs)
+            return request.call(*request.args, **request.kwargs)
         with bound(request.session):
-            result = getattr(request.agent, request.method)(*request.args)
+            result = request.call(*request.args)
         if inspect.isawaitable(result):
             if inspect.iscoroutine(result):
                 result.close()
+            name = getattr(request.call, "__qualname__", "the agent's method")
             raise InvalidArgumentError(
-                f"{type(request.agent).__name__}.{request.method} is async: "
-                "run it with the asyncio runtime (sessions_db.aio.Runtime)"
+                f"{name} is async: run it with the asyncio runtime (sessions_db.aio.Runtime)"
             )
         return result
 

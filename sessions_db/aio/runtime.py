@@ -102,8 +102,8 @@ class Runtime(RuntimeFields[AsyncManager]):
                 return session
             return AsyncCallSession.around(session, request.pending)
         if isinstance(request, SessionCall):
-            return await getattr(request.session, request.method)(*request.args, **request.kwargs)
-        method = getattr(request.agent, request.method)
+            return await request.call(*request.args, **request.kwargs)
+        method = request.call
         with bound(request.session):
             if self._to_thread and not inspect.iscoroutinefunction(method):
                 result = await asyncio.to_thread(method, *request.args)
