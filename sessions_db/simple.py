@@ -56,16 +56,18 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from datetime import datetime
 from typing import Any
 
 from .backend import (
     WHOLE_BRANCH,
     BranchQuery,
+    CallsUnitOfWork,
     NewCheckpoint,
     StorageBackend,
+    UnitOfWork,
     checkpoint_entry,
 )
 from .checksum import branch_checksum
@@ -192,6 +194,7 @@ class SimpleStorage(StorageBackend):
     def __init__(self, backend: SimpleBackend) -> None:
         self._simple = backend
         self._closed = False
+        self._holder: int | None = None  # the thread whose unit of work holds the backend
 
     @property
     def simple(self) -> SimpleBackend:
@@ -201,7 +204,23 @@ class SimpleStorage(StorageBackend):
     def _work(self) -> AbstractContextManager[Any]:
         if self._closed:
             raise StorageClosedError("the storage backend is closed")
+        if self._holder == threading.get_ident():
+            return nullcontext()  # inside a unit of work of this thread that holds it
         return self._simple.unit_of_work()
+
+    @contextmanager
+    def holding(self) -> Iterator[None]:
+        """Hold the backend's unit of work while the block runs (calls of this thread join it)."""
+        with self._work():
+            self._holder = threading.get_ident()
+            try:
+                yield
+            finally:
+                self._holder = None
+
+    def unit_of_work(self, *, write: bool = True) -> UnitOfWork:
+        """Open a unit of work (see :class:`SimpleUnitOfWork`)."""
+        return SimpleUnitOfWork(self)
 
     def _history(self, session_id: str) -> tuple[SessionMetadata, list[SessionEntry]]:
         meta = self._simple.load_session(session_id)
@@ -463,3 +482,42 @@ def as_storage(backend: StorageBackend | SimpleBackend) -> StorageBackend:
     if isinstance(backend, SimpleBackend):
         return SimpleStorage(backend)
     return backend
+
+
+class SimpleUnitOfWork(CallsUnitOfWork):
+    """A unit of work on a :class:`SimpleStorage`.
+
+    Each call is a derived operation in the backend's own unit of work; once
+    :meth:`begin` or :meth:`lock_session` is called, the unit holds the
+    backend's unit of work until it ends, so that an operation that reads,
+    decides and writes (a pop, a metadata update) is exact within one process,
+    as every derived operation is. Nothing is rolled back: the nine methods
+    have no transactions.
+    """
+
+    def __init__(self, storage: SimpleStorage) -> None:
+        super().__init__(storage)
+        self._storage = storage
+        self._held = ExitStack()
+        self._holding = False
+
+    def begin(self) -> None:  # noqa: D102 - see UnitOfWork
+        if not self._holding:
+            self._held.enter_context(self._storage.holding())
+            self._holding = True
+
+    def lock_session(self, session_id: str) -> None:  # noqa: D102 - see Storage
+        self.begin()
+
+    def commit(self) -> None:  # noqa: D102
+        self._release()
+
+    def rollback(self) -> None:  # noqa: D102
+        self._release()
+
+    def end(self) -> None:  # noqa: D102
+        self._release()
+
+    def _release(self) -> None:
+        self._holding = False
+        self._held.close()
