@@ -29,19 +29,26 @@ same moment are not ordered: one of them stores the input with its messages.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
-from typing import Any, Self, TypeVar
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Self, TypeVar
 
 from . import rules
 from ._handles import SessionFields
-from .storage import UnitOfWork, Work
+from .backend import CallsUnitOfWork
+from .storage import WHOLE_BRANCH, BranchQuery, NewCheckpoint, UnitOfWork, Work
 from .types import Checkpoint, Message, SessionEntry, SessionMetadata
 
 T = TypeVar("T")
 
 
 class PendingInput(SessionFields):
-    """A session handle whose history ends with an input not stored yet (see the module)."""
+    """A session handle whose history ends with an input not stored yet (see the module).
+
+    Its operations run in a :class:`PendingInputUnit` around the manager's unit
+    of work (the handle's ``_run`` does that), which shows the input to reads
+    and stores it before the first write.
+    """
 
     _input: Message | None
     _entry: SessionEntry
@@ -78,129 +85,151 @@ class PendingInput(SessionFields):
         with self._guard:
             self._input = message
 
+    def _sealed(self) -> SessionEntry:
+        """Return the pending input's entry as the store would hold it (encrypted if it does)."""
+        return self._settings.privacy.seal_entry(self.id, self._entry, owner=self.user_id)
+
+    def _pending_unit(self, work: Work[T]) -> Work[T]:
+        """Return ``work`` done in a :class:`PendingInputUnit` around the unit it is given."""
+        return lambda uow: work(PendingInputUnit(uow, self))
+
     def _finish_work(self, output: Message) -> Work[None]:
         """Append the pending input and ``output`` together (``output`` alone if it is stored)."""
-        store = super()._append_work
+        m = self._settings
 
         def finish(uow: UnitOfWork) -> None:
             held = self._take()
-            store([output] if held is None else [held, output])(uow)
+            batch = [output] if held is None else [held, output]
+            rules.append_messages(
+                uow, self.id, batch, m.clock, m.privacy, m.auto_checkpoint, owner=self.user_id
+            )
 
         return finish
 
-    def _input_first(self, then: Work[T]) -> Work[T]:
-        """Return ``then``, preceded by the append of the pending input (if still held)."""
-        store = super()._append_work
 
-        def work(uow: UnitOfWork) -> T:
-            held = self._take()
-            if held is not None:
-                try:
-                    store([held])(uow)
-                    uow.commit()
-                except BaseException:
-                    self._put_back(held)
-                    raise
-            return then(uow)
+class PendingInputUnit(CallsUnitOfWork):
+    """A unit of work that shows a handle's pending input to reads and stores it on a write.
 
-        return work
+    Reads of the handle's session see the input as the newest entry of the
+    current branch; a plain append stores it in the same batch, first; any other
+    write (a checkpoint, a restore, a pop ...) stores it just before, in the
+    same transaction. Other sessions go straight through.
+    """
 
-    # -- writes store the input first ------------------------------------------------
+    def __init__(self, uow: UnitOfWork, handle: PendingInput) -> None:
+        super().__init__(uow)
+        self._uow = uow
+        self._handle = handle
 
-    def _append_work(self, messages: Iterable[Message]) -> Work[None]:
-        batch = list(messages)
-        store = super()._append_work
+    def _mine(self, session_id: str) -> bool:
+        return session_id == self._handle.id and self._handle.pending
 
-        def append(uow: UnitOfWork) -> None:
-            held = self._take()
+    def _store_input(self, session_id: str) -> None:
+        if not self._mine(session_id):
+            return
+        held = self._handle._take()
+        if held is None:
+            return
+        try:
+            self._uow.begin()
+            now = self._handle._settings.clock()
+            self._uow.append_entries(session_id, [self._handle._sealed()], updated_at=now)
+        except BaseException:
+            self._handle._put_back(held)
+            raise
+
+    # -- the transaction is the unit's underneath --------------------------------------
+
+    def begin(self) -> None:
+        self._uow.begin()
+
+    def commit(self) -> None:
+        self._uow.commit()
+
+    def rollback(self) -> None:
+        self._uow.rollback()
+
+    def end(self) -> None:
+        self._uow.end()
+
+    # -- writes store the input first ------------------------------------------------------
+
+    def append_entries(
+        self,
+        session_id: str,
+        entries: Sequence[SessionEntry],
+        *,
+        fork_from: str | None = None,
+        at_root: bool = False,
+        updated_at: datetime,
+    ) -> None:
+        if self._mine(session_id) and fork_from is None and not at_root:
+            held = self._handle._take()
+            batch = list(entries) if held is None else [self._handle._sealed(), *entries]
             try:
-                store(batch if held is None else [held, *batch])(uow)
+                self._uow.append_entries(session_id, batch, updated_at=updated_at)
             except BaseException:
                 if held is not None:
-                    self._put_back(held)
+                    self._handle._put_back(held)
                 raise
+            return
+        self._store_input(session_id)
+        self._uow.append_entries(
+            session_id, entries, fork_from=fork_from, at_root=at_root, updated_at=updated_at
+        )
 
-        return append
+    def create_checkpoint(self, session_id: str, new: NewCheckpoint) -> Checkpoint:
+        self._store_input(session_id)
+        return self._uow.create_checkpoint(session_id, new)
 
-    def _checkpoint_work(self, metadata: dict[str, Any] | None) -> Work[Checkpoint]:
-        return self._input_first(super()._checkpoint_work(metadata))
+    def lock_session(self, session_id: str) -> None:
+        self._store_input(session_id)
+        self._uow.lock_session(session_id)
 
-    def _restore_work(self, checkpoint_id: str) -> Work[Checkpoint]:
-        return self._input_first(super()._restore_work(checkpoint_id))
+    def save_session(self, meta: SessionMetadata) -> None:
+        self._store_input(meta.id)
+        self._uow.save_session(meta)
 
-    # -- reads show the input -------------------------------------------------------------
+    # -- reads show the input ------------------------------------------------------------
 
-    def _get_messages_work(
-        self,
-        limit: int | None,
-        before: str | None,
-        max_tokens: int | None = None,
-        token_counter: rules.TokenCounter | None = None,
-    ) -> Work[list[Message]]:
-        entry = self._entry
-        if max_tokens is not None:
-            # The budget is spent on stored messages and the pending input alike:
-            # counted here, newest first, as the store would count them.
-            return self._budgeted(limit, before, max_tokens, token_counter)
-        if self.pending and before == entry.id:
-            before, ahead = None, False  # every stored message is older than the input
-        else:
-            ahead = before is None
-        stored_work = super()._get_messages_work(limit, before)
+    def load_session(self, session_id: str) -> SessionMetadata:
+        meta = self._uow.load_session(session_id)
+        entry = self._handle._entry
+        if not self._mine(session_id) or meta.current_leaf == entry.id:
+            return meta
+        return meta.model_copy(
+            update={"message_count": meta.message_count + 1, "current_leaf": entry.id}
+        )
 
-        def read(uow: UnitOfWork) -> list[Message]:
-            stored = stored_work(uow)
-            if not ahead or not self.pending or any(m.id == entry.id for m in stored):
-                return stored
-            shown = [*stored, entry.to_message()]
-            return shown if limit is None else shown[len(shown) - limit :]
+    def load_messages(self, session_id: str, query: BranchQuery) -> list[Message]:
+        if not self._mine(session_id) or query.leaf is not None:
+            return self._uow.load_messages(session_id, query)
+        entry = self._handle._entry
+        if query.before == entry.id:
+            # Every stored message is older than the input.
+            return self._uow.load_messages(session_id, BranchQuery(limit=query.limit))
+        stored = self._uow.load_messages(session_id, query)
+        if query.before is not None or any(m.id == entry.id for m in stored):
+            return stored
+        shown = [*stored, self._handle._sealed().to_message()]
+        return shown if query.limit is None else shown[len(shown) - query.limit :]
 
-        return read
+    def load_branch(self, session_id: str, query: BranchQuery = WHOLE_BRANCH) -> list[SessionEntry]:
+        entry = self._handle._entry
+        mine = self._mine(session_id) and query.before is None
+        if not mine or query.leaf not in (None, entry.id):
+            return self._uow.load_branch(session_id, query)
+        stored = self._uow.load_branch(
+            session_id, BranchQuery(messages_only=query.messages_only, limit=query.limit)
+        )
+        parent = self._uow.load_session(session_id).current_leaf
+        shown = [*stored, self._handle._sealed().model_copy(update={"parent_id": parent})]
+        return shown if query.limit is None else shown[len(shown) - query.limit :]
 
-    def _budgeted(
-        self,
-        limit: int | None,
-        before: str | None,
-        max_tokens: int,
-        token_counter: rules.TokenCounter | None,
-    ) -> Work[list[Message]]:
-        everything = self._get_messages_work(limit, before)
-        count = rules.approximate_tokens if token_counter is None else token_counter
-
-        def read(uow: UnitOfWork) -> list[Message]:
-            kept: list[Message] = []
-            spent = 0
-            for message in reversed(everything(uow)):
-                spent += count(message)
-                if spent > max_tokens:
-                    break
-                kept.append(message)
-            kept.reverse()
-            return kept
-
-        return read
-
-    def _info_work(self) -> Work[SessionMetadata]:
-        stored_work = super()._info_work()
-
-        def read(uow: UnitOfWork) -> SessionMetadata:
-            meta = stored_work(uow)
-            if not self.pending or meta.current_leaf == self._entry.id:
-                return meta
-            return meta.model_copy(
-                update={"message_count": meta.message_count + 1, "current_leaf": self._entry.id}
-            )
-
-        return read
-
-    def _entries_work(self) -> Work[list[SessionEntry]]:
-        stored_work = super()._entries_work()
-
-        def read(uow: UnitOfWork) -> list[SessionEntry]:
-            entries = stored_work(uow)
-            if not self.pending or any(e.id == self._entry.id for e in entries):
-                return entries
-            parent = entries[-1].id if entries else None  # the current leaf is the newest entry
-            return [*entries, self._entry.model_copy(update={"parent_id": parent})]
-
-        return read
+    def load_entries(self, session_id: str) -> list[SessionEntry]:
+        entries = self._uow.load_entries(session_id)
+        entry = self._handle._entry
+        if not self._mine(session_id) or any(e.id == entry.id for e in entries):
+            return entries
+        parent = entries[-1].id if entries else None  # the current leaf is the newest entry
+        return [*entries, self._handle._sealed().model_copy(update={"parent_id": parent})]

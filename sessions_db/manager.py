@@ -6,7 +6,6 @@ import builtins
 import threading
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from functools import partial
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -19,7 +18,7 @@ from .memory import SessionMemory
 from .privacy import Privacy, Redactor
 from .rules import Clock, TokenCounter
 from .simple import SimpleBackend, as_storage
-from .storage import Work
+from .storage import UnitOfWork, Work
 from .types import Checkpoint, Message, SessionEntry, SessionMetadata, utcnow
 
 T = TypeVar("T")
@@ -102,14 +101,23 @@ class Manager(ManagerFields[StorageBackend], _ClosesOnExit):
         ``key`` gives it an external key (any string of up to 1,024 characters,
         unique per agent: ``DuplicateKeyError`` if another session has it).
         """
-        return Session(self, self.run(self._create_work(agent_name, user_id, metadata, key)))
+        created = self.run(
+            lambda uow: rules.create(
+                uow, agent_name, user_id, metadata, self._clock, self._privacy, key
+            )
+        )
+        return Session(self, created)
 
     def get_by_key(self, agent_name: str, key: str, *, user_id: str | None = None) -> Session:
         """Return the agent's session with external key ``key``; ``SessionNotFoundError`` if none.
 
         With a ``user_id``, a session of another user (or of no user) is not found.
         """
-        return Session(self, self.run(self._get_by_key_work(agent_name, key, user_id), write=False))
+        found = self.run(
+            lambda uow: rules.get_by_key(uow, agent_name, key, user_id, self._privacy),
+            write=False,
+        )
+        return Session(self, found)
 
     def get(self, session_id: str, *, user_id: str | None = None) -> Session:
         """Return the session; ``SessionNotFoundError`` if absent or another user's.
@@ -118,7 +126,10 @@ class Manager(ManagerFields[StorageBackend], _ClosesOnExit):
         ``""`` or a blank ``user_id`` raises ``InvalidIDError``: only ``None`` skips
         the ownership check.
         """
-        return Session(self, self.run(self._get_work(session_id, user_id), write=False))
+        found = self.run(
+            lambda uow: rules.get(uow, session_id, user_id, self._privacy), write=False
+        )
+        return Session(self, found)
 
     def get_or_create(
         self, agent_name: str, user_id: str | None, *, key: str | None = None
@@ -130,7 +141,12 @@ class Manager(ManagerFields[StorageBackend], _ClosesOnExit):
         (created if absent; racing callers get one session); a key owned by
         another user is ``SessionNotFoundError``.
         """
-        return Session(self, self.run(self._get_or_create_work(agent_name, user_id, key)))
+        found = self.run(
+            lambda uow: rules.get_or_create(
+                uow, agent_name, user_id, self._clock, self._privacy, key
+            )
+        )
+        return Session(self, found)
 
     def list(
         self,
@@ -154,21 +170,27 @@ class Manager(ManagerFields[StorageBackend], _ClosesOnExit):
         paging, where a session updated in between is neither repeated nor
         skipped and a late page costs what the first does.
         """
-        work = self._list_work(
-            agent_name,
-            user_id,
-            limit,
-            offset,
-            updated_after=updated_after,
-            updated_before=updated_before,
-            metadata=metadata,
-            after=after,
-        )
-        return self.run(work, write=False)
+        privacy = self._privacy
+
+        def page(uow: UnitOfWork) -> builtins.list[SessionMetadata]:
+            return rules.list_sessions(
+                uow,
+                agent_name,
+                user_id,
+                limit,
+                offset,
+                privacy,
+                updated_after=updated_after,
+                updated_before=updated_before,
+                metadata=metadata,
+                after=after,
+            )
+
+        return self.run(page, write=False)
 
     def delete(self, session_id: str) -> None:
         """Delete the session, its entries and checkpoints; ``SessionNotFoundError`` if absent."""
-        self.run(partial(rules.delete, session_id=session_id))
+        self.run(lambda uow: rules.delete(uow, session_id))
 
     def list_agents(self) -> builtins.list[str]:
         """Return the names of the agents that have sessions, sorted."""
@@ -186,7 +208,10 @@ class Manager(ManagerFields[StorageBackend], _ClosesOnExit):
         Returns the deleted session IDs (with ``dry_run``, those that would be).
         On SQL stores this is one statement, not one per session.
         """
-        return self.run(self._prune_work(older_than, agent_name, dry_run), write=not dry_run)
+        return self.run(
+            lambda uow: rules.prune(uow, older_than, agent_name, dry_run, self._clock),
+            write=not dry_run,
+        )
 
     def close(self) -> None:
         """Close the manager and its backend. Idempotent."""
@@ -218,7 +243,7 @@ class Manager(ManagerFields[StorageBackend], _ClosesOnExit):
         created for the user while this runs may stay: stop serving the user
         first.
         """
-        return self.run(partial(rules.erase_user, user_id=user_id))
+        return self.run(lambda uow: rules.erase_user(uow, user_id))
 
 
 class Session(SessionFields, _ClosesOnExit):
@@ -244,11 +269,16 @@ class Session(SessionFields, _ClosesOnExit):
 
     def append_message(self, message: Message) -> None:
         """Append ``message`` on the current branch; durable when this returns."""
-        self._run(self._append_work([message]))
+        self.append_messages([message])
 
     def append_messages(self, messages: Iterable[Message]) -> None:
         """Append ``messages`` in order, all or nothing."""
-        self._run(self._append_work(messages))
+        m = self._manager
+        self._run(
+            lambda uow: rules.append_messages(
+                uow, self.id, messages, m.clock, m.privacy, m.auto_checkpoint, owner=self.user_id
+            )
+        )
 
     def get_messages(
         self,
@@ -267,8 +297,20 @@ class Session(SessionFields, _ClosesOnExit):
         :func:`~sessions_db.rules.approximate_tokens`), never part of one; only
         as much of the history as that needs is read.
         """
-        work = self._get_messages_work(limit, before, max_tokens, token_counter)
-        return self._run(work, write=False)
+        m = self._manager
+        return self._run(
+            lambda uow: rules.get_messages(
+                uow,
+                self.id,
+                limit,
+                before,
+                m.privacy,
+                owner=self.user_id,
+                max_tokens=max_tokens,
+                token_counter=token_counter,
+            ),
+            write=False,
+        )
 
     def fork(
         self,
@@ -288,8 +330,22 @@ class Session(SessionFields, _ClosesOnExit):
         ``forked_at``, and its agent, user and metadata default to this one's.
         Checkpoints are not carried over. One transaction, however long the branch.
         """
-        work = self._fork_work(at, checkpoint_id, agent_name, user_id, metadata)
-        return Session(self._manager, self._run(work))
+        m = self._manager
+        forked = self._run(
+            lambda uow: rules.fork(
+                uow,
+                self.id,
+                self.user_id,
+                at,
+                checkpoint_id,
+                agent_name,
+                user_id,
+                metadata,
+                m.clock,
+                m.privacy,
+            )
+        )
+        return Session(m, forked)
 
     def rewind(self, to: str) -> None:
         """Move the current leaf back to ``to``, an entry of the current branch (recorded).
@@ -297,7 +353,7 @@ class Session(SessionFields, _ClosesOnExit):
         Later appends continue from there; nothing is deleted.
         ``EntryNotFoundError`` if ``to`` is not on the current branch.
         """
-        self._run(self._rewind_work(to))
+        self._run(lambda uow: rules.rewind(uow, self.id, to, self._manager.clock))
 
     def pop_message(self) -> Message | None:
         """Take the newest message off the current branch and return it (``None``: none left).
@@ -305,11 +361,14 @@ class Session(SessionFields, _ClosesOnExit):
         Nothing is deleted (a ``pop`` event is recorded); two concurrent pops
         return two different messages.
         """
-        return self._run(self._pop_work())
+        m = self._manager
+        return self._run(
+            lambda uow: rules.pop_message(uow, self.id, m.clock, m.privacy, owner=self.user_id)
+        )
 
     def clear(self) -> None:
         """Make the current branch empty (``get_messages()`` is ``[]``); nothing is deleted."""
-        self._run(self._clear_work())
+        self._run(lambda uow: rules.clear(uow, self.id, self._manager.clock))
 
     def update_metadata(self, patch: dict[str, Any], *, replace: bool = False) -> SessionMetadata:
         """Merge ``patch`` into the session's metadata (or replace it), atomically.
@@ -317,11 +376,13 @@ class Session(SessionFields, _ClosesOnExit):
         Returns the session's metadata after the change; concurrent updates of
         different keys all land. A merge is shallow (top-level keys).
         """
-        return self._run(self._update_metadata_work(patch, replace))
+        privacy = self._manager.privacy
+        return self._run(lambda uow: rules.update_metadata(uow, self.id, patch, replace, privacy))
 
     def checkpoint(self, *, metadata: dict[str, Any] | None = None) -> Checkpoint:
         """Take a checkpoint at the current leaf."""
-        return self._run(self._checkpoint_work(metadata))
+        m = self._manager
+        return self._run(lambda uow: rules.checkpoint(uow, self.id, metadata, m.clock, m.privacy))
 
     def restore(self, checkpoint_id: str) -> Checkpoint:
         """Make the checkpoint's entry the current leaf; later appends start a new branch.
@@ -330,19 +391,25 @@ class Session(SessionFields, _ClosesOnExit):
         one of another session, ``ChecksumMismatchError`` when the stored history no
         longer matches the checkpoint's checksum (then nothing changes).
         """
-        return self._run(self._restore_work(checkpoint_id))
+        m = self._manager
+        return self._run(lambda uow: rules.restore(uow, self.id, checkpoint_id, m.clock, m.privacy))
 
     def list_checkpoints(self) -> list[Checkpoint]:
         """Return the session's checkpoints, oldest first."""
-        return self._run(self._list_checkpoints_work(), write=False)
+        privacy = self._manager.privacy
+        return self._run(lambda uow: rules.list_checkpoints(uow, self.id, privacy), write=False)
 
     def info(self) -> SessionMetadata:
         """Return the session's current metadata (message count, leaf, times)."""
-        return self._run(self._info_work(), write=False)
+        privacy = self._manager.privacy
+        return self._run(lambda uow: rules.load_session(uow, self.id, privacy), write=False)
 
     def get_entries(self) -> list[SessionEntry]:
         """Return every entry of the session's tree, all branches, in append order."""
-        return self._run(self._entries_work(), write=False)
+        privacy = self._manager.privacy
+        return self._run(
+            lambda uow: rules.load_entries(uow, self.id, privacy, owner=self.user_id), write=False
+        )
 
     def close(self) -> None:
         """Release cached state. The session can be fetched again with :meth:`Manager.get`."""

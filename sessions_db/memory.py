@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import builtins
 from dataclasses import dataclass
-from functools import partial
 
 from . import ids
 from ._handles import AsyncRunner, Runner
 from .errors import EntryNotFoundError, InvalidArgumentError
 from .privacy import PLAIN, Privacy
-from .storage import Storage, Work, scan
+from .storage import Storage, scan
 from .types import Message, MessageHit
 
 
@@ -110,7 +109,7 @@ def read_memory(
 
 
 class MemoryFields:
-    """A memory's user and agent, and the work of its reads (shared by sync and asyncio)."""
+    """A memory's user, agent and privacy (shared by sync and asyncio)."""
 
     def __init__(
         self, manager: Runner | AsyncRunner, user_id: str, *, agent_name: str | None = None
@@ -129,36 +128,6 @@ class MemoryFields:
         """The agent whose sessions this memory is limited to (``None``: all of them)."""
         return self._agent_name
 
-    def _search_work(self, query: str, limit: int) -> Work[builtins.list[MemoryHit]]:
-        return partial(
-            search_memory,
-            user_id=self._user_id,
-            query=query,
-            agent_name=self._agent_name,
-            limit=limit,
-            privacy=self._privacy,
-        )
-
-    def _read_work(self, message_id: str) -> Work[Message]:
-        return partial(
-            read_memory,
-            user_id=self._user_id,
-            agent_name=self._agent_name,
-            message_id=message_id,
-            privacy=self._privacy,
-        )
-
-    def _list_work(self, limit: int | None, offset: int) -> Work[builtins.list[MemoryHit]]:
-        return partial(
-            list_memory,
-            user_id=self._user_id,
-            agent_name=self._agent_name,
-            message_id=None,
-            limit=limit,
-            offset=offset,
-            privacy=self._privacy,
-        )
-
 
 class SessionMemory(MemoryFields):
     """The long-term memory of one user (optionally of one agent), read through a manager.
@@ -176,12 +145,21 @@ class SessionMemory(MemoryFields):
         Messages match when they contain any word of the query; more of the words,
         and more often, rank higher. Unrelated messages are not returned.
         """
-        return self._manager.run(self._search_work(query, limit), write=False)
+        uid, agent, privacy = self._user_id, self._agent_name, self._privacy
+        return self._manager.run(
+            lambda uow: search_memory(uow, uid, query, agent, limit, privacy), write=False
+        )
 
     def read(self, message_id: str) -> Message:
         """Return the user's message ``message_id``; ``EntryNotFoundError`` if it is not theirs."""
-        return self._manager.run(self._read_work(message_id), write=False)
+        uid, agent, privacy = self._user_id, self._agent_name, self._privacy
+        return self._manager.run(
+            lambda uow: read_memory(uow, uid, agent, message_id, privacy), write=False
+        )
 
     def list(self, *, limit: int | None = 20, offset: int = 0) -> builtins.list[MemoryHit]:
         """Return the user's messages across their sessions, newest first (a page of them)."""
-        return self._manager.run(self._list_work(limit, offset), write=False)
+        uid, agent, privacy = self._user_id, self._agent_name, self._privacy
+        return self._manager.run(
+            lambda uow: list_memory(uow, uid, agent, None, limit, offset, privacy), write=False
+        )

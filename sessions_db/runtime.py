@@ -28,6 +28,7 @@ from .context import use_session
 from .errors import CheckpointNotFoundError, InvalidArgumentError, PayloadError
 from .manager import Manager, Session
 from .null import NullBackend
+from .storage import Work
 from .types import Checkpoint, Message
 
 #: The key of :attr:`Checkpoint.metadata` that holds the agent's state.
@@ -224,6 +225,7 @@ def restore_plan(
 # -- what both runtimes share -----------------------------------------------------------
 
 M = TypeVar("M")
+T = TypeVar("T")
 
 
 def bound(session: Any) -> AbstractContextManager[Any]:
@@ -325,7 +327,10 @@ class CallSession(PendingInput, Session):
 
     def finish(self, output: Message) -> None:
         """Append the pending input and the agent's answer together."""
-        self._run(self._finish_work(output))
+        super()._run(self._finish_work(output))
+
+    def _run(self, work: Work[T], *, write: bool = True) -> T:
+        return super()._run(self._pending_unit(work), write=write)
 
 
 class Runtime(RuntimeFields[Manager]):

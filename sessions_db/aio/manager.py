@@ -12,7 +12,6 @@ from __future__ import annotations
 import builtins
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from functools import partial
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -22,7 +21,7 @@ from ..crypto import Keyring
 from ..errors import StorageClosedError
 from ..privacy import Privacy, Redactor
 from ..rules import Clock, TokenCounter
-from ..storage import Work
+from ..storage import UnitOfWork, Work
 from ..types import Checkpoint, Message, SessionEntry, SessionMetadata, utcnow
 from .backend import AsyncStorageBackend
 from .memory import AsyncSessionMemory
@@ -72,26 +71,40 @@ class AsyncManager(ManagerFields[AsyncStorageBackend]):
         key: str | None = None,
     ) -> AsyncSession:
         """See :meth:`Manager.create`."""
-        work = self._create_work(agent_name, user_id, metadata, key)
-        return AsyncSession(self, await self.run(work))
+        created = await self.run(
+            lambda uow: rules.create(
+                uow, agent_name, user_id, metadata, self._clock, self._privacy, key
+            )
+        )
+        return AsyncSession(self, created)
 
     async def get_by_key(
         self, agent_name: str, key: str, *, user_id: str | None = None
     ) -> AsyncSession:
         """See :meth:`Manager.get_by_key`."""
-        work = self._get_by_key_work(agent_name, key, user_id)
-        return AsyncSession(self, await self.run(work, write=False))
+        found = await self.run(
+            lambda uow: rules.get_by_key(uow, agent_name, key, user_id, self._privacy),
+            write=False,
+        )
+        return AsyncSession(self, found)
 
     async def get(self, session_id: str, *, user_id: str | None = None) -> AsyncSession:
         """See :meth:`Manager.get`."""
-        return AsyncSession(self, await self.run(self._get_work(session_id, user_id), write=False))
+        found = await self.run(
+            lambda uow: rules.get(uow, session_id, user_id, self._privacy), write=False
+        )
+        return AsyncSession(self, found)
 
     async def get_or_create(
         self, agent_name: str, user_id: str | None, *, key: str | None = None
     ) -> AsyncSession:
         """See :meth:`Manager.get_or_create`."""
-        work = self._get_or_create_work(agent_name, user_id, key)
-        return AsyncSession(self, await self.run(work))
+        found = await self.run(
+            lambda uow: rules.get_or_create(
+                uow, agent_name, user_id, self._clock, self._privacy, key
+            )
+        )
+        return AsyncSession(self, found)
 
     async def list(
         self,
@@ -106,21 +119,27 @@ class AsyncManager(ManagerFields[AsyncStorageBackend]):
         after: SessionMetadata | None = None,
     ) -> builtins.list[SessionMetadata]:
         """See :meth:`Manager.list`."""
-        work = self._list_work(
-            agent_name,
-            user_id,
-            limit,
-            offset,
-            updated_after=updated_after,
-            updated_before=updated_before,
-            metadata=metadata,
-            after=after,
-        )
-        return await self.run(work, write=False)
+        privacy = self._privacy
+
+        def page(uow: UnitOfWork) -> builtins.list[SessionMetadata]:
+            return rules.list_sessions(
+                uow,
+                agent_name,
+                user_id,
+                limit,
+                offset,
+                privacy,
+                updated_after=updated_after,
+                updated_before=updated_before,
+                metadata=metadata,
+                after=after,
+            )
+
+        return await self.run(page, write=False)
 
     async def delete(self, session_id: str) -> None:
         """See :meth:`Manager.delete`."""
-        await self.run(partial(rules.delete, session_id=session_id))
+        await self.run(lambda uow: rules.delete(uow, session_id))
 
     async def list_agents(self) -> builtins.list[str]:
         """See :meth:`Manager.list_agents`."""
@@ -134,7 +153,10 @@ class AsyncManager(ManagerFields[AsyncStorageBackend]):
         dry_run: bool = False,
     ) -> builtins.list[str]:
         """See :meth:`Manager.prune`."""
-        return await self.run(self._prune_work(older_than, agent_name, dry_run), write=not dry_run)
+        return await self.run(
+            lambda uow: rules.prune(uow, older_than, agent_name, dry_run, self._clock),
+            write=not dry_run,
+        )
 
     async def close(self) -> None:
         """Close the manager and its backend (after the calls under way). Idempotent."""
@@ -145,7 +167,7 @@ class AsyncManager(ManagerFields[AsyncStorageBackend]):
 
     async def erase_user(self, user_id: str) -> int:
         """See :meth:`Manager.erase_user`."""
-        return await self.run(partial(rules.erase_user, user_id=user_id))
+        return await self.run(lambda uow: rules.erase_user(uow, user_id))
 
     async def __aenter__(self) -> Self:
         return self
@@ -178,11 +200,16 @@ class AsyncSession(SessionFields):
 
     async def append_message(self, message: Message) -> None:
         """See :meth:`Session.append_message`."""
-        await self._run(self._append_work([message]))
+        await self.append_messages([message])
 
     async def append_messages(self, messages: Iterable[Message]) -> None:
         """See :meth:`Session.append_messages`."""
-        await self._run(self._append_work(messages))
+        m = self._manager
+        await self._run(
+            lambda uow: rules.append_messages(
+                uow, self.id, messages, m.clock, m.privacy, m.auto_checkpoint, owner=self.user_id
+            )
+        )
 
     async def get_messages(
         self,
@@ -193,8 +220,20 @@ class AsyncSession(SessionFields):
         token_counter: TokenCounter | None = None,
     ) -> list[Message]:
         """See :meth:`Session.get_messages`."""
-        work = self._get_messages_work(limit, before, max_tokens, token_counter)
-        return await self._run(work, write=False)
+        m = self._manager
+        return await self._run(
+            lambda uow: rules.get_messages(
+                uow,
+                self.id,
+                limit,
+                before,
+                m.privacy,
+                owner=self.user_id,
+                max_tokens=max_tokens,
+                token_counter=token_counter,
+            ),
+            write=False,
+        )
 
     async def fork(
         self,
@@ -206,46 +245,79 @@ class AsyncSession(SessionFields):
         metadata: dict[str, Any] | None = None,
     ) -> AsyncSession:
         """See :meth:`Session.fork`."""
-        work = self._fork_work(at, checkpoint_id, agent_name, user_id, metadata)
-        return AsyncSession(self._manager, await self._run(work))
+        m = self._manager
+        forked = await self._run(
+            lambda uow: rules.fork(
+                uow,
+                self.id,
+                self.user_id,
+                at,
+                checkpoint_id,
+                agent_name,
+                user_id,
+                metadata,
+                m.clock,
+                m.privacy,
+            )
+        )
+        return AsyncSession(m, forked)
 
     async def rewind(self, to: str) -> None:
         """See :meth:`Session.rewind`."""
-        await self._run(self._rewind_work(to))
+        await self._run(lambda uow: rules.rewind(uow, self.id, to, self._manager.clock))
 
     async def pop_message(self) -> Message | None:
         """See :meth:`Session.pop_message`."""
-        return await self._run(self._pop_work())
+        m = self._manager
+        return await self._run(
+            lambda uow: rules.pop_message(uow, self.id, m.clock, m.privacy, owner=self.user_id)
+        )
 
     async def clear(self) -> None:
         """See :meth:`Session.clear`."""
-        await self._run(self._clear_work())
+        await self._run(lambda uow: rules.clear(uow, self.id, self._manager.clock))
 
     async def update_metadata(
         self, patch: dict[str, Any], *, replace: bool = False
     ) -> SessionMetadata:
         """See :meth:`Session.update_metadata`."""
-        return await self._run(self._update_metadata_work(patch, replace))
+        privacy = self._manager.privacy
+        return await self._run(
+            lambda uow: rules.update_metadata(uow, self.id, patch, replace, privacy)
+        )
 
     async def checkpoint(self, *, metadata: dict[str, Any] | None = None) -> Checkpoint:
         """See :meth:`Session.checkpoint`."""
-        return await self._run(self._checkpoint_work(metadata))
+        m = self._manager
+        return await self._run(
+            lambda uow: rules.checkpoint(uow, self.id, metadata, m.clock, m.privacy)
+        )
 
     async def restore(self, checkpoint_id: str) -> Checkpoint:
         """See :meth:`Session.restore`."""
-        return await self._run(self._restore_work(checkpoint_id))
+        m = self._manager
+        return await self._run(
+            lambda uow: rules.restore(uow, self.id, checkpoint_id, m.clock, m.privacy)
+        )
 
     async def list_checkpoints(self) -> list[Checkpoint]:
         """See :meth:`Session.list_checkpoints`."""
-        return await self._run(self._list_checkpoints_work(), write=False)
+        privacy = self._manager.privacy
+        return await self._run(
+            lambda uow: rules.list_checkpoints(uow, self.id, privacy), write=False
+        )
 
     async def info(self) -> SessionMetadata:
         """See :meth:`Session.info`."""
-        return await self._run(self._info_work(), write=False)
+        privacy = self._manager.privacy
+        return await self._run(lambda uow: rules.load_session(uow, self.id, privacy), write=False)
 
     async def get_entries(self) -> list[SessionEntry]:
         """See :meth:`Session.get_entries`."""
-        return await self._run(self._entries_work(), write=False)
+        privacy = self._manager.privacy
+        return await self._run(
+            lambda uow: rules.load_entries(uow, self.id, privacy, owner=self.user_id), write=False
+        )
 
     async def close(self) -> None:
         """See :meth:`Session.close`."""

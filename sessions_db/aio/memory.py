@@ -9,7 +9,7 @@ from __future__ import annotations
 import builtins
 
 from .._handles import AsyncRunner
-from ..memory import MemoryFields, MemoryHit
+from ..memory import MemoryFields, MemoryHit, list_memory, read_memory, search_memory
 from ..types import Message
 
 
@@ -27,12 +27,21 @@ class AsyncSessionMemory(MemoryFields):
 
     async def search(self, query: str, limit: int = 5) -> builtins.list[MemoryHit]:
         """See :meth:`SessionMemory.search`."""
-        return await self._manager.run(self._search_work(query, limit), write=False)
+        uid, agent, privacy = self._user_id, self._agent_name, self._privacy
+        return await self._manager.run(
+            lambda uow: search_memory(uow, uid, query, agent, limit, privacy), write=False
+        )
 
     async def read(self, message_id: str) -> Message:
         """See :meth:`SessionMemory.read`."""
-        return await self._manager.run(self._read_work(message_id), write=False)
+        uid, agent, privacy = self._user_id, self._agent_name, self._privacy
+        return await self._manager.run(
+            lambda uow: read_memory(uow, uid, agent, message_id, privacy), write=False
+        )
 
     async def list(self, *, limit: int | None = 20, offset: int = 0) -> builtins.list[MemoryHit]:
         """See :meth:`SessionMemory.list`."""
-        return await self._manager.run(self._list_work(limit, offset), write=False)
+        uid, agent, privacy = self._user_id, self._agent_name, self._privacy
+        return await self._manager.run(
+            lambda uow: list_memory(uow, uid, agent, None, limit, offset, privacy), write=False
+        )

@@ -23,16 +23,19 @@ import asyncio
 import inspect
 from collections.abc import Mapping
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
 
 from .._pending import PendingInput
 from .._plan import adrive
 from ..config import ConfigSource
 from ..null import NullBackend
 from ..runtime import MemoryReader, OpenSession, Request, RuntimeFields, SessionCall, bound
+from ..storage import Work
 from ..types import Checkpoint, Message
 from .manager import AsyncManager, AsyncSession
 from .threaded import ThreadedBackend
+
+T = TypeVar("T")
 
 
 class AsyncCallSession(PendingInput, AsyncSession):
@@ -43,7 +46,10 @@ class AsyncCallSession(PendingInput, AsyncSession):
 
     async def finish(self, output: Message) -> None:
         """Append the pending input and the agent's answer together."""
-        await self._run(self._finish_work(output))
+        await super()._run(self._finish_work(output))
+
+    async def _run(self, work: Work[T], *, write: bool = True) -> T:
+        return await super()._run(self._pending_unit(work), write=write)
 
 
 class Runtime(RuntimeFields[AsyncManager]):
