@@ -28,7 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql.elements import SQLCoreOperations
 
 from ..backend import StorageBackend
-from ..errors import SessionNotFoundError
+from ..errors import SessionNotFoundError, StorageClosedError
 from ..manager import Manager
 from ..models import EntryRow, SessionRow
 from ..sql.backend import SQLBackend
@@ -40,6 +40,9 @@ PAGE = 1000
 
 
 def _sql(manager: Manager) -> SQLBackend | None:
+    """Return the manager's SQL backend, ``None`` for other stores."""
+    if manager.closed:
+        raise StorageClosedError("the session manager is closed")
     backend = manager.backend
     return backend if isinstance(backend, SQLBackend) else None
 
