@@ -95,12 +95,20 @@ def _cut(text: str, limit: int) -> str:
 
 
 def describe(entry: SessionEntry, labels: dict[str, str]) -> str:
-    """Return a line about an entry: its role or kind, and its content."""
+    """Return a line about an entry: its role or kind, and its content.
+
+    A checkpoint, and a restore, are named by the checkpoint's label when it has one.
+    """
     marker = marker_of(entry)
-    kind = entry_role(entry) if marker is None or entry.type is EntryType.CHECKPOINT else ""
-    if marker is not None and entry.type is EntryType.METADATA:
-        kind = marker.label
-    return f"{kind}: {entry_text(entry, labels)}"
+    if marker is None:
+        return f"{entry_role(entry)}: {entry_text(entry, labels)}"
+    checkpoint = entry.data.get("checkpoint_id")
+    named = labels.get(str(checkpoint)) or short(str(checkpoint))
+    if entry.type is EntryType.CHECKPOINT:
+        return f"checkpoint: {named}"
+    if checkpoint is not None:
+        return f"{marker.label}: {named}"
+    return f"{marker.label}: {entry_text(entry, labels)}"
 
 
 def _notable(tree: Tree, branch: Branch, forks: set[str]) -> list[bool]:
