@@ -5,6 +5,7 @@
 * With a token, every request carries it: ``Authorization: Bearer <token>``, or
   a cookie that ``?token=<token>`` sets once (``HttpOnly; SameSite=Strict``),
   after which the browser is sent to the same address without the token.
+  Only the static files (stylesheet, script, icon) are served without it.
   Tokens are compared in constant time; the cookie holds an HMAC of the token,
   not the token.
 * With ``allowed_hosts`` (what ``sessions-db serve`` gives when it serves
@@ -53,6 +54,10 @@ HEADERS = {
 
 #: The cookie that carries the token (as an HMAC) after ``?token=``.
 COOKIE = "sessions_db_inspector"
+
+#: Paths served without the token: the stylesheet, script and icon, which hold no data
+#: (so that the page asking for the token is drawn like the others).
+PUBLIC = "/static/"
 
 #: Methods that read.
 READ_METHODS = frozenset({"GET", "HEAD"})
@@ -118,7 +123,13 @@ class Guard:
                 scope, secured, 405, "The inspector only reads: use GET.", {"Allow": "GET, HEAD"}
             )
             return
-        if self.token is not None and not await self._authorized(scope, headers, secured):
+        route = _route_path(scope)
+        public = route.startswith(PUBLIC) and ".." not in route
+        if (
+            self.token is not None
+            and not public
+            and not await self._authorized(scope, headers, secured)
+        ):
             return
         await self.app(scope, receive, secured)
 

@@ -215,7 +215,8 @@ def test_no_route_changes_data(
 
 def test_a_token_is_required_on_every_request(manager: sdb.Manager, seeded: Seeded) -> None:
     with TestClient(app(manager, token=TOKEN)) as client:
-        for path in ("/", f"/sessions/{seeded.session_id}", "/static/inspector.css"):
+        assert client.get("/static/inspector.css").status_code == 200  # holds no data
+        for path in ("/", f"/sessions/{seeded.session_id}", "/stats", "/static/../stats"):
             refused = client.get(path)
             assert refused.status_code == 401
             headers_ok(refused)
