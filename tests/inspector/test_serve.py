@@ -117,3 +117,14 @@ def test_importing_sessions_db_loads_no_web_framework() -> None:
         "assert not loaded, loaded\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_readme_shows_the_command_and_a_small_screenshot() -> None:
+    root = Path(__file__).resolve().parents[2]
+    readme = (root / "README.md").read_text()
+    section = readme[readme.index("## Inspector") :]
+    assert "sessions-db serve --url" in section
+    assert "](docs/inspector.png)" in section
+    picture = (root / "docs" / "inspector.png").read_bytes()
+    assert picture.startswith(b"\x89PNG\r\n\x1a\n")
+    assert len(picture) < 150_000
