@@ -264,3 +264,25 @@ def test_collapsed_counts_on_a_real_store(
     every = client.get(f"/sessions/{session.id}", params={"all": "1"})
     assert "all shown" in every.text
     assert every.text.count('class="node event ev-restore') == MAX_COLUMNS + 3
+
+
+def test_an_encrypted_store_is_shown_decrypted_and_verifies(store_url: str) -> None:
+    from sessions_db.crypto import Keyring, generate_key
+    from sessions_db.inspector import app
+
+    plain = sdb.connect(store_url)
+    with sdb.Manager(plain.backend, keyring=Keyring({"k1": generate_key()})) as manager:
+        session = manager.create("vault", user_id="carol", metadata={"secret": "plans"})
+        session.append_message(sdb.Message.new("user", {"content": "the sealed question"}))
+        session.checkpoint(metadata={"label": "sealed label"})
+        session.append_message(sdb.Message.new("assistant", {"content": "the sealed answer"}))
+        with TestClient(app(manager)) as client:
+            page = client.get(f"/sessions/{session.id}")
+            assert "the sealed answer" in page.text
+            assert "sealed label" in page.text
+            assert "plans" in page.text
+            assert "The checkpoint verifies" in client.get(f"/sessions/{session.id}/verify").text
+            found = client.get("/search", params={"user": "carol", "q": "sealed question"})
+            assert "the sealed question" in found.text
+            exported = client.get(f"/sessions/{session.id}/export.jsonl").text
+            assert "the sealed answer" not in exported  # as stored: encrypted
