@@ -6,7 +6,7 @@ One module per family of commands; each registers its commands on :data:`main`.
 from __future__ import annotations
 
 from . import encryption as encryption
-from . import erase, inspect, maintenance, migrate, transfer
+from . import erase, inspect, maintenance, migrate, serve, transfer
 from ._app import main
 from ._common import (
     EXIT_CONFLICT,
@@ -33,5 +33,6 @@ __all__ = [
     "main",
     "maintenance",
     "migrate",
+    "serve",
     "transfer",
 ]
