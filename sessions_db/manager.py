@@ -18,7 +18,7 @@ from .memory import SessionMemory
 from .privacy import Privacy, Redactor
 from .rules import Clock, TokenCounter
 from .simple import SimpleBackend, as_storage
-from .storage import UnitOfWork, Work
+from .storage import Cursor, UnitOfWork, Work
 from .types import Checkpoint, Message, SessionEntry, SessionMetadata, utcnow
 
 T = TypeVar("T")
@@ -158,7 +158,7 @@ class Manager(ManagerFields[StorageBackend], _ClosesOnExit):
         updated_after: datetime | None = None,
         updated_before: datetime | None = None,
         metadata: dict[str, Any] | None = None,
-        after: SessionMetadata | None = None,
+        after: SessionMetadata | Cursor | None = None,
     ) -> builtins.list[SessionMetadata]:
         """Return the agent's sessions, most recently updated first.
 
@@ -166,7 +166,8 @@ class Manager(ManagerFields[StorageBackend], _ClosesOnExit):
         ``updated_after`` / ``updated_before`` bound the update time (exclusive);
         ``metadata`` keeps the sessions whose metadata has every given key with
         the given value; ``after`` (the last :class:`SessionMetadata` of the
-        previous page) continues the listing after it, as it was seen: keyset
+        previous page, or its ``(updated_at, id)``) continues the listing after
+        it, as it was seen: keyset
         paging, where a session updated in between is neither repeated nor
         skipped and a late page costs what the first does.
         """

@@ -167,12 +167,13 @@ def list_sessions(
     updated_after: datetime | None = None,
     updated_before: datetime | None = None,
     metadata: dict[str, Any] | None = None,
-    after: SessionMetadata | None = None,
+    after: SessionMetadata | Cursor | None = None,
 ) -> list[SessionMetadata]:
     """List an agent's sessions, most recently updated first (``""`` or blank user: refused).
 
-    ``after`` is the last session of the previous page, as it was listed: the
-    listing continues after its ``(updated_at, id)``. With encrypted metadata,
+    ``after`` is the last session of the previous page, as it was listed (or
+    its ``(updated_at, id)``, e.g. from a page's link): the listing continues
+    after that. With encrypted metadata,
     a ``metadata`` filter is applied here, after decryption, to every session
     of the agent (the store sees only ciphertext).
     """
@@ -184,10 +185,14 @@ def list_sessions(
     high = None if updated_before is None else as_utc(updated_before, "updated_before")
     wanted = None if metadata is None else payload.check(metadata, "metadata filter")
     cursor: Cursor | None = None
-    if after is not None:
-        if not isinstance(after, SessionMetadata):
-            raise InvalidArgumentError("after must be the SessionMetadata of the previous page")
+    if isinstance(after, SessionMetadata):
         cursor = (after.updated_at, ids.session_id(after.id))
+    elif isinstance(after, tuple) and len(after) == 2:
+        cursor = (as_utc(after[0], "after"), ids.session_id(after[1]))
+    elif after is not None:
+        raise InvalidArgumentError(
+            "after must be the last SessionMetadata of the previous page, or its (updated_at, id)"
+        )
     if wanted and privacy.encrypted:
         found = uow.list_sessions(
             agent, user_id=uid, updated_after=low, updated_before=high, after=cursor

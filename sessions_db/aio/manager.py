@@ -21,7 +21,7 @@ from ..crypto import Keyring
 from ..errors import StorageClosedError
 from ..privacy import Privacy, Redactor
 from ..rules import Clock, TokenCounter
-from ..storage import UnitOfWork, Work
+from ..storage import Cursor, UnitOfWork, Work
 from ..types import Checkpoint, Message, SessionEntry, SessionMetadata, utcnow
 from .backend import AsyncStorageBackend
 from .memory import AsyncSessionMemory
@@ -116,7 +116,7 @@ class AsyncManager(ManagerFields[AsyncStorageBackend]):
         updated_after: datetime | None = None,
         updated_before: datetime | None = None,
         metadata: dict[str, Any] | None = None,
-        after: SessionMetadata | None = None,
+        after: SessionMetadata | Cursor | None = None,
     ) -> builtins.list[SessionMetadata]:
         """See :meth:`Manager.list`."""
         privacy = self._privacy

@@ -63,7 +63,6 @@ def sessions(request: Request) -> Response:
     until = params.moment(request, "to", end=True)
     after = params.text(request, "after", limit=200)
     limit = params.number(request, "limit", PAGE, low=1, high=500)
-    hint = params.number(request, "at", -1, low=0, high=10**12)
     if agent is None and user_id is None:
         raise HTTPException(400, "choose an agent or a user")
     try:
@@ -77,7 +76,6 @@ def sessions(request: Request) -> Response:
         updated_after=since,
         updated_before=until,
         limit=limit,
-        hint=None if hint < 0 else hint,
     )
     page = read_page(manager, query)
     filters = {
@@ -89,9 +87,7 @@ def sessions(request: Request) -> Response:
     }
     next_link = None
     if page.next is not None:
-        next_link = Links(request)(
-            "/sessions", **filters, after=page.next.encode(), at=page.next_hint
-        )
+        next_link = Links(request)("/sessions", **filters, after=page.next.encode())
     return render(
         request,
         "sessions.html",

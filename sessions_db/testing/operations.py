@@ -314,6 +314,10 @@ class OperationsContract:
             seen += page
         assert sorted(m.id for m in seen) == sorted(s.id for s in made)
         assert len(seen) == len(made)
+        # The cursor may also be the (updated_at, id) a page's link carries.
+        listed = mgr.list("lister")
+        cursor = (listed[3].updated_at, listed[3].id)
+        assert mgr.list("lister", limit=2, after=cursor) == listed[4:6]
 
     def test_listing_arguments_are_checked(self, mgr: sdb.Manager) -> None:
         bad: list[dict[str, Any]] = [
