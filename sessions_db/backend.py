@@ -76,6 +76,11 @@ class StorageBackend(Storage):
             uow.commit()
             return result
 
+    #: Whether a unit of work that does not commit leaves nothing of what it did
+    #: (the SQL stores); stores whose calls are each a transaction of their own
+    #: keep every call that returned.
+    transactional: bool = False
+
     def release(self, session_id: str) -> None:
         """Drop whatever the backend caches for the session (``Session.close``)."""
 

@@ -371,6 +371,11 @@ class LoggingBackend(_LoggedCalls, StorageBackend):
         """See :meth:`StorageBackend.close`."""
         self._run("close", "", "", self._backend.close)
 
+    @property
+    def transactional(self) -> bool:  # type: ignore[override]
+        """Whether the wrapped backend's units of work roll back (see :class:`StorageBackend`)."""
+        return self._backend.transactional
+
     def unit_of_work(self, *, write: bool = True) -> UnitOfWork:
         """Open a unit of work of the wrapped backend whose calls are logged."""
         return LoggingUnitOfWork(self._backend.unit_of_work(write=write), self)

@@ -8,11 +8,13 @@ file is refused instead of half imported.
 
 Reading an export is :mod:`._reading`; what a session becomes in the target
 store (privacy applied, checksums verified and recomputed) is :mod:`._stored`.
-Writing goes through the public backend API only: ``save_session``, then
-``append_entries`` in the original order (each entry's parent is either the
-entry before it or a fork point, given as ``fork_from``), then
-``save_checkpoint``. The store then holds the very same tree, and, since the
-current leaf is always the newest entry, the same current leaf.
+Each session is written in one unit of work of the target store:
+``save_session``, then ``append_entries`` in the original order (each entry's
+parent is either the entry before it or a fork point, given as ``fork_from``),
+then ``save_checkpoint``, then read back and checked. The store then holds the
+very same tree, and, since the current leaf is always the newest entry, the
+same current leaf. On a store with transactions a session that fails is rolled
+back whole; on the others (the file store) what was written is removed again.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from ..errors import (
     SessionsDBError,
 )
 from ..manager import Manager
+from ..storage import Storage, UnitOfWork
 from ..types import Checkpoint, SessionEntry, SessionMetadata, utcnow
 from ._common import EXIT_CONFLICT, EXIT_ERROR, EXIT_MISMATCH, EXIT_USAGE, CLIError, iso
 from ._render import checkpoint_json, entry_json, session_json
@@ -139,7 +142,7 @@ def encode(record: dict[str, Any]) -> str:
 # -- writing a store --------------------------------------------------------------
 
 
-def _append_tree(backend: StorageBackend, dump: SessionDump) -> None:
+def _append_tree(backend: Storage, dump: SessionDump) -> None:
     session_id = dump.meta.id
     updated_at = dump.meta.updated_at
     batch: list[SessionEntry] = []
@@ -180,7 +183,7 @@ def _append_tree(backend: StorageBackend, dump: SessionDump) -> None:
 
 
 def verify_checkpoints(
-    backend: StorageBackend, session_id: str, checkpoints: Iterable[Checkpoint]
+    backend: Storage, session_id: str, checkpoints: Iterable[Checkpoint]
 ) -> list[tuple[str, str]]:
     """Return (checkpoint ID, problem) for each checkpoint whose checksum does not verify."""
     problems: list[tuple[str, str]] = []
@@ -201,17 +204,51 @@ def verify_checkpoints(
 _COMPARED = ("agent_name", "user_id", "created_at", "updated_at", "message_count", "current_leaf")
 
 
+class _Mismatched(Exception):  # noqa: N818 - a signal inside this module, not an error
+    """The stored checkpoints did not verify: the unit is rolled back."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        super().__init__("checkpoints do not verify")
+        self.problems = problems
+
+
 def write_session(backend: StorageBackend, dump: SessionDump) -> Written:
-    """Write one session into ``backend`` and read it back to check it is identical.
+    """Write one session into ``backend``, in one unit of work, and check it reads back identical.
 
     ``dump`` is the session as the store is to hold it (see :mod:`._stored`).
     ``CLIError`` (conflict) if the session already exists there; a session that
-    fails half-way, or whose checkpoints do not verify once stored, is removed
-    again, so that nothing of it stays and the import can be run again.
+    fails half-way, or whose checkpoints do not verify once stored, is not kept
+    (rolled back, or removed again on a store without transactions), so that
+    nothing of it stays and the import can be run again.
     """
-    session_id = dump.meta.id
+    saved: list[bool] = []
     try:
-        backend.load_session(session_id)
+        return backend.run(lambda uow: _write_in(uow, dump, saved))
+    except _Mismatched as mismatch:
+        _remove_leftover(backend, dump.meta.id, saved)
+        return Written(0, 0, mismatch.problems)
+    except BaseException:
+        _remove_leftover(backend, dump.meta.id, saved)
+        raise
+
+
+def _remove_leftover(backend: StorageBackend, session_id: str, saved: list[bool]) -> None:
+    """Remove what a failed write left, on a store whose units of work cannot roll back.
+
+    Only once this write saved the session: a session found before that (a
+    conflict) is someone else's, and a rolled-back unit left nothing.
+    """
+    if backend.transactional or not saved:
+        return
+    with contextlib.suppress(SessionsDBError):
+        backend.delete_session(session_id)
+
+
+def _write_in(uow: UnitOfWork, dump: SessionDump, saved: list[bool]) -> Written:
+    session_id = dump.meta.id
+    uow.begin()
+    try:
+        uow.load_session(session_id)
     except SessionNotFoundError:
         pass
     else:
@@ -219,37 +256,32 @@ def write_session(backend: StorageBackend, dump: SessionDump) -> Written:
     for checkpoint in dump.checkpoints:
         # Checkpoint IDs are unique in a store: another session's is never taken over.
         with contextlib.suppress(CheckpointNotFoundError):
-            backend.load_checkpoint(checkpoint.id)
+            uow.load_checkpoint(checkpoint.id)
             raise DuplicateEntryError(
                 f"checkpoint {checkpoint.id} of session {session_id} already exists in the "
                 "target store"
             )
-    backend.save_session(dump.meta)
-    try:
-        _append_tree(backend, dump)
-        for checkpoint in dump.checkpoints:
-            backend.save_checkpoint(checkpoint)
-        stored = backend.load_session(session_id)
-        differ = [name for name in _COMPARED if getattr(stored, name) != getattr(dump.meta, name)]
-        if stored.metadata != dump.meta.metadata:
-            differ.append("metadata")
-        entries = backend.load_entries(session_id)
-        if entries != dump.entries:
-            differ.append("entries")
-        checkpoints = backend.list_checkpoints(session_id)
-        if sorted(checkpoints, key=lambda c: c.id) != sorted(dump.checkpoints, key=lambda c: c.id):
-            differ.append("checkpoints")
-        if differ:
-            raise CLIError(
-                f"session {session_id} did not read back identically ({', '.join(differ)})",
-                EXIT_MISMATCH,
-            )
-        mismatches = verify_checkpoints(backend, session_id, checkpoints)
-        if mismatches:
-            backend.delete_session(session_id)
-            return Written(0, 0, mismatches)
-    except BaseException:
-        with contextlib.suppress(SessionsDBError):
-            backend.delete_session(session_id)
-        raise
+    uow.save_session(dump.meta)
+    saved.append(True)
+    _append_tree(uow, dump)
+    for checkpoint in dump.checkpoints:
+        uow.save_checkpoint(checkpoint)
+    stored = uow.load_session(session_id)
+    differ = [name for name in _COMPARED if getattr(stored, name) != getattr(dump.meta, name)]
+    if stored.metadata != dump.meta.metadata:
+        differ.append("metadata")
+    entries = uow.load_entries(session_id)
+    if entries != dump.entries:
+        differ.append("entries")
+    checkpoints = uow.list_checkpoints(session_id)
+    if sorted(checkpoints, key=lambda c: c.id) != sorted(dump.checkpoints, key=lambda c: c.id):
+        differ.append("checkpoints")
+    if differ:
+        raise CLIError(
+            f"session {session_id} did not read back identically ({', '.join(differ)})",
+            EXIT_MISMATCH,
+        )
+    mismatches = verify_checkpoints(uow, session_id, checkpoints)
+    if mismatches:
+        raise _Mismatched(mismatches)
     return Written(len(entries), len(checkpoints), mismatches)

@@ -120,6 +120,8 @@ class SQLBackend(SQLBackendBase[Engine], UnitOfWorkBackend):
             self._dispose()
             raise
 
+    transactional = True
+
     def _check_host_schema(self, schema: str | None, *, migrate: bool | None, check: bool) -> None:
         """Check the schema on the host's connection, which is never migrated."""
         assert self._host is not None
