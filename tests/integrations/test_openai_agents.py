@@ -61,7 +61,9 @@ from sessions_db.integrations.openai_agents import (
 )
 from sessions_db.sql.engine import normalize_url
 
-from ..conftest import make_store
+from ..conftest import PG_URL, make_store
+
+ROOT = Path(__file__).resolve().parents[2]
 
 T = TypeVar("T")
 
@@ -1157,3 +1159,31 @@ def test_importing_sessions_db_does_not_import_the_sdk() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_peer_benchmark_runs_small(pg_server: Any, tmp_path: Path) -> None:
+    """The comparison with the SDK's SQLAlchemySession completes; no time is asserted."""
+    out = tmp_path / "peers.json"
+    env = {**os.environ, "SESSIONS_DB_BENCH_PG": PG_URL}
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.peers_openai", "--small", "--quiet", "--json", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    assert sorted(result["backends"]) == ["postgres", "sqlite"]
+    for backend in result["backends"].values():
+        assert [row["scenario"] for row in backend["rows"]] == [
+            "add_items_1",
+            "add_items_3",
+            "get_items_1k",
+            "get_items_50_of_1k",
+        ]
+        for row in backend["rows"]:
+            assert row["ours"]["median"] > 0
+            assert row["sqlalchemy_session"]["median"] > 0
