@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from . import report
-from .stores import hidden_password, pg_admin_url, pg_database, workdir
+from .stores import hidden_password, libpq, pg_admin_url, pg_database, workdir
 from .timing import Timing
 
 DEFAULT_JSON = Path(__file__).parent / "results" / "peers_openai.json"
@@ -60,11 +60,12 @@ class Sizes:
     rounds_add: int = 200
     rounds_get: int = 30
     history: int = 1000
+    others: int = 20
     warmup: int = 5
 
     @classmethod
     def small(cls) -> Sizes:
-        return cls(rounds_add=20, rounds_get=5, history=1000, warmup=2)
+        return cls(rounds_add=20, rounds_get=5, history=1000, others=3, warmup=2)
 
 
 @dataclass
@@ -163,8 +164,33 @@ async def sessions(
         await engine.dispose()
 
 
+async def seed(ours: Any, theirs: Any, n: int) -> None:
+    """Give both sessions the same ``n`` items, in batches of 100 (a turn each would be slower)."""
+    batch = [USER_ITEM, ASSISTANT_ITEM] * 50
+    for session in (ours, theirs):
+        for _ in range(n // len(batch)):
+            await session.add_items(batch)
+        count = len(await session.get_items())
+        if count != n:
+            raise AssertionError(f"seeded {count} items, expected {n}")
+
+
+def analyze(kind: str, url: str) -> None:
+    """Refresh the planner's statistics after seeding, as autovacuum would in a live database."""
+    if kind != "postgres":
+        return
+    import psycopg
+
+    with psycopg.connect(libpq(url), autocommit=True) as conn:
+        conn.execute("ANALYZE")
+
+
 async def run_backend(kind: str, sizes: Sizes, log: Callable[[str], None]) -> dict[str, Any]:
     """Measure every scenario on one backend."""
+    from agents.extensions.memory import SQLAlchemySession
+
+    from sessions_db.integrations.openai_agents import SessionsDBSession
+
     pairs: list[Pair] = []
     with workdir() as tmp, store_urls(kind, tmp) as (ours_url, theirs_url):
         async with sessions(kind, ours_url, theirs_url, "bench-add") as (ours, theirs):
@@ -188,16 +214,8 @@ async def run_backend(kind: str, sizes: Sizes, log: Callable[[str], None]) -> di
             )
             pairs.append(Pair("add_items_3", "add_items([three items])", a, b))
         async with sessions(kind, ours_url, theirs_url, "bench-read") as (ours, theirs):
-            batch = [USER_ITEM, ASSISTANT_ITEM] * 50
-            for session in (ours, theirs):
-                for _ in range(sizes.history // len(batch)):
-                    await session.add_items(batch)
-                count = len(await session.get_items())
-                if count != sizes.history:
-                    raise AssertionError(f"seeded {count} items, expected {sizes.history}")
-            log(f"  get_items() of {sizes.history:,} ({sizes.rounds_get} rounds)")
-            a, b = await alternate(ours.get_items, theirs.get_items, sizes.rounds_get, sizes.warmup)
-            pairs.append(Pair("get_items_1k", f"get_items() of {sizes.history:,}", a, b))
+            await seed(ours, theirs, sizes.history)
+            analyze(kind, ours_url)
             log(f"  get_items(limit=50) of {sizes.history:,} ({sizes.rounds_add} rounds)")
             a, b = await alternate(
                 lambda: ours.get_items(limit=50),
@@ -205,9 +223,30 @@ async def run_backend(kind: str, sizes: Sizes, log: Callable[[str], None]) -> di
                 sizes.rounds_add,
                 sizes.warmup,
             )
-            pairs.append(
-                Pair("get_items_50_of_1k", f"get_items(limit=50) of {sizes.history:,}", a, b)
+            few = f"get_items(limit=50) of {sizes.history:,}, a store of 2 sessions"
+            pairs.append(Pair("get_items_50_of_1k_2s", few, a, b))
+            log(f"  {sizes.others} other sessions of {sizes.history:,} items")
+            manager = await ours.get_manager()
+            for i in range(sizes.others):
+                await seed(
+                    SessionsDBSession(f"other-{i}", manager=manager),
+                    SQLAlchemySession(f"other-{i}", engine=theirs.engine),
+                    sizes.history,
+                )
+            analyze(kind, ours_url)
+            stored = f"a store of {sizes.others + 2} sessions"
+            log(f"  get_items() of {sizes.history:,} ({sizes.rounds_get} rounds)")
+            a, b = await alternate(ours.get_items, theirs.get_items, sizes.rounds_get, sizes.warmup)
+            pairs.append(Pair("get_items_1k", f"get_items() of {sizes.history:,}, {stored}", a, b))
+            log(f"  get_items(limit=50) of {sizes.history:,} ({sizes.rounds_add} rounds)")
+            a, b = await alternate(
+                lambda: ours.get_items(limit=50),
+                lambda: theirs.get_items(limit=50),
+                sizes.rounds_add,
+                sizes.warmup,
             )
+            many = f"get_items(limit=50) of {sizes.history:,}, {stored}"
+            pairs.append(Pair("get_items_50_of_1k", many, a, b))
         stores = {"ours": hidden_password(ours_url), "sqlalchemy_session": theirs_url}
         if kind == "postgres":
             stores["sqlalchemy_session"] = hidden_password(theirs_url)

@@ -1181,6 +1181,7 @@ def test_peer_benchmark_runs_small(pg_server: Any, tmp_path: Path) -> None:
         assert [row["scenario"] for row in backend["rows"]] == [
             "add_items_1",
             "add_items_3",
+            "get_items_50_of_1k_2s",
             "get_items_1k",
             "get_items_50_of_1k",
         ]
