@@ -9,6 +9,7 @@ and what it writes is read back through the sync API, plain SQL and the
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import json
 import os
@@ -1188,3 +1189,25 @@ def test_peer_benchmark_runs_small(pg_server: Any, tmp_path: Path) -> None:
         for row in backend["rows"]:
             assert row["ours"]["median"] > 0
             assert row["sqlalchemy_session"]["median"] > 0
+
+
+def test_readme_switch_runs_as_written(store_url: str) -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## OpenAI Agents SDK") :]
+    start = section.index("```python\n") + len("```python\n")
+    code = section[start : section.index("\n```", start)]
+    assert code.count("\nsession = ") == 1
+    code = code.replace('"postgresql://app@db/app"', repr(store_url))
+    compiled = compile(code, "README.md", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+    model = StubModel()
+    scope: dict[str, Any] = {"Runner": Runner, "agent": new_agent(model)}
+
+    async def main() -> None:
+        await cast(Awaitable[None], eval(compiled, scope))
+        session = scope["session"]
+        assert isinstance(session, SessionsDBSession)
+        assert scope["result"].final_output == "It is sunny in Paris."
+        assert len(await session.get_items()) == 5
+        await session.close()
+
+    run(main())
