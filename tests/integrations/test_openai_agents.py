@@ -653,6 +653,29 @@ def test_runner_honours_session_settings_and_run_config(store_url: str, mode: st
     run(main())
 
 
+def test_run_sync_turns_share_the_threads_loop(store_url: str) -> None:
+    """``Runner.run_sync`` reuses the thread's default loop: a store opened by the first turn
+    serves the next."""
+    model = StubModel()
+    agent = new_agent(model)
+    session = SessionsDBSession.from_url("sync-turns", url=store_url)
+    policy = asyncio.get_event_loop_policy()
+    try:
+        first = Runner.run_sync(
+            agent, "What's the weather in Paris?", session=session, run_config=CONFIG
+        )
+        second = Runner.run_sync(agent, "Thanks!", session=session, run_config=CONFIG)
+        assert first.final_output == "It is sunny in Paris."
+        assert second.final_output == "echo: Thanks!"
+        assert len(model.inputs[-1]) == 6
+        loop = policy.get_event_loop()
+        assert len(loop.run_until_complete(session.get_items())) == 7
+        loop.run_until_complete(session.close())
+    finally:
+        policy.get_event_loop().close()
+        policy.set_event_loop(None)
+
+
 def test_runner_keeps_sessions_apart(store_url: str) -> None:
     async def main() -> None:
         model = StubModel()
