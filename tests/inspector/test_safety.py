@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from html.parser import HTMLParser
+from typing import Protocol
 
 import httpx
 import pytest
@@ -167,7 +169,14 @@ def test_the_tree_picture_escapes_its_text(
     assert "<title>" in svg
 
 
-def headers_ok(response: httpx.Response) -> None:
+class _Answer(Protocol):
+    """What the test client's responses have, whichever HTTP client package it uses."""
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+
+def headers_ok(response: _Answer) -> None:
     csp = response.headers.get("content-security-policy", "")
     assert "default-src 'none'" in csp
     assert "script-src 'self'" in csp
