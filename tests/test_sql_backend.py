@@ -6,6 +6,7 @@ import asyncio
 import os
 import tempfile
 from collections.abc import Callable
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from sqlalchemy import Engine, create_engine, event, inspect, text
 import sessions_db as sdb
 import sessions_db.aio
 from sessions_db import migrations
+from sessions_db import migrations as sdb_migrations
 from sessions_db.sql.engine import PREPARED, normalize_url
 
 
@@ -274,3 +276,23 @@ def test_postgres_session_operations_round_trips(pg_url: str) -> None:
         trips.close()
         mgr.close()
         engine.dispose()
+
+
+@pytest.mark.parametrize("zone", ["Etc/UTC", "Asia/Tokyo", "America/St_Johns"])
+def test_postgres_times_read_back_in_utc_whatever_the_zone(
+    pg_server: Callable[[], str], zone: str
+) -> None:
+    url = pg_server()
+    engine = create_engine(normalize_url(url))
+    with engine.begin() as conn:
+        database = conn.exec_driver_sql("SELECT current_database()").scalar_one()
+        conn.exec_driver_sql(f"ALTER DATABASE \"{database}\" SET timezone = '{zone}'")
+    engine.dispose()
+    sdb_migrations.upgrade(url)
+    with sdb.connect(url) as mgr:
+        session = mgr.create("assistant")
+        sent = [_message(i) for i in range(3)]
+        session.append_messages(sent)
+        for got in (session.get_messages(), session.get_messages(limit=2)):
+            assert [m.timestamp for m in got] == [m.timestamp for m in sent[-len(got) :]]
+            assert all(m.timestamp.tzinfo is UTC for m in got)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, tzinfo
 from functools import lru_cache
 from typing import Any
 
@@ -203,8 +203,22 @@ class SQLStatements:
         than SQLAlchemy's per-column processors.
         """
         if self.dialect == "postgresql":
+            zone = None
             for _, id, parent_id, kind, role, data, ts in rows:
-                yield id, parent_id, kind, role, data, ts.astimezone(UTC)
+                if ts.tzinfo is not zone:
+                    zone = ts.tzinfo
+                    # psycopg gives times in the connection's zone; when that zone is
+                    # UTC under another name (``Etc/UTC``), relabelling is enough and
+                    # much cheaper than converting every row.
+                    relabel = zone is UTC or _always_utc(zone)
+                yield (
+                    id,
+                    parent_id,
+                    kind,
+                    role,
+                    data,
+                    (ts.replace(tzinfo=UTC) if relabel else ts.astimezone(UTC)),
+                )
         else:
             loads = json.loads
             parse = datetime.fromisoformat
@@ -370,6 +384,25 @@ ORDER BY e.seq""")
         """Return the columns a checkpoint is read with."""
         c = self.tables.checkpoints
         return [c.c.id, c.c.session_id, c.c.entry_id, c.c.created_at, c.c.checksum, c.c.metadata]
+
+
+@lru_cache(maxsize=32)
+def _always_utc(zone: tzinfo | None) -> bool:
+    """Whether ``zone`` is UTC under another name: no offset, now or at any time."""
+    if zone is None:
+        return False
+    probes = (datetime(1970, 1, 1), datetime(2000, 1, 1), datetime(2030, 7, 1))
+    return all(zone.utcoffset(probe) == timedelta(0) for probe in probes) and str(zone) in (
+        "UTC",
+        "Etc/UTC",
+        "Etc/UCT",
+        "Etc/Universal",
+        "Etc/Zulu",
+        "Universal",
+        "Zulu",
+        "GMT",
+        "Etc/GMT",
+    )
 
 
 def follow(rows: Sequence[Any], leaf: str | None, messages_only: bool) -> list[Any]:
