@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -497,3 +498,40 @@ def test_help_of_the_commands(command: str) -> None:
     assert result.exit_code == 0, result.output
     assert "--json" in result.stdout
     assert "--url" in result.stdout
+
+
+# -- export and import ----------------------------------------------------------------
+
+
+def test_export_and_import_keep_cleared_and_popped_sessions(store_url: str, tmp_path: Path) -> None:
+    """A clear, or a pop of the first message, starts the tree again: a second root."""
+    with sdb.connect(store_url) as mgr:
+        cleared = mgr.create("support")
+        cleared.append_messages([sdb.Message.new("user", {"content": c}) for c in ("a", "b")])
+        checkpoint = cleared.checkpoint()
+        cleared.clear()
+        cleared.append_message(sdb.Message.new("user", {"content": "fresh"}))
+        popped = mgr.create("support")
+        popped.append_message(sdb.Message.new("user", {"content": "gone"}))
+        popped.pop_message()
+        popped.append_message(sdb.Message.new("user", {"content": "again"}))
+        stored = {
+            s.id: (mgr.backend.load_session(s.id), mgr.backend.load_entries(s.id))
+            for s in (cleared, popped)
+        }
+    dump = tmp_path / "all.jsonl"
+    exported = run("export", "--all", "-o", str(dump), url=store_url)
+    assert exported.returncode == 0, exported.stderr
+    with sdb.connect(store_url) as mgr:
+        for session_id in stored:
+            mgr.delete(session_id)
+    imported = run("import", str(dump), url=store_url)
+    assert imported.returncode == 0, imported.stderr
+    with sdb.connect(store_url) as mgr:
+        for session_id, (meta, tree) in stored.items():
+            assert mgr.backend.load_session(session_id) == meta
+            assert mgr.backend.load_entries(session_id) == tree
+        assert [m.payload["content"] for m in mgr.get(cleared.id).get_messages()] == ["fresh"]
+        assert [m.payload["content"] for m in mgr.get(popped.id).get_messages()] == ["again"]
+        mgr.get(cleared.id).restore(checkpoint.id)  # its checksum verifies
+        assert [m.payload["content"] for m in mgr.get(cleared.id).get_messages()] == ["a", "b"]
