@@ -98,6 +98,12 @@ def test_every_recipe_is_tested() -> None:
         "current_branch",
         "last_message_per_session",
         "tool_calls_by_name",
+        "forks",
+        "forks_per_source",
+        "pops_per_session",
+        "popped_messages",
+        "clears_per_day",
+        "rewinds",
     }
 
 
@@ -152,3 +158,119 @@ def test_last_message_per_session(seeded: dict[str, Any]) -> None:
 
 def test_tool_calls_by_name(seeded: dict[str, Any]) -> None:
     assert _run(seeded, "tool_calls_by_name") == [("search", "2"), ("quote", "1")]
+
+
+# -- forks, pops, clears and rewinds ------------------------------------------------
+
+
+@pytest.fixture
+def operated(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
+    """Sessions forked, popped, rewound and cleared on two days, through the API."""
+    from .conftest import make_store
+
+    url = make_store("postgres", request, tmp_path)
+    with sdb.connect(url) as mgr:
+        day1 = sdb.Manager(mgr.backend, clock=lambda: DAY1)
+        day2 = sdb.Manager(mgr.backend, clock=lambda: DAY2)
+        said = [
+            _m("user", "hi", DAY1),
+            _m("assistant", "hello", DAY1),
+            _m("user", "book it", DAY1),
+            _m("assistant", "booked", DAY1),
+        ]
+        source = day1.create("support", user_id="alice")
+        source.append_messages(said)
+        early = source.fork(at=said[1].id)  # day 1, two messages
+        late = day2.get(source.id).fork(agent_name="triage")  # day 2, all four
+        other = day1.create("sales", user_id="bob")
+        asked = [_m("user", "a", DAY1), _m("assistant", "b", DAY1), _m("user", "c", DAY1)]
+        other.append_messages(asked)
+        copy = other.fork()  # day 1, three messages
+
+        source_day2 = day2.get(source.id)
+        source_day2.pop_message()  # "booked"
+        source_day2.pop_message()  # "book it"
+        day2.get(early.id).pop_message()  # "hello": the fork's copy, with the same ID
+
+        other.rewind(asked[0].id)  # day 1: two messages off the branch
+        late_day2 = day2.get(late.id)
+        late_day2.rewind(said[2].id)  # day 2: one message off
+
+        other.clear()  # day 1
+        late_day2.clear()  # day 2, twice
+        late_day2.clear()
+        source_day2.clear()
+    return {
+        "url": url,
+        "said": [m.id for m in said],
+        "asked": [m.id for m in asked],
+        "source": source.id,
+        "early": early.id,
+        "late": late.id,
+        "other": other.id,
+        "copy": copy.id,
+    }
+
+
+def test_forks(operated: dict[str, Any]) -> None:
+    rows = _run(operated, "forks")
+    said, asked = operated["said"], operated["asked"]
+    assert {row[0]: row[1:5] for row in rows} == {
+        operated["early"]: ("support", operated["source"], said[1], "2"),
+        operated["late"]: ("triage", operated["source"], said[3], "4"),
+        operated["copy"]: ("sales", operated["other"], asked[2], "3"),
+    }
+    assert rows[-1][0] == operated["late"]  # the newest fork last
+    with sdb.connect(operated["url"]) as mgr:
+        api = mgr.get(operated["late"]).info()
+    assert (api.forked_from, api.forked_at) == (operated["source"], said[3])
+
+
+def test_forks_per_source(operated: dict[str, Any]) -> None:
+    rows = _run(operated, "forks_per_source")
+    assert [row[:2] for row in rows] == [(operated["source"], "2"), (operated["other"], "1")]
+    first, last = rows[0][2:]
+    assert first < last  # day 1, then day 2
+
+
+def test_pops_per_session(operated: dict[str, Any]) -> None:
+    said = operated["said"]
+    assert _run(operated, "pops_per_session") == [
+        (operated["source"], "2", "{" + f"{said[3]},{said[2]}" + "}"),
+        (operated["early"], "1", "{" + said[1] + "}"),
+    ]
+    with sdb.connect(operated["url"]) as mgr:
+        recorded = [
+            e.data["message_id"]
+            for e in mgr.get(operated["source"]).get_entries()
+            if e.data.get("event") == "pop"
+        ]
+    assert recorded == [said[3], said[2]]
+
+
+def test_popped_messages(operated: dict[str, Any]) -> None:
+    rows = _run(operated, "popped_messages")
+    said = operated["said"]
+    assert sorted(
+        (session, mid, role, content) for session, _, mid, role, content in rows
+    ) == sorted(
+        [
+            (operated["source"], said[3], "assistant", "booked"),
+            (operated["source"], said[2], "user", "book it"),
+            (operated["early"], said[1], "assistant", "hello"),
+        ]
+    )
+
+
+def test_clears_per_day(operated: dict[str, Any]) -> None:
+    assert _run(operated, "clears_per_day") == [("2026-03-01", "1", "1"), ("2026-03-02", "3", "2")]
+    with sdb.connect(operated["url"]) as mgr:
+        assert mgr.get(operated["late"]).get_messages() == []
+
+
+def test_rewinds(operated: dict[str, Any]) -> None:
+    rows = _run(operated, "rewinds")
+    assert [(session, to, dropped) for session, _, to, dropped in rows] == [
+        (operated["other"], operated["asked"][0], "2"),
+        (operated["late"], operated["said"][2], "1"),
+    ]

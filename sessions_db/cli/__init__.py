@@ -5,8 +5,8 @@ One module per family of commands; each registers its commands on :data:`main`.
 
 from __future__ import annotations
 
+from . import branches, erase, inspect, maintenance, migrate, serve, transfer
 from . import encryption as encryption
-from . import erase, inspect, maintenance, migrate, serve, transfer
 from ._app import main
 from ._common import (
     EXIT_CONFLICT,
@@ -28,6 +28,7 @@ __all__ = [
     "EXIT_SCHEMA",
     "EXIT_UNAVAILABLE",
     "EXIT_USAGE",
+    "branches",
     "erase",
     "inspect",
     "main",

@@ -36,7 +36,7 @@ from ..errors import (
 )
 from ..manager import Manager
 from ..storage import Storage, UnitOfWork
-from ..types import Checkpoint, SessionEntry, SessionMetadata, utcnow
+from ..types import Checkpoint, EntryType, SessionEntry, SessionMetadata, utcnow
 from ._common import EXIT_CONFLICT, EXIT_ERROR, EXIT_MISMATCH, EXIT_USAGE, CLIError, iso
 from ._render import checkpoint_json, entry_json, session_json
 
@@ -142,16 +142,28 @@ def encode(record: dict[str, Any]) -> str:
 # -- writing a store --------------------------------------------------------------
 
 
+def starts_again(entry: SessionEntry) -> bool:
+    """Whether ``entry`` may be a later root of a session's tree.
+
+    The API starts a branch again from nothing only with the event entry of a
+    clear, or of a pop of the branch's first message.
+    """
+    return entry.type is EntryType.METADATA and entry.data.get("event") in ("clear", "pop")
+
+
 def _append_tree(backend: Storage, dump: SessionDump) -> None:
     session_id = dump.meta.id
     updated_at = dump.meta.updated_at
     batch: list[SessionEntry] = []
     fork: str | None = None
+    at_root = False
     seen: set[str] = set()
 
     def flush() -> None:
         if batch:
-            backend.append_entries(session_id, batch, fork_from=fork, updated_at=updated_at)
+            backend.append_entries(
+                session_id, batch, fork_from=fork, at_root=at_root, updated_at=updated_at
+            )
 
     for position, entry in enumerate(dump.entries):
         if entry.id in seen:
@@ -159,16 +171,18 @@ def _append_tree(backend: Storage, dump: SessionDump) -> None:
         if batch and entry.parent_id == batch[-1].id:
             if len(batch) >= CHUNK:
                 flush()
-                batch, fork = [], None  # continues from the leaf the last batch left
+                # Continues from the leaf the last batch left.
+                batch, fork, at_root = [], None, False
             batch.append(entry)
         else:
             flush()
+            at_root = False
             if entry.parent_id is None:
-                if position:
+                if position and not starts_again(entry):
                     raise CLIError(
                         f"session {session_id}: entry {entry.id} is a second root", EXIT_USAGE
                     )
-                fork = None
+                fork, at_root = None, bool(position)
             elif entry.parent_id not in seen:
                 raise CLIError(
                     f"session {session_id}: entry {entry.id} comes before its parent "

@@ -6,7 +6,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from .. import ids
 from ..connect import connect
 from ..errors import (
     CheckpointNotFoundError,
@@ -33,7 +34,7 @@ from ..errors import (
     StorageTimeoutError,
     StorageUnavailableError,
 )
-from ..manager import Manager
+from ..manager import Manager, Session
 from ..urls import shown
 
 #: Exit codes scripts can rely on.
@@ -50,8 +51,8 @@ EXIT_CODES_HELP = """\b
 Exit codes:
   0  success
   1  any other error
-  2  usage: bad option, store URL, ID, duration or import file
-  3  not found: unknown session or checkpoint
+  2  usage: bad option, store URL, ID, time, duration or import file
+  3  not found: unknown session, key, checkpoint or entry
   4  store unreachable: database down, missing SQLite file or directory
   5  schema not migrated (run `sessions-db migrate`)
   6  check failed: a checksum (verify, import, copy) or the counts of a copy
@@ -297,6 +298,53 @@ def parse_duration(text: str) -> timedelta:
     return total
 
 
+def parse_time(text: str) -> datetime:
+    """Parse a time: ISO 8601 (``2026-03-01``, ``2026-03-01T09:00:00Z``) or a duration ago.
+
+    A time without an offset is UTC; a duration (``30d``, ``12h``, ``1d12h``)
+    means that long before now.
+    """
+    compact = text.strip()
+    if compact and not _DURATION.sub("", compact.lower()).strip():
+        return datetime.now(UTC) - parse_duration(compact)
+    try:
+        value = datetime.fromisoformat(compact)
+    except ValueError:
+        raise CLIError(
+            f"invalid time {text!r}: use ISO 8601 (2026-03-01, 2026-03-01T09:00:00Z) "
+            "or a duration ago (30d, 12h)",
+            EXIT_USAGE,
+        ) from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(name)
+
+
+def parse_metadata(pairs: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """Parse ``key=value`` pairs into a metadata filter.
+
+    A value that parses as JSON (``3``, ``true``, ``null``, ``"x"``, ``[1]``,
+    ``{"a": 1}``) is that JSON value; any other value is the string as given
+    (``team=support``). A pair without ``=``, with an empty key, or a key given
+    twice is a usage error.
+    """
+    wanted: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise CLIError(f"invalid --metadata {pair!r}: use KEY=VALUE", EXIT_USAGE)
+        if key in wanted:
+            raise CLIError(f"invalid --metadata: key {key!r} is given twice", EXIT_USAGE)
+        try:
+            # NaN and Infinity are not JSON: such a value is a string.
+            wanted[key] = json.loads(raw, parse_constant=_no_constant)
+        except (ValueError, RecursionError):
+            wanted[key] = raw
+    return wanted
+
+
 def summarize(value: dict[str, Any], limit: int = 60) -> str:
     """Return a short one-line rendering of a JSON object."""
     if not value:
@@ -312,6 +360,37 @@ def each(items: list[T], description: str, enabled: bool) -> Iterator[T]:
         for item in items:
             yield item
             bar.advance(task)
+
+
+def key_lookup_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add ``--agent`` and ``--key``: name a session by its agent and external key."""
+    command = click.option(
+        "--key",
+        default=None,
+        help="Instead of SESSION: the session's external key (with --agent).",
+    )(command)
+    return click.option(
+        "--agent", "key_agent", default=None, help="The agent of the session named by --key."
+    )(command)
+
+
+def check_lookup(session_id: str | None, agent: str | None, key: str | None) -> None:
+    """Check that a session is named once: by its ID, or by ``--agent`` and ``--key``."""
+    if key is None and agent is not None:
+        raise CLIError("--agent names the agent of --key: give --key too", EXIT_USAGE)
+    if key is not None and agent is None:
+        raise CLIError("--key needs --agent: keys are unique per agent", EXIT_USAGE)
+    if (session_id is None) == (key is None):
+        raise CLIError("give SESSION, or --agent and --key (not both)", EXIT_USAGE)
+    if session_id is not None:
+        ids.session_id(session_id)
+
+
+def lookup(manager: Manager, session_id: str | None, agent: str | None, key: str | None) -> Session:
+    """Return the session named by its ID, or by its agent and external key."""
+    if session_id is not None or agent is None or key is None:
+        return manager.get(str(session_id))
+    return manager.get_by_key(agent, key)
 
 
 def check_one_of(options: dict[str, object], what: str) -> str:

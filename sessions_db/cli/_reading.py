@@ -22,7 +22,7 @@ import click
 from .. import ids, payload
 from ..errors import InvalidArgumentError, PayloadError, SessionsDBError
 from ..types import Checkpoint, EntryType, Message, SessionEntry, SessionMetadata, as_utc
-from ._archive import FORMAT, VERSION, SessionDump
+from ._archive import FORMAT, VERSION, SessionDump, starts_again
 from ._common import EXIT_USAGE, CLIError
 
 #: The longest line (one record: a session, an entry with its payload, or a
@@ -138,8 +138,9 @@ def parse_checkpoint(data: Any) -> Checkpoint:
 def check_tree(dump: SessionDump) -> None:
     """Check that a session's entries form a tree the API could have built.
 
-    One root first, every parent before its children, IDs unique, the current
-    leaf the newest entry, each checkpoint on a checkpoint entry that names it.
+    One root first (later roots only where a clear or a pop started the branch
+    again), every parent before its children, IDs unique, the current leaf the
+    newest entry, each checkpoint on a checkpoint entry that names it.
     """
     meta = dump.meta
     seen: dict[str, SessionEntry] = {}
@@ -147,8 +148,10 @@ def check_tree(dump: SessionDump) -> None:
     for position, entry in enumerate(dump.entries):
         if entry.id in seen:
             raise InvalidArgumentError(f"entry {entry.id} appears twice")
-        if entry.parent_id is None and position:
-            raise InvalidArgumentError(f"entry {entry.id} is a second root")
+        if entry.parent_id is None and position and not starts_again(entry):
+            raise InvalidArgumentError(
+                f"entry {entry.id} is a second root (only a clear or a pop starts a branch again)"
+            )
         if entry.parent_id is not None and entry.parent_id not in seen:
             raise InvalidArgumentError(
                 f"entry {entry.id} comes before its parent {entry.parent_id}"

@@ -9,7 +9,7 @@ from typing import Any
 
 from rich.text import Text
 
-from ..types import Checkpoint, EntryType, SessionEntry, SessionMetadata
+from ..types import Checkpoint, EntryType, Message, SessionEntry, SessionMetadata
 from ._common import iso, plain, when
 
 
@@ -29,6 +29,30 @@ def session_json(meta: SessionMetadata) -> dict[str, Any]:
         "message_count": meta.message_count,
         "current_leaf": meta.current_leaf,
         "metadata": meta.metadata,
+    }
+
+
+def session_info_json(meta: SessionMetadata) -> dict[str, Any]:
+    """Return the JSON form of a session for reading commands: with its key and lineage.
+
+    ``key`` is the external key (``None``: none); ``forked_from`` and
+    ``forked_at`` name the session and the entry a fork was taken from.
+    """
+    return {
+        **session_json(meta),
+        "key": meta.key,
+        "forked_from": meta.forked_from,
+        "forked_at": meta.forked_at,
+    }
+
+
+def message_json(message: Message) -> dict[str, Any]:
+    """Return the JSON form of a message."""
+    return {
+        "id": message.id,
+        "role": message.type,
+        "timestamp": iso(message.timestamp),
+        "payload": message.payload,
     }
 
 
@@ -103,7 +127,11 @@ def checkpoint_labels(checkpoints: Iterable[Checkpoint]) -> dict[str, str]:
 
 
 def entry_text(entry: SessionEntry, labels: dict[str, str] | None = None) -> str:
-    """Return the readable content of an entry (checkpoints and restores name the checkpoint)."""
+    """Return the readable content of an entry.
+
+    Checkpoints and restores name the checkpoint; rewinds, pops and clears say
+    what they did to the branch; other entries show their data as JSON.
+    """
     if entry.type is EntryType.MESSAGE:
         return content_text(entry.data.get("payload", {}))
     checkpoint_id = str(entry.data.get("checkpoint_id"))
@@ -111,9 +139,29 @@ def entry_text(entry: SessionEntry, labels: dict[str, str] | None = None) -> str
     suffix = f" ({label})" if label else ""
     if entry.type is EntryType.CHECKPOINT:
         return f"{checkpoint_id}{suffix}"
-    if entry.data.get("event") == "restore":
+    event = entry.data.get("event")
+    if event == "restore":
         return f"to checkpoint {checkpoint_id}{suffix}"
+    if event == "rewind" and isinstance(entry.data.get("to"), str):
+        return f"back to entry {entry.data['to']}"
+    if event == "pop" and isinstance(entry.data.get("message_id"), str):
+        return f"took message {entry.data['message_id']} off the branch"
+    if event == "clear" and set(entry.data) == {"event"}:
+        return "emptied the branch: it starts again here"
     return json.dumps(entry.data, ensure_ascii=False, separators=(",", ":"))
+
+
+#: The mark of each event entry in a tree: leaf moves, pops and clears.
+EVENT_MARKERS = {"restore": "↺", "rewind": "↺", "pop": "↶", "clear": "∅"}
+
+
+def entry_marker(entry: SessionEntry) -> str:
+    """Return the one-character mark of an entry in a tree."""
+    if entry.type is EntryType.MESSAGE:
+        return "•"
+    if entry.type is EntryType.CHECKPOINT:
+        return "◆"
+    return EVENT_MARKERS.get(str(entry.data.get("event")), "·")
 
 
 def plural(count: int, noun: str, nouns: str | None = None) -> str:
@@ -156,7 +204,9 @@ def tree_lines(entries: list[SessionEntry], leaf: str | None) -> list[TreeLine]:
     """Lay out the entry tree: chains straight down, each fork's branches indented under it.
 
     Branches appear in the order they were started; the one holding the current
-    leaf is marked current. Iterative, so deeply forked sessions do not recurse.
+    leaf is marked current. A tree with several roots (a clear, or a pop of the
+    first message, starts the branch again from nothing) shows each root as a
+    branch. Iterative, so deeply forked sessions do not recurse.
     """
     known = {entry.id for entry in entries}
     children: dict[str | None, list[SessionEntry]] = {}
@@ -166,9 +216,22 @@ def tree_lines(entries: list[SessionEntry], leaf: str | None) -> list[TreeLine]:
     on_path = current_path(entries, leaf)
     lines: list[TreeLine] = []
     # Work to do: a branch header to print, or an entry to lay out with its chain.
-    stack: list[TreeLine | tuple[SessionEntry, str, int]] = [
-        (root, "", 0) for root in reversed(children.get(None, []))
-    ]
+    stack: list[TreeLine | tuple[SessionEntry, str, int]] = []
+
+    def branches(kids: list[SessionEntry], prefix: str, depth: int) -> None:
+        for number, kid in reversed(list(enumerate(kids, start=1))):
+            last = number == len(kids)
+            current = kid.id in on_path
+            label = f"branch {number}/{len(kids)}" + (" (current)" if current else "")
+            stack.append((kid, prefix + ("   " if last else "│  "), depth + 1))
+            head = prefix + ("└─ " if last else "├─ ")
+            stack.append(TreeLine(head, None, depth + 1, current, label))
+
+    roots = children.get(None, [])
+    if len(roots) == 1:
+        stack.append((roots[0], "", 0))
+    else:
+        branches(roots, "", 0)
     while stack:
         item = stack.pop()
         if isinstance(item, TreeLine):
@@ -181,20 +244,21 @@ def tree_lines(entries: list[SessionEntry], leaf: str | None) -> list[TreeLine]:
             if len(kids) != 1:
                 break
             node = kids[0]
-        for number, kid in reversed(list(enumerate(kids, start=1))):
-            last = number == len(kids)
-            current = kid.id in on_path
-            label = f"branch {number}/{len(kids)}" + (" (current)" if current else "")
-            stack.append((kid, prefix + ("   " if last else "│  "), depth + 1))
-            head = prefix + ("└─ " if last else "├─ ")
-            stack.append(TreeLine(head, None, depth + 1, current, label))
+        branches(kids, prefix, depth)
     return lines
 
 
 def tree_text(
-    lines: list[TreeLine], leaf: str | None, width: int, labels: dict[str, str] | None = None
+    lines: list[TreeLine],
+    leaf: str | None,
+    width: int,
+    labels: dict[str, str] | None = None,
+    notes: dict[str, list[str]] | None = None,
 ) -> Text:
-    """Return the rich text of a laid-out tree."""
+    """Return the rich text of a laid-out tree.
+
+    ``notes`` maps entry IDs to lines shown under the entry (where forks were taken).
+    """
     out = Text()
     for line in lines:
         style = "" if line.current else "dim"
@@ -203,11 +267,8 @@ def tree_text(
             out.append(line.label + "\n", style="bold cyan" if line.current else "cyan")
             continue
         entry = line.entry
-        marker = {"checkpoint": "◆", "metadata": "↺"}.get(entry.type.value, "•")
-        if entry.type is EntryType.METADATA and entry.data.get("event") != "restore":
-            marker = "·"
         out.append(line.prefix, style="dim")
-        out.append(f"{marker} {short(entry.id)} {when(entry.timestamp)} ", style=style)
+        out.append(f"{entry_marker(entry)} {short(entry.id)} {when(entry.timestamp)} ", style=style)
         out.append(f"{plain(entry_role(entry)):<10} ", style=("bold " + style).strip())
         text = plain(entry_text(entry, labels), lines=True)
         room = width - len(line.prefix) - 43 - (16 if entry.id == leaf else 0)
@@ -216,4 +277,7 @@ def tree_text(
         if entry.id == leaf:
             out.append("  ◀ current leaf", style="bold green")
         out.append("\n")
+        for note in (notes or {}).get(entry.id, []):
+            out.append(line.prefix, style="dim")
+            out.append(f"  ⑂ {plain(note)}\n", style="magenta")
     return out
