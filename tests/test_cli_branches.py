@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import sessions_db as sdb
-from sessions_db.cli import EXIT_NOT_FOUND, EXIT_USAGE
+from sessions_db.cli import EXIT_CONFLICT, EXIT_NOT_FOUND, EXIT_USAGE
 
 from .test_cli import UNKNOWN, as_json, invoke, one_error_line, run
 
@@ -535,3 +535,36 @@ def test_export_and_import_keep_cleared_and_popped_sessions(store_url: str, tmp_
         assert [m.payload["content"] for m in mgr.get(popped.id).get_messages()] == ["again"]
         mgr.get(cleared.id).restore(checkpoint.id)  # its checksum verifies
         assert [m.payload["content"] for m in mgr.get(cleared.id).get_messages()] == ["a", "b"]
+
+
+def test_export_and_import_keep_keys_and_lineage(store_url: str, tmp_path: Path) -> None:
+    with sdb.connect(store_url) as mgr:
+        keyed = mgr.create("support", user_id="ann", key="thread:7/ü")
+        keyed.append_messages([sdb.Message.new("user", {"content": c}) for c in ("a", "b")])
+        fork = keyed.fork()
+        stored = {s.id: mgr.backend.load_session(s.id) for s in (keyed, fork)}
+    dump = tmp_path / "keyed.jsonl"
+    assert invoke("export", "--all", "-o", str(dump), url=store_url).exit_code == 0
+    # Into the same store: the sessions are there (conflict), and nothing changes.
+    again = invoke("import", str(dump), url=store_url)
+    assert again.exit_code == EXIT_CONFLICT
+    with sdb.connect(store_url) as mgr:
+        for session_id in stored:
+            mgr.delete(session_id)
+        squatter = mgr.create("support", key="thread:7/ü")
+    # The key is taken by another session now: a conflict, and that session stays.
+    taken = invoke("import", str(dump), url=store_url)
+    assert taken.exit_code == EXIT_CONFLICT
+    with sdb.connect(store_url) as mgr:
+        assert mgr.get_by_key("support", "thread:7/ü").id == squatter.id
+        with pytest.raises(sdb.SessionNotFoundError):
+            mgr.get(keyed.id)  # refused whole; the import goes on session by session
+        mgr.delete(squatter.id)
+        mgr.delete(fork.id)
+    imported = invoke("import", str(dump), url=store_url)
+    assert imported.exit_code == 0, imported.stderr
+    with sdb.connect(store_url) as mgr:
+        for session_id, meta in stored.items():
+            assert mgr.backend.load_session(session_id) == meta
+        assert mgr.get_by_key("support", "thread:7/ü").id == keyed.id
+        assert mgr.get(fork.id).info().forked_from == keyed.id

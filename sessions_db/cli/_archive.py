@@ -215,7 +215,17 @@ def verify_checkpoints(
     return problems
 
 
-_COMPARED = ("agent_name", "user_id", "created_at", "updated_at", "message_count", "current_leaf")
+_COMPARED = (
+    "agent_name",
+    "user_id",
+    "created_at",
+    "updated_at",
+    "message_count",
+    "current_leaf",
+    "key",
+    "forked_from",
+    "forked_at",
+)
 
 
 class _Mismatched(Exception):  # noqa: N818 - a signal inside this module, not an error

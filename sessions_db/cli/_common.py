@@ -25,6 +25,7 @@ from ..errors import (
     ChecksumMismatchError,
     ConfigurationError,
     DuplicateEntryError,
+    DuplicateKeyError,
     EntryNotFoundError,
     InvalidArgumentError,
     InvalidIDError,
@@ -80,7 +81,7 @@ def exit_code(error: SessionsDBError) -> int:
         return EXIT_SCHEMA
     if isinstance(error, ChecksumMismatchError):
         return EXIT_MISMATCH
-    if isinstance(error, DuplicateEntryError):
+    if isinstance(error, DuplicateEntryError | DuplicateKeyError):
         return EXIT_CONFLICT
     if isinstance(error, ConfigurationError | InvalidIDError | InvalidArgumentError):
         return EXIT_USAGE

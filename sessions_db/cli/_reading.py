@@ -81,6 +81,12 @@ def parse_session(data: Any) -> SessionMetadata:
     payload.check(meta.metadata, "metadata")
     if meta.current_leaf is not None:
         ids.entry_id(meta.current_leaf)
+    if meta.key is not None:
+        ids.session_key(meta.key)
+    if meta.forked_from is not None:
+        ids.session_id(meta.forked_from)
+    if meta.forked_at is not None:
+        ids.entry_id(meta.forked_at)
     if meta.message_count < 0:
         raise PayloadError(f"session {meta.id}: message_count must not be negative")
     return meta.model_copy(

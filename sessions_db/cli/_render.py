@@ -19,8 +19,12 @@ def plain_text(text: str, *, lines: bool = False, style: str = "") -> Text:
 
 
 def session_json(meta: SessionMetadata) -> dict[str, Any]:
-    """Return the JSON form of a session's metadata."""
-    return {
+    """Return the JSON form of a session's metadata (also the export's session record).
+
+    ``key``, ``forked_from`` and ``forked_at`` are there only when the session
+    has them, so that an export of sessions without them reads as before.
+    """
+    record: dict[str, Any] = {
         "id": meta.id,
         "agent_name": meta.agent_name,
         "user_id": meta.user_id,
@@ -30,6 +34,11 @@ def session_json(meta: SessionMetadata) -> dict[str, Any]:
         "current_leaf": meta.current_leaf,
         "metadata": meta.metadata,
     }
+    for name in ("key", "forked_from", "forked_at"):
+        value = getattr(meta, name)
+        if value is not None:
+            record[name] = value
+    return record
 
 
 def session_info_json(meta: SessionMetadata) -> dict[str, Any]:
