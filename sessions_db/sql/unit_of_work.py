@@ -94,6 +94,22 @@ class SQLUnitOfWork(UnitOfWork):
         self._erased = False
         self._savepoint: NestedTransaction | None = None
 
+    @property
+    def dialect(self) -> str:
+        """``"postgresql"`` or ``"sqlite"``."""
+        return self._dialect
+
+    def execute(self, statement: Executable, params: Any = None) -> Result:
+        """Run a statement of the caller's in the unit's transaction; return its result.
+
+        For the adapters that keep tables of their own next to the sessions
+        (modelled in :mod:`sessions_db.models`) and change them in the same
+        transaction as a session. The transaction is begun first if need be;
+        the store's schema applies (``schema_translate_map``), and driver
+        errors become sessions_db errors, as for the unit's own statements.
+        """
+        return self._run(statement, params)
+
     # -- the transaction ----------------------------------------------------------
 
     def begin(self) -> None:
