@@ -1,26 +1,31 @@
-"""Where the Google ADK session service keeps app- and user-scoped state.
+"""How the Google ADK session service keeps sessions and state on each kind of store.
 
 ADK shares ``app:`` keys among all sessions of an app and ``user:`` keys among
-a user's sessions of the app. An event's change of them is applied with the
-event itself:
+a user's sessions of the app; the other keys (but ``temp:``) are the session's.
+An event's change of them is applied with the event itself:
 
-* **SQL stores** keep them in the tables of
-  :class:`~sessions_db.models.AdkAppStateRow` and
-  :class:`~sessions_db.models.AdkUserStateRow`, changed in the transaction that
-  appends the event (PostgreSQL merges with ``jsonb ||``; SQLite reads and
-  writes inside its write transaction, which excludes every other writer).
+* **SQL stores** keep a session's state in its metadata (``adk_state``, with
+  ``adk_last_update_time`` and ``adk_applied``, the last event applied) and the
+  shared state in the tables of :class:`~sessions_db.models.AdkAppStateRow` and
+  :class:`~sessions_db.models.AdkUserStateRow`, all changed in the transaction
+  that appends the event (PostgreSQL merges with ``jsonb ||``, server-side;
+  SQLite reads and writes inside its write transaction, which excludes every
+  other writer). A session is read with its state in one query.
 * **The file store** cannot write two files atomically: there the event entry,
-  which carries its state delta, is the record of truth, and the state files
-  (``<base>/<app>/adk/app.json``, and ``<base>/<app>/users/<user hash>.adk.json``
-  for each user) follow it. A change is made under the lock of the app's
-  ``adk`` directory: first an *intent* (``adk/intent.json``: the session, the
-  event's entry and the fingerprint of its payload, and the deltas) is written
-  durably, then the event is appended, then the state files are rewritten, then
-  the intent is removed. A writer that dies part way leaves the intent, and the
-  next reader or writer of the app's state applies it exactly when the event is
-  in the session (its stored payload has the recorded fingerprint), and drops
-  it otherwise. So the state files always hold every change whose event is
-  stored, by the time anyone reads them.
+  which carries its state delta, is the record of truth, and the rest follows
+  it. The session's metadata line is written right after its event, under the
+  session's lock; if a crash comes between, the session's state is completed
+  from the entries after the last one its metadata names, on every read, until
+  the next append writes it. The shared state lives in
+  ``<base>/<app>/adk/app.json`` and ``<base>/<app>/users/<user hash>.adk.json``.
+  A change of it is made under the lock of the app's ``adk`` directory: first an
+  *intent* (``adk/intent.json``: the session, the event's entry and the
+  fingerprint of its payload, and the deltas) is written durably, then the event
+  is appended, then the state files are rewritten, then the intent is removed.
+  A writer that dies part way leaves the intent, and the next reader or writer
+  of the app's state applies it exactly when the event is in the session (its
+  stored payload has the recorded fingerprint), and drops it otherwise. So a
+  read always sees the change of every stored event.
 
 Nothing here imports ADK.
 """
@@ -31,13 +36,13 @@ import hashlib
 import json
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Text, bindparam, cast, select
+from sqlalchemy import Text, bindparam, cast, func, select, type_coerce, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -55,11 +60,31 @@ from ..file import durable, paths
 from ..file.backend import FileBackend
 from ..file.locking import locked
 from ..file.paths import opened
-from ..models import AdkAppStateRow, AdkUserStateRow
+from ..models import AdkAppStateRow, AdkUserStateRow, Base, SessionRow
 from ..sql.unit_of_work import SQLUnitOfWork
 from ..storage import BranchQuery, UnitOfWork
+from ..types import EntryType, SessionEntry, SessionMetadata
 
-__all__ = ["Change", "FileScopes", "Recorder", "SQLScopes", "Scopes", "fingerprint"]
+__all__ = [
+    "APPLIED_KEY",
+    "STATE_KEY",
+    "TIME_KEY",
+    "AdkStore",
+    "Deltas",
+    "FileAdkStore",
+    "Located",
+    "SQLAdkStore",
+    "fingerprint",
+]
+
+#: The session metadata keys: session-scoped state, its exact update time (a float),
+#: and the entry of the last event whose delta the state holds.
+STATE_KEY = "adk_state"
+TIME_KEY = "adk_last_update_time"
+APPLIED_KEY = "adk_applied"
+
+#: ADK's scope prefixes (``google.adk.sessions.state.State``).
+APP_PREFIX, USER_PREFIX, TEMP_PREFIX = "app:", "user:", "temp:"
 
 #: The file store's directory of an app's ADK state, in the app's agent directory.
 ADK_DIR = "adk"
@@ -68,7 +93,7 @@ INTENT_FILE = "intent.json"
 #: The name of a user's state file in the agent's ``users`` directory (after the user hash).
 USER_FILE = "adk.json"
 
-#: The errors a store raises before it writes anything (so an intent can go).
+#: The errors a store raises before it writes anything (so that an intent can go).
 NOTHING_WRITTEN = (
     SessionNotFoundError,
     EntryNotFoundError,
@@ -81,69 +106,128 @@ NOTHING_WRITTEN = (
 
 _DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
 
+State = dict[str, Any]
+
 
 def fingerprint(value: dict[str, Any]) -> str:
     """Return the SHA-256 of a payload's canonical JSON (the same from every store)."""
     return hashlib.sha256(payload.canonical(value).encode("utf-8")).hexdigest()
 
 
+def session_metadata(state: State, last_update_time: float) -> dict[str, Any]:
+    """Return the metadata of a new ADK session."""
+    return {STATE_KEY: state, TIME_KEY: last_update_time, APPLIED_KEY: None}
+
+
+def _fields(metadata: dict[str, Any]) -> tuple[State, float, str | None]:
+    """Return the session state, update time and last applied entry kept in metadata."""
+    state = metadata.get(STATE_KEY)
+    updated = metadata.get(TIME_KEY)
+    applied = metadata.get(APPLIED_KEY)
+    return (
+        dict(state) if isinstance(state, dict) else {},
+        float(updated) if isinstance(updated, int | float) else 0.0,
+        applied if isinstance(applied, str) else None,
+    )
+
+
+def session_delta(delta: dict[str, Any]) -> State:
+    """Return the session-scoped keys of a stored event's ``state_delta``."""
+    return {
+        key: value
+        for key, value in delta.items()
+        if not key.startswith((APP_PREFIX, USER_PREFIX, TEMP_PREFIX))
+    }
+
+
 @dataclass(frozen=True, slots=True)
-class Change:
-    """A change of app and user state, and the stored record it comes with.
+class Deltas:
+    """An event's (or a creation's) state delta, split by scope, without prefixes."""
 
-    ``entry_id`` is the event's entry in the session (with ``fingerprint``, the
-    fingerprint of its stored payload); ``None`` for the creation of the session.
-    """
+    session: State = field(default_factory=dict)
+    app: State = field(default_factory=dict)
+    user: State = field(default_factory=dict)
 
-    session_id: str
-    entry_id: str | None
-    fingerprint: str | None
-    user_id: str
-    app: dict[str, Any] = field(default_factory=dict)
-    user: dict[str, Any] = field(default_factory=dict)
-
-    def __bool__(self) -> bool:
-        """Whether the change changes anything."""
+    @property
+    def shared(self) -> bool:
+        """Whether the delta changes app or user state."""
         return bool(self.app or self.user)
 
 
-class Recorder(ABC):
-    """Records one change of state, inside :meth:`Scopes.changing`."""
+@dataclass(frozen=True, slots=True)
+class Located:
+    """A stored ADK session: its sessions_db ID, its state in each scope, its update time."""
 
-    @abstractmethod
-    def intend(self, change: Change) -> None:
-        """Say what is about to be stored (before the session is written)."""
-
-    @abstractmethod
-    def apply(self, change: Change, now: datetime) -> None:
-        """Apply the change (after the session is written)."""
+    session_id: str
+    state: State
+    last_update_time: float
+    app: State
+    user: State
 
 
-class Scopes(ABC):
-    """App and user state of ADK sessions, read and changed in a unit of work."""
+class AdkStore(ABC):
+    """ADK sessions and their state on one kind of store, in a unit of work.
 
-    #: Whether a session's own state is written in one transaction with its
-    #: events (else it may lag behind them after a crash; see the module).
-    atomic: bool = True
+    Keeps a cache of the sessions_db ID of each session it found (a session's
+    key never changes, and a deleted one is looked up again).
+    """
 
-    @abstractmethod
-    def read(
-        self, uow: UnitOfWork, app: str, users: Collection[str]
-    ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-        """Return the app's state and the state of each of ``users`` that has one."""
+    def __init__(self) -> None:
+        self._ids: dict[tuple[str, str], str] = {}
 
-    @abstractmethod
-    def changing(self, uow: UnitOfWork, app: str) -> AbstractContextManager[Recorder]:
-        """Hold the app's state for a change; yield the recorder of the change."""
+    def forget(self, agent: str, key: str) -> None:
+        """Drop the cached ID of a session (it was deleted)."""
+        self._ids.pop((agent, key), None)
 
     def begin_read(self, uow: UnitOfWork) -> None:  # noqa: B027 - most stores need nothing
         """Make the reads that follow one consistent snapshot where that costs nothing."""
 
+    @abstractmethod
+    def find(self, uow: UnitOfWork, agent: str, key: str, user_id: str) -> Located | None:
+        """Return the session with the agent's ``key`` and its merged scopes, or ``None``."""
+
+    @abstractmethod
+    def session_state(self, uow: UnitOfWork, meta: SessionMetadata) -> tuple[State, float]:
+        """Return the session state and the exact update time of a listed session."""
+
+    @abstractmethod
+    def read(
+        self, uow: UnitOfWork, app: str, users: Collection[str]
+    ) -> tuple[State, dict[str, State]]:
+        """Return the app's state and the state of each of ``users`` that has one."""
+
+    @abstractmethod
+    def create(
+        self, uow: UnitOfWork, meta: SessionMetadata, user_id: str, deltas: Deltas, now: datetime
+    ) -> tuple[State, State]:
+        """Store a new session and its shared deltas; return the app and user state after.
+
+        ``DuplicateKeyError`` if the agent has a session with its key.
+        """
+
+    @abstractmethod
+    def append(
+        self,
+        uow: UnitOfWork,
+        agent: str,
+        key: str,
+        user_id: str,
+        entry: SessionEntry,
+        deltas: Deltas,
+        timestamp: float,
+        now: datetime,
+    ) -> str:
+        """Append the event's entry with its deltas; return the session's sessions_db ID.
+
+        ``SessionNotFoundError`` if the session is not stored.
+        """
+
 
 # -- SQL ---------------------------------------------------------------------------
 
-APP_STATE = AdkAppStateRow.__table__
-USER_STATE = AdkUserStateRow.__table__
+APP_STATE = Base.metadata.tables[AdkAppStateRow.__tablename__]
+USER_STATE = Base.metadata.tables[AdkUserStateRow.__tablename__]
+SESSIONS = Base.metadata.tables[SessionRow.__tablename__]
 
 
 def _sql(uow: UnitOfWork) -> SQLUnitOfWork:
@@ -152,10 +236,44 @@ def _sql(uow: UnitOfWork) -> SQLUnitOfWork:
     return uow
 
 
-class SQLScopes(Scopes):
-    """The state tables, changed in the unit's transaction."""
+def _jsonb(name: str) -> Any:
+    return cast(bindparam(name, type_=Text), JSONB)
 
-    atomic = True
+
+def _find_statement() -> Any:
+    """Return the query of a session by key, with its app's and user's state."""
+    s, a, u = SESSIONS.c, APP_STATE.c, USER_STATE.c
+    app = select(a.state).where(a.agent_name == bindparam("agent")).scalar_subquery()
+    user = (
+        select(u.state)
+        .where(u.agent_name == bindparam("agent"), u.user_id == bindparam("user"))
+        .scalar_subquery()
+    )
+    return select(s.id, s.metadata, app.label("app"), user.label("user")).where(
+        s.agent_name == bindparam("agent"), s.key == bindparam("key")
+    )
+
+
+def _pg_session_update() -> Any:
+    """Set an appended event's session state, server-side (the row is already locked)."""
+    stored = type_coerce(SESSIONS.c.metadata, JSONB)
+    state = func.coalesce(stored.op("->")(STATE_KEY), cast("{}", JSONB)).op("||")(_jsonb("delta"))
+    changes = func.jsonb_build_object(
+        STATE_KEY, state, TIME_KEY, _jsonb("time"), APPLIED_KEY, _jsonb("entry")
+    )
+    return (
+        update(SESSIONS)
+        .where(SESSIONS.c.id == bindparam("sid"))
+        .values({SESSIONS.c.metadata: stored.op("||")(changes)})
+    )
+
+
+FIND = _find_statement()
+PG_SESSION_UPDATE = _pg_session_update()
+
+
+class SQLAdkStore(AdkStore):
+    """PostgreSQL and SQLite: everything of an append in its transaction (see the module)."""
 
     def begin_read(self, uow: UnitOfWork) -> None:
         """On SQLite, one read transaction (a snapshot of the WAL); PostgreSQL reads as it goes."""
@@ -163,15 +281,30 @@ class SQLScopes(Scopes):
         if sql.dialect == "sqlite":
             sql.begin()
 
+    def find(self, uow: UnitOfWork, agent: str, key: str, user_id: str) -> Located | None:
+        """Read the session and both shared states in one query."""
+        params = {"agent": agent, "key": key, "user": user_id}
+        row = _sql(uow).execute(FIND, params).first()
+        if row is None:
+            return None
+        self._ids[(agent, key)] = row.id
+        state, updated, _ = _fields(row.metadata)
+        return Located(row.id, state, updated, dict(row.app or {}), dict(row.user or {}))
+
+    def session_state(self, uow: UnitOfWork, meta: SessionMetadata) -> tuple[State, float]:
+        """Return the state in the metadata: current (one transaction with the events)."""
+        state, updated, _ = _fields(meta.metadata)
+        return state, updated
+
     def read(
         self, uow: UnitOfWork, app: str, users: Collection[str]
-    ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-        """Read the app's row and the users' rows (one query each)."""
+    ) -> tuple[State, dict[str, State]]:
+        """Read the app's row and the users' rows."""
         sql = _sql(uow)
         a, u = APP_STATE.c, USER_STATE.c
         row = sql.execute(select(a.state).where(a.agent_name == app)).first()
-        app_state: dict[str, Any] = dict(row.state) if row is not None else {}
-        found: dict[str, dict[str, Any]] = {}
+        app_state: State = dict(row.state) if row is not None else {}
+        found: dict[str, State] = {}
         if users:
             stmt = select(u.user_id, u.state).where(
                 u.agent_name == app, u.user_id.in_(sorted(set(users)))
@@ -179,56 +312,106 @@ class SQLScopes(Scopes):
             found = {r.user_id: dict(r.state) for r in sql.execute(stmt)}
         return app_state, found
 
-    @contextmanager
-    def changing(self, uow: UnitOfWork, app: str) -> Iterator[Recorder]:
-        """Nothing to hold: the rows are locked by the upserts, in the unit's transaction."""
-        yield _SQLRecorder(_sql(uow), app)
+    def create(
+        self, uow: UnitOfWork, meta: SessionMetadata, user_id: str, deltas: Deltas, now: datetime
+    ) -> tuple[State, State]:
+        """Insert the session and merge the shared deltas, in the unit's transaction."""
+        sql = _sql(uow)
+        sql.begin()
+        sql.save_session(meta)
+        self._merge_shared(sql, meta.agent_name, user_id, deltas, now)
+        assert meta.key is not None
+        self._ids[(meta.agent_name, meta.key)] = meta.id
+        app_state, users = self.read(sql, meta.agent_name, [user_id])
+        return app_state, users.get(user_id, {})
 
+    def append(
+        self,
+        uow: UnitOfWork,
+        agent: str,
+        key: str,
+        user_id: str,
+        entry: SessionEntry,
+        deltas: Deltas,
+        timestamp: float,
+        now: datetime,
+    ) -> str:
+        """Append (locking the session), set its state, merge the shared deltas."""
+        sql = _sql(uow)
+        sql.begin()
+        session_id = self._ids.get((agent, key))
+        for retry in (False, True):
+            if session_id is None:
+                session_id = sql.load_session_by_key(agent, key).id
+            try:
+                sql.append_entries(session_id, [entry], updated_at=now)
+                break
+            except SessionNotFoundError:  # deleted since it was cached: look it up again
+                self.forget(agent, key)
+                if retry:
+                    raise
+                session_id = None
+        assert session_id is not None
+        self._ids[(agent, key)] = session_id
+        self._set_session_state(sql, session_id, deltas.session, timestamp, entry.id)
+        self._merge_shared(sql, agent, user_id, deltas, now)
+        return session_id
 
-class _SQLRecorder(Recorder):
-    def __init__(self, sql: SQLUnitOfWork, app: str) -> None:
-        self._sql = sql
-        self._app = app
+    def _set_session_state(
+        self, sql: SQLUnitOfWork, session_id: str, delta: State, timestamp: float, entry_id: str
+    ) -> None:
+        if sql.dialect == "postgresql":
+            params = {
+                "sid": session_id,
+                "delta": payload.dumps(delta),
+                "time": payload.dumps(timestamp),
+                "entry": payload.dumps(entry_id),
+            }
+            sql.execute(PG_SESSION_UPDATE, params)
+            return
+        # SQLite: the unit holds the database's write lock.
+        row = sql.execute(select(SESSIONS.c.metadata).where(SESSIONS.c.id == session_id)).one()
+        metadata = dict(row.metadata)
+        state, _, _ = _fields(metadata)
+        metadata.update({STATE_KEY: {**state, **delta}, TIME_KEY: timestamp, APPLIED_KEY: entry_id})
+        text = bindparam(None, payload.dumps(metadata), type_=Text)
+        sql.execute(update(SESSIONS).where(SESSIONS.c.id == session_id).values(metadata=text))
 
-    def intend(self, change: Change) -> None:
-        pass  # one transaction: nothing to announce
+    def _merge_shared(
+        self, sql: SQLUnitOfWork, agent: str, user_id: str, deltas: Deltas, now: datetime
+    ) -> None:
+        if deltas.app:
+            self._merge(sql, APP_STATE, {"agent_name": agent}, deltas.app, now)
+        if deltas.user:
+            keys = {"agent_name": agent, "user_id": user_id}
+            self._merge(sql, USER_STATE, keys, deltas.user, now)
 
-    def apply(self, change: Change, now: datetime) -> None:
-        if change.app:
-            self._merge(APP_STATE, {"agent_name": self._app}, change.app, now)
-        if change.user:
-            keys = {"agent_name": self._app, "user_id": change.user_id}
-            self._merge(USER_STATE, keys, change.user, now)
-
+    @staticmethod
     def _merge(
-        self, table: Any, keys: dict[str, str], delta: dict[str, Any], now: datetime
+        sql: SQLUnitOfWork, table: Any, keys: dict[str, str], delta: State, now: datetime
     ) -> None:
         """Insert the row, or set each key of ``delta`` in its state (a shallow merge)."""
-        text = payload.dumps(payload.check(delta, "state delta"))
-        if self._sql.dialect == "postgresql":
-            ins = postgresql.insert(table).values(
-                **keys, state=cast(bindparam(None, text, type_=Text), JSONB), updated_at=now
+        if sql.dialect == "postgresql":
+            text = bindparam(None, payload.dumps(delta), type_=Text)
+            ins = postgresql.insert(table).values(**keys, state=cast(text, JSONB), updated_at=now)
+            sql.execute(
+                ins.on_conflict_do_update(
+                    index_elements=list(keys),
+                    set_={
+                        # jsonb || jsonb: the right side's keys replace the left's, at
+                        # the top level only, and a null is stored, as dict.update does.
+                        "state": table.c.state.op("||")(ins.excluded.state),
+                        "updated_at": ins.excluded.updated_at,
+                    },
+                )
             )
-            stmt = ins.on_conflict_do_update(
-                index_elements=list(keys),
-                set_={
-                    # jsonb || jsonb: the right side's keys replace the left's, at the
-                    # top level only, and a null is stored, as ADK's dict.update does.
-                    "state": table.c.state.op("||")(ins.excluded.state),
-                    "updated_at": ins.excluded.updated_at,
-                },
-            )
-            self._sql.execute(stmt)
             return
-        # SQLite: the unit holds the database's write lock, so read, merge, write.
         where = [table.c[name] == value for name, value in keys.items()]
-        row = self._sql.execute(select(table.c.state).where(*where)).first()
+        row = sql.execute(select(table.c.state).where(*where)).first()
         merged = {**(row.state if row is not None else {}), **delta}
-        text = payload.dumps(merged)
-        ins_sqlite = sqlite.insert(table).values(
-            **keys, state=bindparam(None, text, type_=Text), updated_at=now
-        )
-        self._sql.execute(
+        text = bindparam(None, payload.dumps(merged), type_=Text)
+        ins_sqlite = sqlite.insert(table).values(**keys, state=text, updated_at=now)
+        sql.execute(
             ins_sqlite.on_conflict_do_update(
                 index_elements=list(keys),
                 set_={"state": ins_sqlite.excluded.state, "updated_at": now},
@@ -239,13 +422,159 @@ class _SQLRecorder(Recorder):
 # -- the file store ----------------------------------------------------------------
 
 
-class FileScopes(Scopes):
-    """State files next to the app's sessions, following the events (see the module)."""
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A change of shared state, and the stored record it comes with (an intent).
 
-    atomic = False
+    ``entry_id`` is the event's entry in the session (``fingerprint``: that of its
+    stored payload); ``None`` for the creation of the session.
+    """
+
+    session_id: str
+    entry_id: str | None
+    fingerprint: str | None
+    user_id: str
+    app: State
+    user: State
+
+
+class FileAdkStore(AdkStore):
+    """The file store: the entries are the record of truth (see the module)."""
 
     def __init__(self, backend: FileBackend) -> None:
+        super().__init__()
         self._backend = backend
+
+    # -- sessions ---------------------------------------------------------------------
+
+    def _lookup(self, uow: UnitOfWork, agent: str, key: str) -> SessionMetadata | None:
+        cached = self._ids.get((agent, key))
+        if cached is not None:
+            try:
+                meta = uow.load_session(cached)
+            except SessionNotFoundError:
+                self.forget(agent, key)
+            else:
+                if meta.key == key:
+                    return meta
+        try:
+            meta = uow.load_session_by_key(agent, key)
+        except SessionNotFoundError:
+            return None
+        self._ids[(agent, key)] = meta.id
+        return meta
+
+    def find(self, uow: UnitOfWork, agent: str, key: str, user_id: str) -> Located | None:
+        """Find the session (cached ID, else a scan of the agent's sessions) and its state."""
+        meta = self._lookup(uow, agent, key)
+        if meta is None:
+            return None
+        state, updated = self.session_state(uow, meta)
+        app_state, users = self.read(uow, agent, [user_id])
+        return Located(meta.id, state, updated, app_state, users.get(user_id, {}))
+
+    def session_state(self, uow: UnitOfWork, meta: SessionMetadata) -> tuple[State, float]:
+        """Return the state in the metadata, completed from the entries appended after it."""
+        state, updated, applied = _fields(meta.metadata)
+        if meta.current_leaf is None or meta.current_leaf == applied:
+            return state, updated
+        entries = uow.load_entries(meta.id)
+        start = 0
+        for index, entry in enumerate(entries):
+            if entry.id == applied:
+                start = index + 1
+        for entry in entries[start:]:
+            if entry.type is not EntryType.MESSAGE:
+                continue
+            event = entry.data.get("payload") or {}
+            actions = event.get("actions") or {}
+            state.update(session_delta(actions.get("state_delta") or {}))
+            timestamp = event.get("timestamp")
+            if isinstance(timestamp, int | float):
+                updated = float(timestamp)
+        return state, updated
+
+    def create(
+        self, uow: UnitOfWork, meta: SessionMetadata, user_id: str, deltas: Deltas, now: datetime
+    ) -> tuple[State, State]:
+        """Create the session file; the shared deltas through an intent."""
+        assert meta.key is not None
+        change = Change(meta.id, None, None, user_id, deltas.app, deltas.user)
+        if deltas.shared:
+            with self._changing(meta.agent_name) as recorder:
+                recorder.intend(change)
+                uow.save_session(meta)
+                recorder.apply(change)
+        else:
+            uow.save_session(meta)
+        self._ids[(meta.agent_name, meta.key)] = meta.id
+        app_state, users = self.read(uow, meta.agent_name, [user_id])
+        return app_state, users.get(user_id, {})
+
+    def append(
+        self,
+        uow: UnitOfWork,
+        agent: str,
+        key: str,
+        user_id: str,
+        entry: SessionEntry,
+        deltas: Deltas,
+        timestamp: float,
+        now: datetime,
+    ) -> str:
+        """Lock the session, append the entry, then write its metadata and the shared state."""
+        if not deltas.shared:
+            return self._append(uow, agent, key, user_id, entry, deltas, timestamp, now, None)
+        with self._changing(agent) as recorder:
+            return self._append(uow, agent, key, user_id, entry, deltas, timestamp, now, recorder)
+
+    def _append(
+        self,
+        uow: UnitOfWork,
+        agent: str,
+        key: str,
+        user_id: str,
+        entry: SessionEntry,
+        deltas: Deltas,
+        timestamp: float,
+        now: datetime,
+        recorder: _Recorder | None,
+    ) -> str:
+        meta = self._lock(uow, agent, key)
+        state, _ = self.session_state(uow, meta)
+        change = Change(
+            meta.id, entry.id, fingerprint(entry.data["payload"]), user_id, deltas.app, deltas.user
+        )
+        if recorder is not None:
+            recorder.intend(change)
+        uow.append_entries(meta.id, [entry], updated_at=now)
+        metadata = {
+            **meta.metadata,
+            STATE_KEY: {**state, **deltas.session},
+            TIME_KEY: timestamp,
+            APPLIED_KEY: entry.id,
+        }
+        uow.save_session(meta.model_copy(update={"metadata": metadata}))
+        if recorder is not None:
+            recorder.apply(change)
+        return meta.id
+
+    def _lock(self, uow: UnitOfWork, agent: str, key: str) -> SessionMetadata:
+        """Hold the session's file against other writers; return it as it is now."""
+        for _ in range(2):
+            meta = self._lookup(uow, agent, key)
+            if meta is None:
+                break
+            try:
+                uow.lock_session(meta.id)
+                meta = uow.load_session(meta.id)
+            except SessionNotFoundError:  # deleted meanwhile
+                self.forget(agent, key)
+                continue
+            return meta
+        raise SessionNotFoundError("no such session")
+
+    # -- shared state -----------------------------------------------------------------
 
     @contextmanager
     def _dir(self, parent_fd: int, name: str, *, create: bool) -> Iterator[int | None]:
@@ -267,7 +596,7 @@ class FileScopes(Scopes):
 
     def read(
         self, uow: UnitOfWork, app: str, users: Collection[str]
-    ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    ) -> tuple[State, dict[str, State]]:
         """Read the state files (after applying a change a dead writer left, if any)."""
         with self._app_dir(app, create=False) as app_fd:
             if app_fd is None:
@@ -283,7 +612,7 @@ class FileScopes(Scopes):
                     return self._load(app_fd, adk_fd, users)
 
     @contextmanager
-    def changing(self, uow: UnitOfWork, app: str) -> Iterator[Recorder]:
+    def _changing(self, app: str) -> Iterator[_Recorder]:
         """Hold the app's ``adk`` directory lock (a dead writer's change is applied first)."""
         with self._app_dir(app, create=True) as app_fd:
             assert app_fd is not None
@@ -291,21 +620,21 @@ class FileScopes(Scopes):
                 assert adk_fd is not None
                 with locked(adk_fd):
                     self._recover(app_fd, adk_fd)
-                    recorder = _FileRecorder(app_fd, adk_fd)
+                    recorder = _Recorder(app_fd, adk_fd)
                     try:
                         yield recorder
                     except NOTHING_WRITTEN:
-                        # Refused before anything was stored: the intent goes (an
-                        # intent left for an event already stored under the same
-                        # ID would apply its deltas a second time, later).
+                        # Refused before anything was stored: the intent goes (left, an
+                        # intent for an event already stored under the same ID would
+                        # apply its deltas again, later).
                         recorder.forget()
                         raise
 
     def _load(
         self, app_fd: int, adk_fd: int, users: Collection[str]
-    ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    ) -> tuple[State, dict[str, State]]:
         app_state = _read_state(adk_fd, APP_FILE)
-        found: dict[str, dict[str, Any]] = {}
+        found: dict[str, State] = {}
         if users:
             with self._dir(app_fd, paths.USERS, create=False) as users_fd:
                 if users_fd is not None:
@@ -321,9 +650,9 @@ class FileScopes(Scopes):
         if raw is None:
             return
         try:
-            change = Change(**json.loads(raw))
+            change: Change | None = Change(**json.loads(raw))
         except (ValueError, TypeError):
-            change = None  # torn by a crash before its rename: nothing was written after it
+            change = None  # cannot be: the intent is renamed into place whole
         if change is not None and self._stored(change):
             _apply(app_fd, adk_fd, change)
         os.unlink(INTENT_FILE, dir_fd=adk_fd)
@@ -335,7 +664,7 @@ class FileScopes(Scopes):
             if change.entry_id is None:
                 self._backend.load_session(change.session_id)
                 return True
-            found = self._backend.load_branch(
+            found: Sequence[SessionEntry] = self._backend.load_branch(
                 change.session_id, BranchQuery(leaf=change.entry_id, limit=1)
             )
         except (SessionNotFoundError, EntryNotFoundError):
@@ -343,7 +672,9 @@ class FileScopes(Scopes):
         return bool(found) and fingerprint(found[-1].data.get("payload", {})) == change.fingerprint
 
 
-class _FileRecorder(Recorder):
+class _Recorder:
+    """Writes the intent of a change, then the change (under the ``adk`` lock)."""
+
     def __init__(self, app_fd: int, adk_fd: int) -> None:
         self._app_fd = app_fd
         self._adk_fd = adk_fd
@@ -353,7 +684,7 @@ class _FileRecorder(Recorder):
         durable.replace(self._adk_fd, INTENT_FILE, json.dumps(asdict(change)).encode("utf-8"))
         self._intended = True
 
-    def apply(self, change: Change, now: datetime) -> None:
+    def apply(self, change: Change) -> None:
         _apply(self._app_fd, self._adk_fd, change)
         self.forget()
 
@@ -376,7 +707,7 @@ def _apply(app_fd: int, adk_fd: int, change: Change) -> None:
             _merge(users_fd, paths.user_file(change.user_id, USER_FILE), change.user)
 
 
-def _merge(dir_fd: int, name: str, delta: dict[str, Any]) -> None:
+def _merge(dir_fd: int, name: str, delta: State) -> None:
     state = {**_read_state(dir_fd, name), **delta}
     durable.replace(dir_fd, name, payload.dumps({"state": state}).encode("utf-8"))
 
@@ -393,7 +724,7 @@ def _read(dir_fd: int, name: str) -> bytes | None:
     return b"".join(chunks)
 
 
-def _read_state(dir_fd: int, name: str) -> dict[str, Any]:
+def _read_state(dir_fd: int, name: str) -> State:
     raw = _read(dir_fd, name)
     if raw is None:
         return {}

@@ -99,7 +99,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from contextlib import AbstractContextManager, nullcontext, suppress
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -142,8 +142,8 @@ from ..file.backend import FileBackend
 from ..manager import Manager
 from ..sql.backend import SQLBackend
 from ..storage import BranchQuery, UnitOfWork, Work
-from ..types import MAX_ROLE, EntryType, Message, SessionMetadata, utcnow
-from ._adk_state import Change, FileScopes, Scopes, SQLScopes, fingerprint
+from ..types import MAX_ROLE, EntryType, Message, utcnow
+from ._adk_state import AdkStore, Deltas, FileAdkStore, SQLAdkStore, session_metadata
 
 __all__ = [
     "KEY_PREFIX",
@@ -157,12 +157,6 @@ __all__ = [
 KEY_PREFIX = "adk:"
 #: ``Message.type`` of an event whose author cannot be a message type (empty, too long).
 OTHER_AUTHOR = "adk"
-#: The session metadata keys the service keeps (session-scoped state, its exact update time,
-#: and the entry of the last event whose delta the state holds).
-STATE_KEY = "adk_state"
-TIME_KEY = "adk_last_update_time"
-APPLIED_KEY = "adk_applied"
-
 #: How many events a walk back for ``after_timestamp`` reads first (then twice as many).
 _FIRST_PAGE = 32
 
@@ -217,15 +211,6 @@ def _merged(
     return state
 
 
-def _session_delta(delta: dict[str, Any]) -> dict[str, Any]:
-    """Return the session-scoped keys of a stored event's ``state_delta``."""
-    return {
-        key: value
-        for key, value in delta.items()
-        if not key.startswith((State.APP_PREFIX, State.USER_PREFIX, State.TEMP_PREFIX))
-    }
-
-
 @dataclass(frozen=True, slots=True)
 class _Names:
     """The checked names of one ADK session: agent, key and the sessions_db owner."""
@@ -271,11 +256,9 @@ class SessionsDBSessionService(BaseSessionService):
         self._url = url
         self._manager: AsyncManager | Manager | None = manager
         self._owns = manager is None
-        self._scopes: Scopes | None = None
+        self._store: AdkStore | None = None
         self._opening: asyncio.Lock | None = None
         self._closed = False
-        #: (agent, key) -> sessions_db session ID, so that a known session is one lookup.
-        self._ids: dict[tuple[str, str], str] = {}
 
     # -- the store ------------------------------------------------------------------
 
@@ -284,18 +267,18 @@ class SessionsDBSessionService(BaseSessionService):
         """The manager the service stores through (``None`` until a URL is opened)."""
         return self._manager
 
-    async def _ready(self) -> tuple[AsyncManager | Manager, Scopes]:
+    async def _ready(self) -> tuple[AsyncManager | Manager, AdkStore]:
         if self._closed:
             raise StorageClosedError("the ADK session service is closed")
-        if self._manager is None or self._scopes is None:
+        if self._manager is None or self._store is None:
             if self._opening is None:
                 self._opening = asyncio.Lock()
             async with self._opening:
                 if self._manager is None:
                     self._manager = await connect(self._url)
-                if self._scopes is None:
-                    self._scopes = _scopes_of(self._manager)
-        return self._manager, self._scopes
+                if self._store is None:
+                    self._store = _store_of(self._manager)
+        return self._manager, self._store
 
     async def _run(self, manager: AsyncManager | Manager, work: Work[T], *, write: bool) -> T:
         if isinstance(manager, AsyncManager):
@@ -346,83 +329,6 @@ class SessionsDBSessionService(BaseSessionService):
         except ValueError:
             return None
 
-    def _find(self, uow: UnitOfWork, names: _Names) -> SessionMetadata | None:
-        """Return the stored session, or ``None``."""
-        cached = self._ids.get((names.agent, names.key))
-        if cached is not None:
-            try:
-                meta = uow.load_session(cached)
-            except SessionNotFoundError:
-                self._ids.pop((names.agent, names.key), None)
-            else:
-                if meta.key == names.key and meta.agent_name == names.agent:
-                    return meta
-        try:
-            meta = uow.load_session_by_key(names.agent, names.key)
-        except SessionNotFoundError:
-            return None
-        self._ids[(names.agent, names.key)] = meta.id
-        return meta
-
-    def _lock(self, uow: UnitOfWork, names: _Names) -> SessionMetadata:
-        """Hold the stored session against other writers and return it as it is now.
-
-        ``SessionNotFoundError`` if it is not stored.
-        """
-        cached = self._ids.get((names.agent, names.key))
-        if cached is not None:
-            meta = self._lock_id(uow, cached, names)
-            if meta is not None:
-                return meta
-        found = uow.load_session_by_key(names.agent, names.key)
-        meta = self._lock_id(uow, found.id, names)
-        if meta is None:
-            raise SessionNotFoundError("the session was deleted")
-        return meta
-
-    def _lock_id(self, uow: UnitOfWork, session_id: str, names: _Names) -> SessionMetadata | None:
-        try:
-            uow.lock_session(session_id)
-            meta = uow.load_session(session_id)
-        except SessionNotFoundError:
-            self._ids.pop((names.agent, names.key), None)
-            return None
-        if meta.key != names.key or meta.agent_name != names.agent:
-            return None
-        self._ids[(names.agent, names.key)] = session_id
-        return meta
-
-    def _session_state(
-        self, uow: UnitOfWork, meta: SessionMetadata, scopes: Scopes
-    ) -> tuple[dict[str, Any], float]:
-        """Return the session-scoped state and the exact last update time of a session.
-
-        On the file store, events appended after the metadata was last written
-        (a crash in between) are folded in from the entries.
-        """
-        stored = meta.metadata
-        state = dict(stored.get(STATE_KEY) or {})
-        updated = stored.get(TIME_KEY)
-        last = float(updated) if isinstance(updated, int | float) else 0.0
-        applied = stored.get(APPLIED_KEY)
-        if scopes.atomic or meta.current_leaf is None or meta.current_leaf == applied:
-            return state, last
-        entries = uow.load_entries(meta.id)
-        start = 0
-        for index, entry in enumerate(entries):
-            if entry.id == applied:
-                start = index + 1
-        for entry in entries[start:]:
-            if entry.type is not EntryType.MESSAGE:
-                continue
-            event = entry.data.get("payload") or {}
-            actions = event.get("actions") or {}
-            state.update(_session_delta(actions.get("state_delta") or {}))
-            timestamp = event.get("timestamp")
-            if isinstance(timestamp, int | float):
-                last = float(timestamp)
-        return state, last
-
     # -- BaseSessionService -----------------------------------------------------------
 
     async def create_session(
@@ -439,23 +345,19 @@ class SessionsDBSessionService(BaseSessionService):
         shared state, ``temp:`` keys are dropped, the rest is the session's.
         The session returned holds the merged state of all three scopes.
         """
-        manager, scopes = await self._ready()
-        given = session_id.strip() if session_id else None
-        deltas = _session_util.extract_json_safe_state_delta(state or {})
-        payload.check(deltas, "state")
+        manager, store = await self._ready()
+        given = (session_id.strip() if session_id else None) or None
+        deltas = _deltas(state or {}, "state")
         created = time.time()
-        if given:
-            self._names(app_name, user_id, given)  # before anything is stored
-        else:
-            self._names(app_name, user_id, ids.new_id())
+        self._names(app_name, user_id, given or ids.new_id())  # before anything is stored
         work = partial(
             self._create_work,
             app_name=app_name,
             user_id=user_id,
-            given=given or None,
+            given=given,
             deltas=deltas,
             created=created,
-            scopes=scopes,
+            store=store,
             manager=manager,
         )
         try:
@@ -478,29 +380,18 @@ class SessionsDBSessionService(BaseSessionService):
         app_name: str,
         user_id: str,
         given: str | None,
-        deltas: dict[str, dict[str, Any]],
+        deltas: Deltas,
         created: float,
-        scopes: Scopes,
+        store: AdkStore,
         manager: AsyncManager | Manager,
     ) -> tuple[str, dict[str, Any]]:
         uow.begin()
-        metadata = {STATE_KEY: deltas["session"], TIME_KEY: created, APPLIED_KEY: None}
+        metadata = session_metadata(deltas.session, created)
         meta = rules.new_session(app_name, ids.owner(user_id), metadata, manager.clock)
         names = self._names(app_name, user_id, given or meta.id)
         meta = meta.model_copy(update={"key": names.key})
-        change = Change(meta.id, None, None, user_id, deltas["app"], deltas["user"])
-        holding: AbstractContextManager[Any] = (
-            scopes.changing(uow, names.agent) if change else nullcontext()
-        )
-        with holding as recorder:
-            if recorder is not None:
-                recorder.intend(change)
-            uow.save_session(meta)
-            if recorder is not None:
-                recorder.apply(change, manager.clock())
-        self._ids[(names.agent, names.key)] = meta.id
-        app_state, users = scopes.read(uow, names.agent, [user_id])
-        return names.session_id, _merged(deltas["session"], app_state, users.get(user_id, {}))
+        app_state, user_state = store.create(uow, meta, user_id, deltas, manager.clock())
+        return names.session_id, _merged(deltas.session, app_state, user_state)
 
     async def get_session(
         self,
@@ -516,13 +407,13 @@ class SessionsDBSessionService(BaseSessionService):
         none are read); ``config.after_timestamp`` keeps the events after the
         newest one older than it (see the module).
         """
-        manager, scopes = await self._ready()
+        manager, store = await self._ready()
         names = self._lookup(app_name, user_id, session_id.strip() if session_id else "")
         if names is None:
             return None
         limit = config.num_recent_events if config is not None else None
         after = config.after_timestamp if config is not None else None
-        work = partial(self._get_work, names=names, limit=limit, after=after, scopes=scopes)
+        work = partial(self._get_work, names=names, limit=limit, after=after, store=store)
         found = await self._run(manager, work, write=False)
         if found is None:
             return None
@@ -542,17 +433,15 @@ class SessionsDBSessionService(BaseSessionService):
         names: _Names,
         limit: int | None,
         after: float | None,
-        scopes: Scopes,
+        store: AdkStore,
     ) -> _Found | None:
-        scopes.begin_read(uow)
-        meta = self._find(uow, names)
-        if meta is None:
+        store.begin_read(uow)
+        found = store.find(uow, names.agent, names.key, names.user_id)
+        if found is None:
             return None
-        events = [] if limit == 0 else self._events(uow, meta.id, limit, after)
-        state, updated = self._session_state(uow, meta, scopes)
-        app_state, users = scopes.read(uow, names.agent, [names.user_id])
-        merged = _merged(state, app_state, users.get(names.user_id, {}))
-        return _Found(names.user_id, names.session_id, merged, updated, events)
+        events = [] if limit == 0 else self._events(uow, found.session_id, limit, after)
+        merged = _merged(found.state, found.app, found.user)
+        return _Found(names.user_id, names.session_id, merged, found.last_update_time, events)
 
     @staticmethod
     def _events(
@@ -590,13 +479,13 @@ class SessionsDBSessionService(BaseSessionService):
         Each holds its merged state; they are ordered by ``(last_update_time,
         user_id, id)``, oldest first, as ADK orders them.
         """
-        manager, scopes = await self._ready()
+        manager, store = await self._ready()
         try:
             agent = ids.agent_name(app_name)
             owner = None if user_id is None else ids.owner(user_id)
         except InvalidIDError:
             return ListSessionsResponse()
-        work = partial(self._list_work, agent=agent, user_id=user_id, owner=owner, scopes=scopes)
+        work = partial(self._list_work, agent=agent, user_id=user_id, owner=owner, store=store)
         found = await self._run(manager, work, write=False)
         sessions = [
             Session(
@@ -619,17 +508,17 @@ class SessionsDBSessionService(BaseSessionService):
         agent: str,
         user_id: str | None,
         owner: str | None,
-        scopes: Scopes,
+        store: AdkStore,
     ) -> list[_Found]:
-        scopes.begin_read(uow)
+        store.begin_read(uow)
         listed: list[tuple[str, str, dict[str, Any], float]] = []
         for meta in uow.list_sessions(agent, user_id=owner):
             parsed = parse_key(meta.key)
             if parsed is None or (user_id is not None and parsed[0] != user_id):
                 continue
-            state, updated = self._session_state(uow, meta, scopes)
+            state, updated = store.session_state(uow, meta)
             listed.append((*parsed, state, updated))
-        app_state, users = scopes.read(uow, agent, {uid for uid, _, _, _ in listed})
+        app_state, users = store.read(uow, agent, {uid for uid, _, _, _ in listed})
         return [
             _Found(uid, sid, _merged(state, app_state, users.get(uid, {})), updated, [])
             for uid, sid, state, updated in listed
@@ -640,31 +529,30 @@ class SessionsDBSessionService(BaseSessionService):
 
         The app and user state stay, as in ADK.
         """
-        manager, _ = await self._ready()
+        manager, store = await self._ready()
         names = self._lookup(app_name, user_id, session_id.strip() if session_id else "")
         if names is None:
             return
-        await self._run(manager, partial(self._delete_work, names=names), write=True)
 
-    def _delete_work(self, uow: UnitOfWork, *, names: _Names) -> None:
-        uow.begin()
-        meta = self._find(uow, names)
-        self._ids.pop((names.agent, names.key), None)
-        if meta is not None:
-            with suppress(SessionNotFoundError):  # deleted meanwhile
-                uow.delete_session(meta.id)
+        def work(uow: UnitOfWork) -> None:
+            uow.begin()
+            store.forget(names.agent, names.key)
+            with suppress(SessionNotFoundError):  # none, or deleted meanwhile
+                uow.delete_session(uow.load_session_by_key(names.agent, names.key).id)
+
+        await self._run(manager, work, write=True)
 
     async def get_user_state(self, *, app_name: str, user_id: str) -> dict[str, Any]:
         """Return the user's state in the app, keys without the ``user:`` prefix (``{}``: none)."""
-        manager, scopes = await self._ready()
+        manager, store = await self._ready()
         try:
             agent = ids.agent_name(app_name)
         except InvalidIDError:
             return {}
 
         def work(uow: UnitOfWork) -> dict[str, Any]:
-            scopes.begin_read(uow)
-            _, users = scopes.read(uow, agent, [user_id])
+            store.begin_read(uow)
+            _, users = store.read(uow, agent, [user_id])
             return users.get(user_id, {})
 
         return await self._run(manager, work, write=False)
@@ -680,7 +568,7 @@ class SessionsDBSessionService(BaseSessionService):
         """
         if event.partial:
             return event
-        manager, scopes = await self._ready()
+        manager, store = await self._ready()
         names = self._names(session.app_name, session.user_id, session.id)
         delta = (event.actions.state_delta if event.actions else None) or {}
         kept = {k: v for k, v in delta.items() if not k.startswith(State.TEMP_PREFIX)}
@@ -688,8 +576,7 @@ class SessionsDBSessionService(BaseSessionService):
         if len(kept) != len(delta):
             actions = event.actions.model_copy(update={"state_delta": kept})
             stored = event.model_copy(update={"actions": actions})
-        deltas = _session_util.extract_json_safe_state_delta(kept)
-        payload.check(deltas, "state delta")
+        deltas = _deltas(kept, "state delta")
         dumped = stored.model_dump(mode="json", exclude_none=True)
         message_id = event.id if _entry_id(event.id) else ids.new_id()
         for attempt in range(2):
@@ -702,7 +589,7 @@ class SessionsDBSessionService(BaseSessionService):
                 message=message,
                 deltas=deltas,
                 timestamp=event.timestamp,
-                scopes=scopes,
+                store=store,
                 manager=manager,
             )
             try:
@@ -736,49 +623,30 @@ class SessionsDBSessionService(BaseSessionService):
         *,
         names: _Names,
         message: Message,
-        deltas: dict[str, dict[str, Any]],
+        deltas: Deltas,
         timestamp: float,
-        scopes: Scopes,
+        store: AdkStore,
         manager: AsyncManager | Manager,
     ) -> None:
         uow.begin()
         (entry,) = rules.message_entries([message], manager.privacy)
-        mark = fingerprint(entry.data["payload"])
-        shared = bool(deltas["app"] or deltas["user"])
-        holding: AbstractContextManager[Any] = (
-            scopes.changing(uow, names.agent) if shared else nullcontext()
-        )
-        with holding as recorder:
-            try:
-                meta = self._lock(uow, names)
-            except SessionNotFoundError:
-                raise _MissingError from None
-            state, _ = self._session_state(uow, meta, scopes)
-            change = Change(meta.id, entry.id, mark, names.user_id, deltas["app"], deltas["user"])
-            if recorder is not None:
-                recorder.intend(change)
-            now = manager.clock()
-            uow.append_entries(meta.id, [entry], updated_at=now)
-            metadata = {
-                **meta.metadata,
-                STATE_KEY: {**state, **deltas["session"]},
-                TIME_KEY: timestamp,
-                APPLIED_KEY: entry.id,
-            }
-            uow.save_session(meta.model_copy(update={"metadata": metadata}))
-            if recorder is not None:
-                recorder.apply(change, now)
+        now = manager.clock()
+        try:
+            session_id = store.append(
+                uow, names.agent, names.key, names.user_id, entry, deltas, timestamp, now
+            )
+        except SessionNotFoundError:
+            raise _MissingError from None
         interval = manager.auto_checkpoint
         if interval is not None:
             uow.commit()
-            rules.auto_checkpoint_due(uow, meta.id, interval, now, manager.privacy)
+            rules.auto_checkpoint_due(uow, session_id, interval, now, manager.privacy)
 
-    def _stored_equal(self, uow: UnitOfWork, *, names: _Names, entry_id: str, event: Event) -> bool:
+    @staticmethod
+    def _stored_equal(uow: UnitOfWork, *, names: _Names, entry_id: str, event: Event) -> bool:
         """Whether the session's entry ``entry_id`` records an event equal to ``event``."""
-        meta = self._find(uow, names)
-        if meta is None:
-            return False
         try:
+            meta = uow.load_session_by_key(names.agent, names.key)
             (entry,) = uow.load_branch(meta.id, BranchQuery(leaf=entry_id, limit=1))
         except (SessionNotFoundError, ValueError):
             return False
@@ -790,6 +658,13 @@ class SessionsDBSessionService(BaseSessionService):
             return False
 
 
+def _deltas(state: dict[str, Any], what: str) -> Deltas:
+    """Split ``state`` by scope (``temp:`` dropped), JSON-safe as ADK stores it."""
+    split = _session_util.extract_json_safe_state_delta(state)
+    payload.check(split, what)
+    return Deltas(session=split["session"], app=split["app"], user=split["user"])
+
+
 def _entry_id(value: str) -> bool:
     try:
         ids.entry_id(value)
@@ -798,8 +673,8 @@ def _entry_id(value: str) -> bool:
     return True
 
 
-def _scopes_of(manager: AsyncManager | Manager) -> Scopes:
-    """Return where the manager's store keeps app and user state; refuse other stores."""
+def _store_of(manager: AsyncManager | Manager) -> AdkStore:
+    """Return how the manager's store keeps ADK sessions; refuse the stores it cannot use."""
     if manager.privacy.encrypted:
         raise ConfigurationError(
             "the ADK session service does not support encrypted stores: "
@@ -809,9 +684,9 @@ def _scopes_of(manager: AsyncManager | Manager) -> Scopes:
     if isinstance(backend, ThreadedBackend):
         backend = backend.backend
     if isinstance(backend, AsyncSQLBackend | SQLBackend):
-        return SQLScopes()
+        return SQLAdkStore()
     if isinstance(backend, FileBackend):
-        return FileScopes(backend)
+        return FileAdkStore(backend)
     raise ConfigurationError(
         f"the ADK session service needs a SQL store or the file store, not {type(backend).__name__}"
     )

@@ -1114,7 +1114,7 @@ from sessions_db.integrations.adk import SessionsDBSessionService
 where = sys.argv[2]
 if where == "before-state-files":
     # The event and the intent are stored; the process dies before the state files.
-    _adk_state._FileRecorder.apply = lambda self, change, now: os._exit(3)
+    _adk_state._Recorder.apply = lambda self, change: os._exit(3)
 elif where == "before-session-state":
     # The event is stored; the process dies before the session's metadata line.
     save = FileBackend.save_session
