@@ -25,7 +25,10 @@ An event's change of them is applied with the event itself:
   A writer that dies part way leaves the intent, and the next reader or writer
   of the app's state applies it exactly when the event is in the session (its
   stored payload has the recorded fingerprint), and drops it otherwise. So a
-  read always sees the change of every stored event.
+  read always sees the change of every stored event. State files that were
+  lost or damaged are rebuilt from the sessions: each one's creation deltas
+  (kept in its metadata, ``adk_created``) and its events' deltas, in timestamp
+  order across the app (a damaged file is rebuilt when it is read).
 
 Nothing here imports ADK.
 """
@@ -37,7 +40,7 @@ import json
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -67,6 +70,8 @@ from ..types import EntryType, SessionEntry, SessionMetadata
 
 __all__ = [
     "APPLIED_KEY",
+    "CREATED_KEY",
+    "KEY_PREFIX",
     "STATE_KEY",
     "TIME_KEY",
     "AdkStore",
@@ -75,6 +80,8 @@ __all__ = [
     "Located",
     "SQLAdkStore",
     "fingerprint",
+    "parse_key",
+    "session_key",
 ]
 
 #: The session metadata keys: session-scoped state, its exact update time (a float),
@@ -82,6 +89,12 @@ __all__ = [
 STATE_KEY = "adk_state"
 TIME_KEY = "adk_last_update_time"
 APPLIED_KEY = "adk_applied"
+#: The session metadata key of the app and user deltas the session was created with (on the
+#: file store, what a rebuild of the shared state starts each session with).
+CREATED_KEY = "adk_created"
+
+#: The prefix of the external key of every ADK session.
+KEY_PREFIX = "adk:"
 
 #: ADK's scope prefixes (``google.adk.sessions.state.State``).
 APP_PREFIX, USER_PREFIX, TEMP_PREFIX = "app:", "user:", "temp:"
@@ -114,9 +127,38 @@ def fingerprint(value: dict[str, Any]) -> str:
     return hashlib.sha256(payload.canonical(value).encode("utf-8")).hexdigest()
 
 
-def session_metadata(state: State, last_update_time: float) -> dict[str, Any]:
-    """Return the metadata of a new ADK session."""
-    return {STATE_KEY: state, TIME_KEY: last_update_time, APPLIED_KEY: None}
+def session_key(user_id: str, session_id: str) -> str:
+    """Return the external key of ADK session ``session_id`` of ``user_id``.
+
+    ``adk:<len(user_id)>:<user_id>:<session_id>``: unambiguous for any two
+    strings, and apart from the keys of other adapters.
+    """
+    return f"{KEY_PREFIX}{len(user_id)}:{user_id}:{session_id}"
+
+
+def parse_key(key: str | None) -> tuple[str, str] | None:
+    """Return ``(user_id, session_id)`` of an ADK session's key; ``None`` for any other key."""
+    if key is None or not key.startswith(KEY_PREFIX):
+        return None
+    length, sep, rest = key[len(KEY_PREFIX) :].partition(":")
+    if not sep or not length.isascii() or not length.isdigit():
+        return None
+    size = int(length)
+    if len(rest) <= size or rest[size] != ":":
+        return None
+    return rest[:size], rest[size + 1 :]
+
+
+def session_metadata(deltas: Deltas, last_update_time: float) -> dict[str, Any]:
+    """Return the metadata of a new ADK session created with ``deltas``."""
+    metadata: dict[str, Any] = {
+        STATE_KEY: deltas.session,
+        TIME_KEY: last_update_time,
+        APPLIED_KEY: None,
+    }
+    if deltas.shared:
+        metadata[CREATED_KEY] = {"app": deltas.app, "user": deltas.user}
+    return metadata
 
 
 def _fields(metadata: dict[str, Any]) -> tuple[State, float, str | None]:
@@ -181,6 +223,14 @@ class AdkStore(ABC):
 
     def begin_read(self, uow: UnitOfWork) -> None:  # noqa: B027 - most stores need nothing
         """Make the reads that follow one consistent snapshot where that costs nothing."""
+
+    def rebuild(self, app: str) -> bool:
+        """Rebuild the app's shared state from its sessions; ``False``: nothing to rebuild.
+
+        Only the file store derives it (its state files follow the events); on
+        SQL it is written in each event's transaction.
+        """
+        return False
 
     @abstractmethod
     def find(self, uow: UnitOfWork, agent: str, key: str, user_id: str) -> Located | None:
@@ -606,10 +656,15 @@ class FileAdkStore(AdkStore):
                     return {}, {}
                 with locked(adk_fd, shared=True):
                     if paths.lstat(INTENT_FILE, adk_fd) is None:
-                        return self._load(app_fd, adk_fd, users)
+                        with suppress(_DamagedError):
+                            return self._load(app_fd, adk_fd, users)
                 with locked(adk_fd):
-                    self._recover(app_fd, adk_fd)
-                    return self._load(app_fd, adk_fd, users)
+                    self._recover(app, app_fd, adk_fd)
+                    try:
+                        return self._load(app_fd, adk_fd, users)
+                    except _DamagedError:
+                        self._rebuild(app, app_fd, adk_fd)
+                        return self._load(app_fd, adk_fd, users)
 
     @contextmanager
     def _changing(self, app: str) -> Iterator[_Recorder]:
@@ -619,8 +674,8 @@ class FileAdkStore(AdkStore):
             with self._dir(app_fd, ADK_DIR, create=True) as adk_fd:
                 assert adk_fd is not None
                 with locked(adk_fd):
-                    self._recover(app_fd, adk_fd)
-                    recorder = _Recorder(app_fd, adk_fd)
+                    self._recover(app, app_fd, adk_fd)
+                    recorder = _Recorder(app, app_fd, adk_fd, self)
                     try:
                         yield recorder
                     except NOTHING_WRITTEN:
@@ -633,6 +688,7 @@ class FileAdkStore(AdkStore):
     def _load(
         self, app_fd: int, adk_fd: int, users: Collection[str]
     ) -> tuple[State, dict[str, State]]:
+        """Read the state files (``_DamagedError`` if one does not parse)."""
         app_state = _read_state(adk_fd, APP_FILE)
         found: dict[str, State] = {}
         if users:
@@ -644,7 +700,75 @@ class FileAdkStore(AdkStore):
                             found[user] = state
         return app_state, found
 
-    def _recover(self, app_fd: int, adk_fd: int) -> None:
+    def rebuild(self, app: str) -> bool:
+        """Rewrite the app's state files from its sessions: their creation and event deltas.
+
+        Each session's creation deltas, then every event's, across the app's
+        sessions in timestamp order (then session and append order). Deleted
+        sessions are gone, so their changes are not in the result. For state
+        files that were lost or damaged; a damaged one is rebuilt on read.
+        """
+        with self._app_dir(app, create=False) as app_fd:
+            if app_fd is None:
+                return False
+            with self._dir(app_fd, ADK_DIR, create=True) as adk_fd:
+                assert adk_fd is not None
+                with locked(adk_fd):
+                    self._rebuild(app, app_fd, adk_fd)
+        return True
+
+    def _rebuild(self, app: str, app_fd: int, adk_fd: int) -> None:
+        """See :meth:`rebuild` (hold the ``adk`` lock)."""
+        changes: list[tuple[float, str, int, str, State, State]] = []
+        for meta in self._backend.list_sessions(app):
+            parsed = parse_key(meta.key)
+            if parsed is None:
+                continue
+            user = parsed[0]
+            created = meta.metadata.get(CREATED_KEY) or {}
+            changes.append(
+                (
+                    meta.created_at.timestamp(),
+                    meta.id,
+                    -1,
+                    user,
+                    dict(created.get("app") or {}),
+                    dict(created.get("user") or {}),
+                )
+            )
+            try:
+                entries = self._backend.load_entries(meta.id)
+            except SessionNotFoundError:
+                continue
+            for seq, entry in enumerate(entries):
+                if entry.type is not EntryType.MESSAGE:
+                    continue
+                event = entry.data.get("payload") or {}
+                delta = (event.get("actions") or {}).get("state_delta") or {}
+                stamp = event.get("timestamp")
+                when = float(stamp) if isinstance(stamp, int | float) else 0.0
+                app_part = _scoped(delta, APP_PREFIX)
+                user_part = _scoped(delta, USER_PREFIX)
+                if app_part or user_part:
+                    changes.append((when, meta.id, seq, user, app_part, user_part))
+        changes.sort(key=lambda c: (c[0], c[1], c[2]))
+        app_state: State = {}
+        users: dict[str, State] = {}
+        for _, _, _, user, app_part, user_part in changes:
+            app_state.update(app_part)
+            if user_part:
+                users.setdefault(user, {}).update(user_part)
+        durable.replace(adk_fd, APP_FILE, payload.dumps({"state": app_state}).encode("utf-8"))
+        users_fd = paths.open_dir(paths.USERS, app_fd, create=True)
+        with opened(users_fd), locked(users_fd):
+            for user, state in users.items():
+                name = paths.user_file(user, USER_FILE)
+                durable.replace(users_fd, name, payload.dumps({"state": state}).encode("utf-8"))
+        with suppress(FileNotFoundError):
+            os.unlink(INTENT_FILE, dir_fd=adk_fd)
+        os.fsync(adk_fd)
+
+    def _recover(self, app: str, app_fd: int, adk_fd: int) -> None:
         """Apply or drop the change a writer that died left in ``intent.json`` (hold the lock)."""
         raw = _read(adk_fd, INTENT_FILE)
         if raw is None:
@@ -654,7 +778,11 @@ class FileAdkStore(AdkStore):
         except (ValueError, TypeError):
             change = None  # cannot be: the intent is renamed into place whole
         if change is not None and self._stored(change):
-            _apply(app_fd, adk_fd, change)
+            try:
+                _apply(app_fd, adk_fd, change)
+            except _DamagedError:
+                self._rebuild(app, app_fd, adk_fd)  # the change's event is among the events
+                return
         os.unlink(INTENT_FILE, dir_fd=adk_fd)
         os.fsync(adk_fd)
 
@@ -675,9 +803,11 @@ class FileAdkStore(AdkStore):
 class _Recorder:
     """Writes the intent of a change, then the change (under the ``adk`` lock)."""
 
-    def __init__(self, app_fd: int, adk_fd: int) -> None:
+    def __init__(self, app: str, app_fd: int, adk_fd: int, store: FileAdkStore) -> None:
+        self._app = app
         self._app_fd = app_fd
         self._adk_fd = adk_fd
+        self._store = store
         self._intended = False
 
     def intend(self, change: Change) -> None:
@@ -685,7 +815,11 @@ class _Recorder:
         self._intended = True
 
     def apply(self, change: Change) -> None:
-        _apply(self._app_fd, self._adk_fd, change)
+        try:
+            _apply(self._app_fd, self._adk_fd, change)
+        except _DamagedError:
+            # The event is stored: the rebuild from the events includes its change.
+            self._store._rebuild(self._app, self._app_fd, self._adk_fd)
         self.forget()
 
     def forget(self) -> None:
@@ -724,6 +858,10 @@ def _read(dir_fd: int, name: str) -> bytes | None:
     return b"".join(chunks)
 
 
+class _DamagedError(StorageError):
+    """A state file does not parse (it is rebuilt from the events)."""
+
+
 def _read_state(dir_fd: int, name: str) -> State:
     raw = _read(dir_fd, name)
     if raw is None:
@@ -731,7 +869,12 @@ def _read_state(dir_fd: int, name: str) -> State:
     try:
         state = json.loads(raw)["state"]
     except (ValueError, KeyError, TypeError) as exc:
-        raise StorageError(f"ADK state file {name} is damaged: {exc}") from None
+        raise _DamagedError(f"ADK state file {name} is damaged: {exc}") from None
     if not isinstance(state, dict):
-        raise StorageError(f"ADK state file {name} is damaged: no state object")
+        raise _DamagedError(f"ADK state file {name} is damaged: no state object")
     return state
+
+
+def _scoped(delta: dict[str, Any], prefix: str) -> State:
+    """Return the keys of ``delta`` with ``prefix``, without it."""
+    return {k.removeprefix(prefix): v for k, v in delta.items() if k.startswith(prefix)}

@@ -43,11 +43,13 @@ nowhere: they are set on the caller's live ``Session`` and removed from the
 event, as ADK does. An event's append, its session state, and its app and user
 state are one transaction on the SQL stores; on the file store the event entry,
 which carries its delta, is the record of truth and the state files follow it
-(see :mod:`sessions_db.integrations._adk_state`: a change a crash interrupted
+(see :mod:`sessions_db.integrations._adk_state`): a change a crash interrupted
 is applied, from the stored event, by the next reader or writer of the app's
 state, so a read always sees every stored event's change; a session's own
 state, written to its file right after its event, is completed the same way
-from its entries on read).
+from its entries on read; and state files that were lost or damaged are
+rebuilt from the sessions' creation state and events (:meth:`rebuild_state`,
+and by itself on reading a damaged file).
 
 **No stale sessions.** Appends to one session are serialized by the store (the
 session's row lock on PostgreSQL, SQLite's write lock, the session file's lock):
@@ -143,7 +145,16 @@ from ..manager import Manager
 from ..sql.backend import SQLBackend
 from ..storage import BranchQuery, UnitOfWork, Work
 from ..types import MAX_ROLE, EntryType, Message, utcnow
-from ._adk_state import AdkStore, Deltas, FileAdkStore, SQLAdkStore, session_metadata
+from ._adk_state import (
+    KEY_PREFIX,
+    AdkStore,
+    Deltas,
+    FileAdkStore,
+    SQLAdkStore,
+    parse_key,
+    session_key,
+    session_metadata,
+)
 
 __all__ = [
     "KEY_PREFIX",
@@ -153,36 +164,12 @@ __all__ = [
     "session_key",
 ]
 
-#: The prefix of the external key of every ADK session.
-KEY_PREFIX = "adk:"
 #: ``Message.type`` of an event whose author cannot be a message type (empty, too long).
 OTHER_AUTHOR = "adk"
 #: How many events a walk back for ``after_timestamp`` reads first (then twice as many).
 _FIRST_PAGE = 32
 
 T = TypeVar("T")
-
-
-def session_key(user_id: str, session_id: str) -> str:
-    """Return the external key of ADK session ``session_id`` of ``user_id``.
-
-    ``adk:<len(user_id)>:<user_id>:<session_id>``: unambiguous for any two
-    strings, and apart from the keys of other adapters.
-    """
-    return f"{KEY_PREFIX}{len(user_id)}:{user_id}:{session_id}"
-
-
-def parse_key(key: str | None) -> tuple[str, str] | None:
-    """Return ``(user_id, session_id)`` of an ADK session's key; ``None`` for any other key."""
-    if key is None or not key.startswith(KEY_PREFIX):
-        return None
-    length, sep, rest = key[len(KEY_PREFIX) :].partition(":")
-    if not sep or not length.isascii() or not length.isdigit():
-        return None
-    size = int(length)
-    if len(rest) <= size or rest[size] != ":":
-        return None
-    return rest[:size], rest[size + 1 :]
 
 
 def _role(author: str) -> str:
@@ -386,7 +373,7 @@ class SessionsDBSessionService(BaseSessionService):
         manager: AsyncManager | Manager,
     ) -> tuple[str, dict[str, Any]]:
         uow.begin()
-        metadata = session_metadata(deltas.session, created)
+        metadata = session_metadata(deltas, created)
         meta = rules.new_session(app_name, ids.owner(user_id), metadata, manager.clock)
         names = self._names(app_name, user_id, given or meta.id)
         meta = meta.model_copy(update={"key": names.key})
@@ -556,6 +543,21 @@ class SessionsDBSessionService(BaseSessionService):
             return users.get(user_id, {})
 
         return await self._run(manager, work, write=False)
+
+    async def rebuild_state(self, app_name: str) -> None:
+        """Rebuild the app's ``app:`` and ``user:`` state from its stored sessions and events.
+
+        For the file store, whose state files follow the events, after they were
+        lost or edited by hand (a damaged one is rebuilt on read by itself):
+        each session's creation state, then every event's delta, in timestamp
+        order across the app's sessions. Changes made by sessions deleted since
+        are not in the result. On SQL stores, where the state is written in each
+        event's transaction, there is nothing to rebuild, and nothing is done.
+        """
+        _, store = await self._ready()
+        app = ids.agent_name(app_name)
+        if isinstance(store, FileAdkStore):
+            await asyncio.to_thread(store.rebuild, app)
 
     async def append_event(self, session: Session, event: Event) -> Event:
         """Append the event to the session, with its state delta, in one transaction.

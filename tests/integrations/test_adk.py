@@ -839,9 +839,12 @@ def test_eight_tasks_append_a_hundred_events_each_to_one_session(store_url: str)
     async def body(svc: SessionsDBSessionService) -> None:
         await svc.create_session(app_name=APP, user_id="u", session_id="busy")
 
+        loaded: dict[int, int] = {}
+
         async def write(k: int) -> Session:
             mine = await svc.get_session(app_name=APP, user_id="u", session_id="busy")
             assert mine is not None
+            loaded[k] = len(mine.events)  # what other writers had stored by then
             for i in range(each):
                 delta: dict[str, Any] = {f"w{k}": i}
                 if i % 10 == 9:
@@ -865,7 +868,11 @@ def test_eight_tasks_append_a_hundred_events_each_to_one_session(store_url: str)
             assert mine == list(range(each))  # each writer's events, in its own order
             own = results[k]
             assert isinstance(own, Session)
-            assert [e.invocation_id for e in own.events] == [f"{k}:{i}" for i in range(each)]
+            # The writer's own Session: what it loaded, then exactly its events (not refreshed).
+            assert [e.invocation_id for e in own.events[loaded[k] :]] == [
+                f"{k}:{i}" for i in range(each)
+            ]
+            assert len(own.events) == loaded[k] + each
         expected = {f"w{k}": each - 1 for k in range(writers)}
         expected |= {f"app:w{k}": each - 1 for k in range(writers)}
         expected |= {f"user:w{k}": each - 1 for k in range(writers)}
@@ -1204,3 +1211,80 @@ def test_file_store_drops_the_change_of_an_event_that_was_never_stored(tmp_path:
         assert await svc.get_user_state(app_name=APP, user_id="u") == {}
 
     run(url, after)
+
+
+@pytest.mark.postgres
+def test_side_by_side_benchmark_runs_small(tmp_path: Path) -> None:
+    """``python -m benchmarks.adk --small`` completes; its counts are exact (never its times)."""
+    out = tmp_path / "adk.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.adk", "--small", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    assert set(result["backends"]) == {"postgres", "sqlite", "file"}
+    for kind, figures in result["backends"].items():
+        ours = figures["ours"]
+        assert set(ours) >= {"append_event", "get_session", "get_session_recent10", "writers"}
+        writers = ours["writers"]
+        assert writers["stored"] == writers["appends"] == writers["distinct_ids"], kind
+        assert writers["errors"] == {}
+        assert writers["per_writer_order_kept"]
+        assert writers["writers_with_state"] == result["sizes"]["writers"]
+        if kind != "file":
+            theirs = figures["adk"]
+            assert theirs["writers_retry"]["stored"] == theirs["writers_retry"]["appends"]
+            assert sum(theirs["writers"]["errors"].values()) > 0  # stale writers, as measured
+        assert f"### {kind}" in done.stdout
+
+
+def test_file_store_rebuilds_lost_or_damaged_state_files_from_the_events(tmp_path: Path) -> None:
+    url = (tmp_path / "store").as_uri()
+    app_dir = tmp_path / "store" / APP
+
+    async def setup(svc: SessionsDBSessionService) -> None:
+        a = await svc.create_session(
+            app_name=APP, user_id="u1", session_id="a", state={"app:x": 0, "user:y": 0, "k": 0}
+        )
+        b = await svc.create_session(app_name=APP, user_id="u2", session_id="b")
+        await svc.append_event(a, event(timestamp=a.last_update_time + 1, delta={"app:x": 1}))
+        await svc.append_event(b, event(timestamp=a.last_update_time + 2, delta={"app:x": 2}))
+        await svc.append_event(b, event(timestamp=a.last_update_time + 3, delta={"user:z": 3}))
+
+    async def check(svc: SessionsDBSessionService) -> None:
+        got = await svc.get_session(app_name=APP, user_id="u1", session_id="a")
+        assert got is not None
+        assert got.state == {"app:x": 2, "user:y": 0, "k": 0}
+        assert await svc.get_user_state(app_name=APP, user_id="u2") == {"z": 3}
+
+    run(url, setup)
+    run(url, check)
+    # Lost: every state file goes; the service rebuilds them on request.
+    (app_dir / "adk" / "app.json").unlink()
+    for path in (app_dir / "users").iterdir():
+        path.unlink()
+
+    async def lost(svc: SessionsDBSessionService) -> None:
+        assert await svc.get_user_state(app_name=APP, user_id="u1") == {}
+        await svc.rebuild_state(APP)
+        await check(svc)
+
+    run(url, lost)
+    # Damaged: a file that does not parse is rebuilt when it is read.
+    (app_dir / "adk" / "app.json").write_text('{"state": {"x": ')
+    run(url, check)
+    assert json.loads((app_dir / "adk" / "app.json").read_text()) == {"state": {"x": 2}}
+
+
+def test_rebuilding_on_sql_changes_nothing(sql_url: str) -> None:
+    async def body(svc: SessionsDBSessionService) -> None:
+        s = await svc.create_session(app_name=APP, user_id="u", state={"app:x": 1})
+        await svc.rebuild_state(APP)
+        assert await svc.get_session(app_name=APP, user_id="u", session_id=s.id) == s
+
+    run(sql_url, body)
