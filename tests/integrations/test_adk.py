@@ -1288,3 +1288,37 @@ def test_rebuilding_on_sql_changes_nothing(sql_url: str) -> None:
         assert await svc.get_session(app_name=APP, user_id="u", session_id=s.id) == s
 
     run(sql_url, body)
+
+
+def test_a_postgresql_schema_holds_everything(pg_server: Callable[[], str]) -> None:
+    """On a store in its own schema, the service's own statements go there too."""
+    url = pg_server()
+
+    async def main() -> None:
+        backend = aio.AsyncSQLBackend(url, schema="agents_store", migrate=True)
+        async with aio.AsyncManager(backend) as manager:
+            svc = SessionsDBSessionService(manager=manager)
+            s = await svc.create_session(
+                app_name=APP, user_id="u", session_id="s", state={"app:a": 1, "user:b": 1}
+            )
+            await svc.append_event(s, event(delta={"app:a": 2, "user:b": 2, "k": 2}))
+            got = await svc.get_session(app_name=APP, user_id="u", session_id="s")
+            assert got == s
+            assert got.state == {"app:a": 2, "user:b": 2, "k": 2}
+            assert await manager.erase_user("u") == 1
+            assert await svc.get_user_state(app_name=APP, user_id="u") == {}
+
+    asyncio.run(main())
+    engine = create_engine(normalize_url(url))
+    try:
+        with engine.connect() as conn:
+            found = conn.execute(
+                text("SELECT count(*) FROM agents_store.sessions_db_adk_app_state")
+            ).scalar()
+            assert found == 1
+            public = conn.execute(
+                text("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
+            ).scalar()
+            assert public == 0
+    finally:
+        engine.dispose()
