@@ -1322,3 +1322,25 @@ def test_a_postgresql_schema_holds_everything(pg_server: Callable[[], str]) -> N
             assert public == 0
     finally:
         engine.dispose()
+
+
+def test_readme_switch_runs_as_written(tmp_path: Path) -> None:
+    """The README's two lines give a working service (on SQLite here)."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Google ADK") :]
+    start = section.index("```python\n") + len("```python\n")
+    code = section[start : section.index("\n```", start)]
+    lines = [line for line in code.splitlines() if line and not line.startswith("#")]
+    assert len(lines) == 2
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    scope: dict[str, Any] = {}
+    exec(code.replace("postgresql://app@db/app", url), scope)
+    service = scope["session_service"]
+    assert isinstance(service, SessionsDBSessionService)
+
+    async def main() -> None:
+        async with service:
+            s = await service.create_session(app_name=APP, user_id="u", session_id="s")
+            assert await service.get_session(app_name=APP, user_id="u", session_id="s") == s
+
+    asyncio.run(main())
