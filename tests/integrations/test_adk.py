@@ -1344,3 +1344,26 @@ def test_readme_switch_runs_as_written(tmp_path: Path) -> None:
             assert await service.get_session(app_name=APP, user_id="u", session_id="s") == s
 
     asyncio.run(main())
+
+
+def test_automatic_checkpoints_between_events(store_url: str) -> None:
+    """A manager's automatic checkpoints land between events; events and state are unchanged."""
+    from datetime import timedelta
+
+    async def main() -> None:
+        manager = await aio.connect(store_url)
+        manager = aio.AsyncManager(manager.backend, auto_checkpoint=timedelta(microseconds=1))
+        async with manager:
+            svc = SessionsDBSessionService(manager=manager)
+            s = await svc.create_session(app_name=APP, user_id="u", state={"k": 0})
+            for i in range(3):
+                await svc.append_event(s, event(delta={"k": i + 1, "app:n": i}))
+            got = await svc.get_session(app_name=APP, user_id="u", session_id=s.id)
+            assert got == s
+            assert got.state == {"k": 3, "app:n": 2}
+            stored = await manager.get_by_key(APP, session_key("u", s.id))
+            assert len(await stored.list_checkpoints()) == 3
+            (listed,) = (await svc.list_sessions(app_name=APP)).sessions
+            assert (listed.state, listed.last_update_time) == (got.state, got.last_update_time)
+
+    asyncio.run(main())
