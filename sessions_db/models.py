@@ -4,9 +4,13 @@
 its current leaf, the message count of the current branch and the last
 sequence number used; ``sessions_db_entries`` (:class:`EntryRow`) holds the
 entry tree (each entry links to its parent in the same session);
-``sessions_db_checkpoints`` (:class:`CheckpointRow`) holds checkpoints. The
-alembic migrations create exactly these tables (a test compares them), plus the
-dialect-specific full-text search objects, which are not modelled.
+``sessions_db_checkpoints`` (:class:`CheckpointRow`) holds checkpoints.
+``sessions_db_adk_app_state`` (:class:`AdkAppStateRow`) and
+``sessions_db_adk_user_state`` (:class:`AdkUserStateRow`) hold the app- and
+user-scoped state of Google ADK sessions (see :mod:`sessions_db.integrations.adk`;
+they are plain tables, and need no ADK installed). The alembic migrations create
+exactly these tables (a test compares them), plus the dialect-specific
+full-text search objects, which are not modelled.
 
 A host may query the tables with its own ORM :class:`~sqlalchemy.orm.Session`
 through these classes (see ``docs/analytics.md``); the relationships between
@@ -59,6 +63,8 @@ from sqlalchemy.types import TypeDecorator, TypeEngine
 __all__ = [
     "NAMING_CONVENTION",
     "PREFIX",
+    "AdkAppStateRow",
+    "AdkUserStateRow",
     "Base",
     "CheckpointRow",
     "EntryRow",
@@ -117,7 +123,7 @@ def json_type() -> TypeEngine[Any]:
 class Base(DeclarativeBase):
     """Declarative base of the sessions_db models, with a MetaData of their own.
 
-    Its ``metadata`` holds the three tables (no schema); it is what the
+    Its ``metadata`` holds the tables of this module (no schema); it is what the
     migrations are compared with. Keep a host's models on a base of their own.
     """
 
@@ -255,4 +261,48 @@ class CheckpointRow(Base):
         ),
         Index(None, "session_id", "created_at"),
         Index(None, "id"),
+    )
+
+
+class AdkAppStateRow(Base):
+    """The state a Google ADK app shares with all its users (its ``app:`` keys).
+
+    One row per app: the app is the ``agent_name`` of its sessions. ``state``
+    holds the keys without their ``app:`` prefix. Written by
+    :class:`sessions_db.integrations.adk.SessionsDBSessionService` in the
+    transaction of the event that changes it.
+    """
+
+    __tablename__ = f"{PREFIX}adk_app_state"
+
+    #: The ADK app name (the agent name of its sessions).
+    agent_name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    #: The app-scoped state, keys without the ``app:`` prefix.
+    state: Mapped[dict[str, Any]]
+    #: When the state last changed (UTC).
+    updated_at: Mapped[datetime]
+
+
+class AdkUserStateRow(Base):
+    """The state a Google ADK user shares across their sessions of one app (``user:`` keys).
+
+    One row per app and user. ``user_id`` is the ADK user ID as given (``""``
+    included); :meth:`sessions_db.Manager.erase_user` deletes a user's rows on
+    every app.
+    """
+
+    __tablename__ = f"{PREFIX}adk_user_state"
+
+    #: The ADK app name (the agent name of its sessions).
+    agent_name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    #: The ADK user ID.
+    user_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    #: The user-scoped state, keys without the ``user:`` prefix.
+    state: Mapped[dict[str, Any]]
+    #: When the state last changed (UTC).
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (
+        # Erasure finds a user's rows across apps.
+        Index(None, "user_id"),
     )

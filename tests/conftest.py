@@ -131,7 +131,10 @@ def _empty_postgres(url: str) -> None:
     engine = create_engine(normalize_url(url))
     with engine.begin() as conn:
         conn.execute(
-            text("TRUNCATE sessions_db_checkpoints, sessions_db_entries, sessions_db_sessions")
+            text(
+                "TRUNCATE sessions_db_checkpoints, sessions_db_entries, sessions_db_sessions, "
+                "sessions_db_adk_app_state, sessions_db_adk_user_state"
+            )
         )
     engine.dispose()
 

@@ -327,3 +327,52 @@ def test_a_store_that_keeps_nothing_erases_nothing() -> None:
         assert mgr.erase_user(VICTIM) == 0
         with pytest.raises(sdb.InvalidIDError):
             mgr.erase_user("")
+
+
+def test_erase_removes_the_users_adk_state_on_sql(sql_url: str) -> None:
+    """The ADK user-state rows of the user go with their sessions, on every app; others stay."""
+    engine = create_engine(normalize_url(sql_url))
+    insert = text(
+        "INSERT INTO sessions_db_adk_user_state (agent_name, user_id, state, updated_at) "
+        "VALUES (:agent, :user, :state, CURRENT_TIMESTAMP)"
+    )
+    try:
+        with sdb.connect(sql_url) as mgr:
+            mgr.create("assistant", user_id=VICTIM).append_message(msg("x"))
+            with engine.begin() as conn:
+                for agent, user in [("a", VICTIM), ("b", VICTIM), ("a", OTHER), ("a", "")]:
+                    conn.execute(insert, {"agent": agent, "user": user, "state": '{"k": 1}'})
+            assert mgr.erase_user(VICTIM) == 1
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text("SELECT agent_name, user_id FROM sessions_db_adk_user_state ORDER BY 1, 2")
+            ).all()
+        assert [tuple(r) for r in rows] == [("a", ""), ("a", OTHER)]
+    finally:
+        engine.dispose()
+
+
+def test_erase_removes_the_users_adapter_files_on_the_file_store(tmp_path: Path) -> None:
+    """Files adapters keep for a user (``<agent>/users/<user hash>.<name>``) go with the user."""
+    from sessions_db.file import paths
+
+    url = (tmp_path / "store").as_uri()
+    with sdb.connect(url) as mgr:
+        mgr.create("assistant", user_id=VICTIM).append_message(msg("x"))
+        mgr.create("planner", user_id=OTHER).append_message(msg("y"))
+        files = {}
+        for agent, user in [("assistant", VICTIM), ("planner", VICTIM), ("planner", OTHER)]:
+            users = tmp_path / "store" / agent / paths.USERS
+            users.mkdir(exist_ok=True)
+            for name in ("adk.json", "other.json"):
+                path = users / paths.user_file(user, name)
+                path.write_text(json.dumps({"note": f"{user} {MARKER}"}))
+                files[path] = user
+        assert VICTIM not in " ".join(p.name for p in files)
+        assert mgr.erase_user(VICTIM) == 1
+    assert sorted(p for p in files if p.exists()) == sorted(
+        p for p, user in files.items() if user == OTHER
+    )
+    assert paths.user_file("", "adk.json") != paths.user_file(" ", "adk.json")
+    with pytest.raises(sdb.InvalidIDError):
+        paths.user_file(VICTIM, "../escape")

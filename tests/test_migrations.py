@@ -24,7 +24,12 @@ from sessions_db.sql.schema import VERSION_TABLE, Base, is_fts_object
 
 from .test_host_alembic import HOST_REVISION
 
-OUR_TABLES = {"sessions_db_sessions", "sessions_db_entries", "sessions_db_checkpoints"}
+ADK_TABLES = {"sessions_db_adk_app_state", "sessions_db_adk_user_state"}
+OUR_TABLES = {
+    "sessions_db_sessions",
+    "sessions_db_entries",
+    "sessions_db_checkpoints",
+} | ADK_TABLES
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -169,6 +174,38 @@ def test_downgrade_to_0003_and_back_keeps_rows(empty_url: str) -> None:
         assert [c.id for c in again.list_checkpoints()] == [checkpoint.id]
         again.restore(checkpoint.id)
         assert [m.payload["content"] for m in again.get_messages()] == ["kept"]
+
+
+def test_downgrade_to_0004_drops_only_the_adk_state(empty_url: str) -> None:
+    migrations.upgrade(empty_url)
+    with sdb.connect(empty_url) as mgr:
+        session = mgr.create("assistant", user_id="u1")
+        session.append_message(sdb.Message.new("user", {"content": "kept"}))
+    engine = _engine(empty_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO sessions_db_adk_user_state (agent_name, user_id, state, "
+                    "updated_at) VALUES ('assistant', 'u1', '{}', CURRENT_TIMESTAMP)"
+                )
+            )
+        assert migrations.tables_dropped(empty_url, revision="0004") == {
+            "sessions_db_adk_user_state": 1,
+            "sessions_db_adk_app_state": 0,
+        }
+        migrations.downgrade(empty_url, revision="0004")
+        assert not (ADK_TABLES & _tables(empty_url))
+        assert migrations.current(empty_url) == "0004"
+        migrations.upgrade(empty_url)
+        assert _tables(empty_url) >= ADK_TABLES
+        with engine.connect() as conn:
+            count = "SELECT count(*) FROM sessions_db_adk_user_state"
+            assert conn.execute(text(count)).scalar() == 0
+    finally:
+        engine.dispose()
+    with sdb.connect(empty_url) as mgr:
+        assert [m.payload["content"] for m in mgr.get(session.id).get_messages()] == ["kept"]
 
 
 def test_host_alembic_version_is_untouched(empty_url: str) -> None:

@@ -156,6 +156,8 @@ def test_schema_keeps_tables_apart(pg_fresh: str) -> None:
     engine = create_engine(normalize_url(pg_fresh))
     names = inspect(engine).get_table_names(schema="agents_store")
     assert sorted(names) == [
+        "sessions_db_adk_app_state",
+        "sessions_db_adk_user_state",
         "sessions_db_alembic_version",
         "sessions_db_checkpoints",
         "sessions_db_entries",

@@ -1077,8 +1077,11 @@ class FileBackend(StorageBackend):
         Each agent is done under its lock (no ``get_or_create`` for it runs
         meanwhile): its sessions of the user are deleted, each durably (the
         directories are fsynced), and its ``sessions.json`` is rewritten without
-        the user's records. Not one transaction: after a crash part way, some of
-        the user's sessions remain, and erasing again removes them.
+        the user's records; then the user's files that adapters keep in the
+        agent's ``users`` directory (:func:`~sessions_db.file.paths.user_file`)
+        are deleted, under that directory's lock. Not one transaction: after a
+        crash part way, some of the user's sessions or files remain, and
+        erasing again removes them.
         """
         count = 0
         for agent in paths.agent_dirs(self._base_fd):
@@ -1102,7 +1105,23 @@ class FileBackend(StorageBackend):
             except FileNotFoundError:
                 continue
             count += len(erased)
+            self._erase_user_files(agent, user_id)
         return count
+
+    def _erase_user_files(self, agent: str, user_id: str) -> None:
+        """Delete the user's files in the agent's ``users`` directory, durably."""
+        try:
+            with self._agent_dir(agent) as agent_fd:
+                users_fd = paths.open_dir(paths.USERS, agent_fd)
+        except FileNotFoundError:
+            return
+        with opened(users_fd), locked(users_fd):
+            with os.scandir(users_fd) as it:
+                names = [e.name for e in it if paths.is_user_file(e.name, user_id)]
+            for name in names:
+                os.unlink(name, dir_fd=users_fd)
+            if names:
+                os.fsync(users_fd)
 
     def _erase_session(self, session_id: str, user_id: str) -> bool:
         """Delete the session's file and checkpoints if it still belongs to ``user_id``."""

@@ -5,6 +5,11 @@ Layout (the seed's)::
     <base>/<agent-name>/sessions.json              the index (a snapshot, see index.py)
     <base>/<agent-name>/<session-id>.jsonl         the session's entries, one per line
     <base>/<agent-name>/checkpoints/<id>.json      one checkpoint
+    <base>/<agent-name>/users/<user-hash>.<name>   a file an adapter keeps for one user
+
+Adapters (:mod:`sessions_db.integrations`) may keep per-user files of an agent
+in its ``users`` directory, named by :func:`user_file`, and change them while
+holding that directory's lock: ``erase_user`` removes a user's files there.
 
 Every name is checked with :mod:`sessions_db.ids` before it reaches a path, and
 every directory and file is opened relative to an open directory descriptor
@@ -16,6 +21,7 @@ followed. Directories are created ``0700`` and files ``0600``, whatever the umas
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import stat
 from collections.abc import Iterator
@@ -26,6 +32,7 @@ from ..errors import InvalidIDError
 
 INDEX = "sessions.json"
 CHECKPOINTS = "checkpoints"
+USERS = "users"
 SESSION_SUFFIX = ".jsonl"
 CHECKPOINT_SUFFIX = ".json"
 #: Temporary files of atomic rewrites start with this (no ID or agent name can).
@@ -55,6 +62,22 @@ def session_file(session_id: str) -> str:
 def checkpoint_file(checkpoint_id: str) -> str:
     """Return the file name of a checkpoint (the ID is validated)."""
     return ids.checkpoint_id(checkpoint_id) + CHECKPOINT_SUFFIX
+
+
+def user_file(user_id: str, name: str) -> str:
+    """Return the name of an adapter's file ``name`` for ``user_id`` in an agent's ``users``.
+
+    ``<sha256 of the user ID>.<name>``: any user ID (``""`` too) maps to a safe
+    file name, and no file name holds the ID itself. ``name`` is a checked token.
+    """
+    digest = hashlib.sha256(user_id.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{digest}.{ids.entry_id(name)}"
+
+
+def is_user_file(name: str, user_id: str) -> bool:
+    """Whether ``name`` (in an agent's ``users`` directory) is a file of ``user_id``."""
+    digest = hashlib.sha256(user_id.encode("utf-8", "surrogatepass")).hexdigest()
+    return name.startswith(digest + ".")
 
 
 def session_id_of(name: str) -> str | None:

@@ -53,6 +53,7 @@ from ..errors import (
     SessionNotFoundError,
     StorageClosedError,
 )
+from ..models import AdkUserStateRow
 from ..storage import WHOLE_BRANCH, BranchQuery, Cursor, NewCheckpoint, checkpoint_entry
 from ..types import Checkpoint, EntryType, Message, MessageHit, SessionEntry, SessionMetadata
 from .errors import translate
@@ -92,6 +93,22 @@ class SQLUnitOfWork(UnitOfWork):
         self._ended = False
         self._erased = False
         self._savepoint: NestedTransaction | None = None
+
+    @property
+    def dialect(self) -> str:
+        """``"postgresql"`` or ``"sqlite"``."""
+        return self._dialect
+
+    def execute(self, statement: Executable, params: Any = None) -> Result:
+        """Run a statement of the caller's in the unit's transaction; return its result.
+
+        For the adapters that keep tables of their own next to the sessions
+        (modelled in :mod:`sessions_db.models`) and change them in the same
+        transaction as a session. The transaction is begun first if need be;
+        the store's schema applies (``schema_translate_map``), and driver
+        errors become sessions_db errors, as for the unit's own statements.
+        """
+        return self._run(statement, params)
 
     # -- the transaction ----------------------------------------------------------
 
@@ -691,7 +708,9 @@ WHERE {FTS_TABLE} MATCH :match AND s.user_id = :uid {by_agent} AND e.type = 'mes
 
         Entries and checkpoints go by ON DELETE CASCADE, and with the entries
         their full-text index rows (PostgreSQL's GIN index entries; SQLite's
-        FTS5 rows, by the mapping table's cascade and trigger). On SQLite the
+        FTS5 rows, by the mapping table's cascade and trigger); the user's
+        Google ADK user state (:class:`~sessions_db.models.AdkUserStateRow`,
+        every app) goes in the same transaction. On SQLite the
         transaction also zeroes the pages it frees (``secure_delete``) and
         merges the FTS5 index, whose segments would otherwise keep the deleted
         words until some later merge, and its commit empties the write-ahead
@@ -699,15 +718,19 @@ WHERE {FTS_TABLE} MATCH :match AND s.user_id = :uid {by_agent} AND e.type = 'mes
         """
         s = self._sql.tables.sessions
         stmt = delete(s).where(s.c.user_id == user_id).returning(s.c.id)
-        if self._dialect != "sqlite":
-            return len(self._run(stmt, alone=True).all())
+        adk_state = delete(AdkUserStateRow).where(AdkUserStateRow.user_id == user_id)
         self.begin()
+        if self._dialect != "sqlite":
+            count = len(self._run(stmt).all())
+            self._run(adk_state)
+            return count
         before = self._run(text("PRAGMA secure_delete")).scalar()
         self._run(text("PRAGMA secure_delete = ON"))
         count = len(self._run(stmt).all())
+        states = self._run(adk_state).rowcount
         if count:
             self._run(text(f"INSERT INTO {FTS_TABLE} ({FTS_TABLE}) VALUES ('optimize')"))
-            self._erased = True
+        self._erased = bool(count or states)
         self._run(text(f"PRAGMA secure_delete = {int(before or 0)}"))
         return count
 
