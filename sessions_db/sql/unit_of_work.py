@@ -35,9 +35,11 @@ from sqlalchemy import (
     column,
     delete,
     func,
+    null,
     select,
     text,
     tuple_,
+    union_all,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -520,17 +522,25 @@ class SQLUnitOfWork(UnitOfWork):
         if not rows:
             raise SessionNotFoundError(f"session {session_id} not found")
         if bound == "all":
-            rows = follow(rows, params.get("start") or rows[0][0], query.messages_only)
+            rows = follow(rows, params.get("start") or rows[0][0], messages_only=False)
         else:
             rows = [r for r in rows if r[1] is not None]
         if start == "entry":
-            if not rows or rows[-1][1] != params["start"]:
+            # The walk returns its first entry whatever its type, so that an
+            # entry that is not a message may end a branch of messages.
+            if (
+                not rows
+                or rows[-1][1] != params["start"]
+                or (query.before is not None and rows[-1][3] != EntryType.MESSAGE.value)
+            ):
                 what = "message" if query.before else "entry"
                 raise EntryNotFoundError(
                     f"{what} {params['start']} not found in session {session_id}"
                 )
             if query.before is not None:
                 rows.pop()
+        if query.messages_only:
+            rows = [r for r in rows if r[3] == EntryType.MESSAGE.value]
         if query.limit is not None and len(rows) > query.limit:
             rows = rows[len(rows) - query.limit :]
         return build(rows)
@@ -560,6 +570,46 @@ class SQLUnitOfWork(UnitOfWork):
             for r in rows
             if r.id is not None
         ]
+
+    def _entry_rows(self, session_id: str, *conditions: Any) -> list[SessionEntry] | None:
+        """Return the session's entries that meet any of ``conditions``, in append order.
+
+        ``None`` when the session is absent. One statement: a ``UNION ALL`` of a
+        select per condition (each served by its own index; an ``OR``, or an
+        ``ORDER BY seq``, would have SQLite scan the session) and a row that
+        says the session exists. Entries meeting two conditions come once.
+        """
+        s, e = self._sql.tables.sessions, self._sql.tables.entries
+        columns = (e.c.id, e.c.parent_id, e.c.type, e.c.role, e.c.payload, e.c.created_at, e.c.seq)
+        parts = [select(*columns).where(e.c.session_id == session_id, c) for c in conditions]
+        exists = select(*(null().label(c.name) for c in columns)).where(s.c.id == session_id)
+        rows = self._run(union_all(*parts, exists), alone=True).all()
+        if not rows:
+            return None
+        entry = self._sql.entry
+        unique = {r.seq: r for r in rows if r.id is not None}
+        return [
+            entry(r.id, r.parent_id, r.type, r.role, r.payload, r.created_at)
+            for _, r in sorted(unique.items())
+        ]
+
+    def load_entries_by_id(  # noqa: D102 - see Storage
+        self, session_id: str, entry_ids: Sequence[str]
+    ) -> list[SessionEntry]:
+        e = self._sql.tables.entries
+        found = self._entry_rows(session_id, e.c.id.in_(list(dict.fromkeys(entry_ids))))
+        if found is None:
+            raise SessionNotFoundError(f"session {session_id} not found")
+        return found
+
+    def load_children(self, session_id: str, entry_id: str) -> list[SessionEntry]:  # noqa: D102
+        e = self._sql.tables.entries
+        found = self._entry_rows(session_id, e.c.id == entry_id, e.c.parent_id == entry_id)
+        if found is None:
+            raise SessionNotFoundError(f"session {session_id} not found")
+        if all(entry.id != entry_id for entry in found):
+            raise EntryNotFoundError(f"entry {entry_id} not found in session {session_id}")
+        return [entry for entry in found if entry.parent_id == entry_id]
 
     # -- long-term memory -------------------------------------------------------------
 
