@@ -100,7 +100,7 @@ def pg_server() -> Iterator[Callable[[], str]]:
 
 
 #: The fixtures that need the PostgreSQL server.
-PG_FIXTURES = frozenset({"pg_server", "pg_database"})
+PG_FIXTURES = frozenset({"pg_server", "pg_database", "pg_partitioned_database"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -116,6 +116,18 @@ def pg_database(pg_server: Callable[[], str]) -> str:
     """One migrated database shared by the tests, emptied before each of them."""
     db_url = pg_server()
     migrations.upgrade(db_url)
+    return db_url
+
+
+#: Hash partitions of the partitioned test store.
+TEST_PARTITIONS = 4
+
+
+@pytest.fixture(scope="session")
+def pg_partitioned_database(pg_server: Callable[[], str]) -> str:
+    """One database migrated with partitioned tables, emptied before each test that uses it."""
+    db_url = pg_server()
+    migrations.upgrade(db_url, partitions=TEST_PARTITIONS)
     return db_url
 
 
@@ -142,6 +154,10 @@ def make_store(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str
         url: str = request.getfixturevalue("pg_database")
         _empty_postgres(url)
         return url
+    if kind == "postgres-partitioned":
+        url = request.getfixturevalue("pg_partitioned_database")
+        _empty_postgres(url)
+        return url
     if kind == "sqlite":
         path = tmp_path / "sessions.db"
         shutil.copy(request.getfixturevalue("sqlite_template"), path)
@@ -161,6 +177,9 @@ STORE_PARAMS = [
 
 #: The SQL store kinds only, for tests of SQL specifics.
 SQL_PARAMS = STORE_PARAMS[:2]
+
+#: PostgreSQL as it is deployed at scale: entries and checkpoints hash-partitioned.
+PARTITIONED_PARAM = pytest.param("postgres-partitioned", marks=pytest.mark.postgres)
 
 
 @pytest.fixture(params=SQL_PARAMS)
