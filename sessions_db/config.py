@@ -10,6 +10,7 @@ A configuration document looks like the seed's::
       schema: sessions_db      # PostgreSQL schema of the tables (optional)
       statement_timeout: 60s   # PostgreSQL: longest statement (0: no limit)
       lock_timeout: 10s        # PostgreSQL: longest wait for a lock (0: no limit)
+      pooled: false            # PostgreSQL: true behind PgBouncer in transaction mode
       checkpoint:
         auto_save: true        # take checkpoints automatically
         interval: 5m           # 30s, 5m, 1h, 1d, or combined: 1h30m
@@ -31,7 +32,8 @@ sets it wins:
 2. the environment: ``SESSIONS_DB_ENABLED``, ``SESSIONS_DB_STORE``,
    ``SESSIONS_DB_URL``, ``SESSIONS_DB_BASE_DIR``, ``SESSIONS_DB_SCHEMA``,
    ``SESSIONS_DB_STATEMENT_TIMEOUT``, ``SESSIONS_DB_LOCK_TIMEOUT``,
-   ``SESSIONS_DB_CHECKPOINT_AUTO_SAVE``, ``SESSIONS_DB_CHECKPOINT_INTERVAL``,
+   ``SESSIONS_DB_POOLED``, ``SESSIONS_DB_CHECKPOINT_AUTO_SAVE``,
+   ``SESSIONS_DB_CHECKPOINT_INTERVAL``,
    ``SESSIONS_DB_REDACT``, ``SESSIONS_DB_ENCRYPTION_KEYS`` (``kid1:key1,kid2:key2``),
    ``SESSIONS_DB_ENCRYPTION_ACTIVE``, ``SESSIONS_DB_ENCRYPTION_ALLOW_PLAINTEXT``,
    and the seed's ``AIXGO_SESSION_DIR`` (the
@@ -214,6 +216,8 @@ class SessionConfig(_Model):
     #: PostgreSQL statement and lock timeouts, seconds (``None``: the library's defaults).
     statement_timeout: float | None = None
     lock_timeout: float | None = None
+    #: PostgreSQL behind a pooler in transaction mode (PgBouncer): no prepared statements.
+    pooled: bool = False
     checkpoint: CheckpointConfig = CheckpointConfig()
     redact: str | None = None
     encryption: EncryptionConfig | None = None
@@ -302,6 +306,7 @@ _ENV_FIELDS: list[tuple[str, tuple[str, ...]]] = [
     ("SESSIONS_DB_SCHEMA", ("schema",)),
     ("SESSIONS_DB_STATEMENT_TIMEOUT", ("statement_timeout",)),
     ("SESSIONS_DB_LOCK_TIMEOUT", ("lock_timeout",)),
+    ("SESSIONS_DB_POOLED", ("pooled",)),
     ("SESSIONS_DB_CHECKPOINT_AUTO_SAVE", ("checkpoint", "auto_save")),
     ("SESSIONS_DB_CHECKPOINT_INTERVAL", ("checkpoint", "interval")),
     ("SESSIONS_DB_REDACT", ("redact",)),

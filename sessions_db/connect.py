@@ -54,6 +54,7 @@ def backend_for_url(
     schema: str | None = None,
     statement_timeout: float | None = None,
     lock_timeout: float | None = None,
+    pooled: bool = False,
 ) -> StorageBackend:
     """Return the backend a store URL names.
 
@@ -63,7 +64,8 @@ def backend_for_url(
     schemas are migrated only with ``migrate=True`` (or ``sessions-db migrate``).
     ``schema`` is the PostgreSQL schema of the tables; ``statement_timeout``
     and ``lock_timeout`` (seconds, ``None``: the defaults) bound PostgreSQL
-    statements (see :class:`SQLBackend`).
+    statements (see :class:`SQLBackend`); ``pooled`` says a PostgreSQL URL
+    leads to a pooler in transaction mode (PgBouncer).
     """
     scheme = url.split(":", 1)[0].lower()
     if scheme == "file":
@@ -78,6 +80,7 @@ def backend_for_url(
             schema=schema,
             statement_timeout=statement,
             lock_timeout=lock,
+            pooled=pooled and scheme.startswith("postgres"),
         )
     raise ConfigurationError(
         f"unsupported store URL {shown(url)}: use file://, sqlite:// or postgresql://"
@@ -160,6 +163,7 @@ def connect(
     migrate: bool | None = None,
     statement_timeout: float | None = None,
     lock_timeout: float | None = None,
+    pooled: bool | None = None,
 ) -> Manager:
     """Return a :class:`Manager` on the store ``url`` names, or on the configured store.
 
@@ -192,6 +196,11 @@ def connect(
     the configured ``statement_timeout``/``lock_timeout``, else the defaults
     (60 s and 10 s) apply. A call past them raises
     :class:`~sessions_db.StorageTimeoutError`.
+
+    ``pooled=True`` (or ``pooled: true``, ``SESSIONS_DB_POOLED=true``) is the
+    one option to set when the PostgreSQL URL leads to PgBouncer, or another
+    pooler, in transaction mode: psycopg's automatic prepared statements are
+    then off. Given here it wins over the configuration.
     """
     store, cfg = configured(url, config)
     if store is None:
@@ -201,6 +210,11 @@ def connect(
         (statement_timeout, lock_timeout), (cfg.statement_timeout, cfg.lock_timeout)
     )
     backend = backend_for_url(
-        store, migrate=migrate, schema=cfg.db_schema, statement_timeout=statement, lock_timeout=lock
+        store,
+        migrate=migrate,
+        schema=cfg.db_schema,
+        statement_timeout=statement,
+        lock_timeout=lock,
+        pooled=cfg.pooled if pooled is None else pooled,
     )
     return Manager(backend, **options)

@@ -20,6 +20,7 @@ async def backend_for_url_async(
     schema: str | None = None,
     statement_timeout: float | None = None,
     lock_timeout: float | None = None,
+    pooled: bool = False,
 ) -> AsyncStorageBackend:
     """Return the started asyncio backend a store URL names.
 
@@ -36,6 +37,7 @@ async def backend_for_url_async(
             schema=schema,
             statement_timeout=statement,
             lock_timeout=lock,
+            pooled=pooled and scheme.startswith("postgres"),
         )
         try:
             await backend.start()
@@ -55,6 +57,7 @@ async def connect(
     migrate: bool | None = None,
     statement_timeout: float | None = None,
     lock_timeout: float | None = None,
+    pooled: bool | None = None,
 ) -> AsyncManager:
     """Return an :class:`AsyncManager` on the store ``url`` names, or on the configured store.
 
@@ -69,6 +72,11 @@ async def connect(
         (statement_timeout, lock_timeout), (cfg.statement_timeout, cfg.lock_timeout)
     )
     backend = await backend_for_url_async(
-        store, migrate=migrate, schema=cfg.db_schema, statement_timeout=statement, lock_timeout=lock
+        store,
+        migrate=migrate,
+        schema=cfg.db_schema,
+        statement_timeout=statement,
+        lock_timeout=lock,
+        pooled=cfg.pooled if pooled is None else pooled,
     )
     return AsyncManager(backend, **options)
