@@ -100,7 +100,7 @@ def pg_server() -> Iterator[Callable[[], str]]:
 
 
 #: The fixtures that need the PostgreSQL server.
-PG_FIXTURES = frozenset({"pg_server", "pg_database", "pg_partitioned_database"})
+PG_FIXTURES = frozenset({"pg_server", "pg_database", "pg_partitioned_database", "pgbouncer"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -132,6 +132,18 @@ def pg_partitioned_database(pg_server: Callable[[], str]) -> str:
 
 
 @pytest.fixture(scope="session")
+def pgbouncer(pg_server: Callable[[], str]) -> Iterator[Any]:
+    """A private PgBouncer in transaction mode in front of the test server (see tests/pgbouncer.py).
+
+    Its ``url(server_url)`` is a database's URL through it.
+    """
+    from .pgbouncer import private_pgbouncer  # it imports this module
+
+    with private_pgbouncer(PG_URL) as bouncer:
+        yield bouncer
+
+
+@pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A migrated SQLite file that each test copies (migrating once per run)."""
     path = tmp_path_factory.mktemp("template") / "template.db"
@@ -158,6 +170,14 @@ def make_store(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str
         url = request.getfixturevalue("pg_partitioned_database")
         _empty_postgres(url)
         return url
+    if kind == "pgbouncer":
+        # The same database, through PgBouncer in transaction mode; every manager
+        # opened on it (in this process or a worker's) is told it is pooled.
+        url = request.getfixturevalue("pg_database")
+        _empty_postgres(url)
+        request.getfixturevalue("monkeypatch").setenv("SESSIONS_DB_POOLED", "true")
+        bounced: str = request.getfixturevalue("pgbouncer").url(url)
+        return bounced
     if kind == "sqlite":
         path = tmp_path / "sessions.db"
         shutil.copy(request.getfixturevalue("sqlite_template"), path)
@@ -180,6 +200,8 @@ SQL_PARAMS = STORE_PARAMS[:2]
 
 #: PostgreSQL as it is deployed at scale: entries and checkpoints hash-partitioned.
 PARTITIONED_PARAM = pytest.param("postgres-partitioned", marks=pytest.mark.postgres)
+#: PostgreSQL through PgBouncer in transaction mode (``pooled``).
+PGBOUNCER_PARAM = pytest.param("pgbouncer", marks=pytest.mark.postgres)
 
 
 @pytest.fixture(params=SQL_PARAMS)
@@ -285,6 +307,9 @@ CONFIG_VARIABLES = (
     "SESSIONS_DB_URL",
     "SESSIONS_DB_BASE_DIR",
     "SESSIONS_DB_SCHEMA",
+    "SESSIONS_DB_STATEMENT_TIMEOUT",
+    "SESSIONS_DB_LOCK_TIMEOUT",
+    "SESSIONS_DB_POOLED",
     "SESSIONS_DB_CHECKPOINT_AUTO_SAVE",
     "SESSIONS_DB_CHECKPOINT_INTERVAL",
     "SESSIONS_DB_REDACT",

@@ -6,9 +6,11 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
+from . import pgbouncer
 from .conftest import cannot_run, reach_postgres
 from .reliability import private_pg
 
@@ -85,3 +87,16 @@ def test_no_postgresql_server_fails_and_says_where(monkeypatch: pytest.MonkeyPat
     assert "secret" not in why
     monkeypatch.setenv("SESSIONS_DB_ALLOW_SKIP", "1")
     assert outcome(lambda: reach_postgres(NOWHERE))[0] is SKIPPED
+
+
+@pytest.mark.usefixtures("environment")
+def test_no_pgbouncer_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without ``pgbouncer`` the tests through it fail, saying how to get it."""
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setattr(pgbouncer, "DEBIAN_PROGRAM", Path("/nonexistent/pgbouncer"))
+    ended, why = outcome(pgbouncer.program)
+    assert ended is FAILED
+    assert "pgbouncer is not installed" in why
+    assert "scripts/setup" in why
+    monkeypatch.setenv("SESSIONS_DB_ALLOW_SKIP", "1")
+    assert outcome(pgbouncer.program)[0] is SKIPPED
