@@ -173,6 +173,21 @@ class Storage(ABC):
         nothing). Entries and checkpoints go with their sessions.
         """
 
+    def prune_batch(
+        self, updated_before: datetime, *, agent_name: str | None = None, limit: int
+    ) -> list[str]:
+        """Delete at most ``limit`` of the sessions :meth:`prune_sessions` would, oldest first.
+
+        Entries and checkpoints go with their sessions, in the same transaction
+        on stores that have them. Returns the IDs deleted; an empty list when
+        none is left. Batches are idempotent: a prune stopped between two of
+        them goes on where it stopped when asked again. Stores may skip a
+        session another writer holds at that moment (its update makes it
+        recent). This default, for stores without batches, deletes them all
+        at once.
+        """
+        return self.prune_sessions(updated_before, agent_name=agent_name)
+
     def find_or_create_session(self, meta: SessionMetadata) -> SessionMetadata:
         """Return the session ``meta`` describes if one exists, else save ``meta``.
 
