@@ -174,6 +174,20 @@ class ManagerFields(Generic[B]):
             clock=self._clock,
         )
 
+    def _prune_plan(
+        self, older_than: timedelta | datetime, batch_size: int
+    ) -> tuple[datetime, int]:
+        """Return the cutoff of a batched prune, fixed once for all its batches, and its size."""
+        return rules.prune_cutoff(older_than, self._clock), rules.prune_batch_size(batch_size)
+
+    @staticmethod
+    def _prune_batch_work(
+        cutoff: datetime, agent_name: str | None, batch_size: int
+    ) -> Work[list[str]]:
+        return partial(
+            rules.prune_batch, cutoff=cutoff, agent_name=agent_name, batch_size=batch_size
+        )
+
 
 class SessionFields:
     """A session's identity (the properties fixed when it was created) and its plans."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import builtins
 import threading
-from collections.abc import Iterable
+from collections.abc import Generator, Iterable
 from datetime import datetime, timedelta
 from functools import partial
 from types import TracebackType
@@ -17,7 +17,7 @@ from .crypto import Keyring
 from .errors import StorageClosedError
 from .memory import SessionMemory
 from .privacy import Privacy, Redactor
-from .rules import Clock, TokenCounter
+from .rules import DEFAULT_PRUNE_BATCH, Clock, TokenCounter
 from .simple import SimpleBackend, as_storage
 from .storage import Work
 from .types import Checkpoint, Message, SessionEntry, SessionMetadata, utcnow
@@ -180,13 +180,43 @@ class Manager(ManagerFields[StorageBackend], _ClosesOnExit):
         *,
         agent_name: str | None = None,
         dry_run: bool = False,
+        batch_size: int = DEFAULT_PRUNE_BATCH,
     ) -> builtins.list[str]:
         """Delete the sessions not updated for ``older_than`` (a duration, or a UTC time).
 
-        Returns the deleted session IDs (with ``dry_run``, those that would be).
-        On SQL stores this is one statement, not one per session.
+        Returns the deleted session IDs, sorted (with ``dry_run``, those that
+        would be, in one read). The sessions go in batches of ``batch_size``
+        (:meth:`prune_batches`), each its own transaction: on SQL stores one
+        statement per batch, so no lock is held for long and no transaction
+        grows with the store.
         """
-        return self.run(self._prune_work(older_than, agent_name, dry_run), write=not dry_run)
+        if dry_run:
+            return self.run(self._prune_work(older_than, agent_name, True), write=False)
+        batches = self.prune_batches(older_than, agent_name=agent_name, batch_size=batch_size)
+        return sorted(session_id for batch in batches for session_id in batch)
+
+    def prune_batches(
+        self,
+        older_than: timedelta | datetime,
+        *,
+        agent_name: str | None = None,
+        batch_size: int = DEFAULT_PRUNE_BATCH,
+    ) -> Generator[builtins.list[str], None, None]:
+        """Delete the sessions :meth:`prune` would, one batch at a time; yield each batch's IDs.
+
+        Each batch is committed before it is yielded, with its entries and
+        checkpoints (nothing is left behind). The cutoff is fixed when the
+        first batch is asked for. Stop iterating to stop the prune: what was
+        yielded is deleted, the rest is untouched, and the same prune run
+        again later goes on (batches are idempotent). Progress is for the
+        caller to show (``sessions-db prune`` does).
+        """
+        cutoff, size = self._prune_plan(older_than, batch_size)
+        while True:
+            batch = self.run(self._prune_batch_work(cutoff, agent_name, size))
+            if not batch:
+                return
+            yield batch
 
     def close(self) -> None:
         """Close the manager and its backend. Idempotent."""
