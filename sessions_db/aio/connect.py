@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from functools import partial
+from typing import Any
 
 from ..config import ConfigSource
-from ..connect import backend_for_url, configured, migrate_on_open, sql_timeouts
+from ..connect import (
+    backend_for_url,
+    check_read_url,
+    configured,
+    configured_read_url,
+    migrate_on_open,
+    sql_timeouts,
+)
 from ..null import NullBackend
 from .backend import AsyncStorageBackend
 from .manager import AsyncManager
@@ -21,6 +30,8 @@ async def backend_for_url_async(
     statement_timeout: float | None = None,
     lock_timeout: float | None = None,
     pooled: bool = False,
+    read_url: str | None = None,
+    replica_max_lag: float | None = None,
 ) -> AsyncStorageBackend:
     """Return the started asyncio backend a store URL names.
 
@@ -29,9 +40,10 @@ async def backend_for_url_async(
     opened in a worker thread and wrapped in a :class:`ThreadedBackend`.
     """
     scheme = url.split(":", 1)[0].lower()
+    check_read_url(url, read_url)
     if scheme.startswith(("sqlite", "postgres")):
         statement, lock = sql_timeouts((statement_timeout, lock_timeout))
-        backend = AsyncSQLBackend(
+        backend = (AsyncSQLBackend if read_url is None else _replicated(read_url, replica_max_lag))(
             url,
             migrate=migrate_on_open(url, migrate),
             schema=schema,
@@ -50,6 +62,14 @@ async def backend_for_url_async(
     )
 
 
+def _replicated(read_url: str, max_lag: float | None) -> Any:
+    from ..sql.replica import MAX_LAG  # noqa: PLC0415 - only when asked for
+    from .replica import ReplicatedAsyncSQLBackend  # noqa: PLC0415
+
+    lag = MAX_LAG if max_lag is None else max_lag
+    return partial(ReplicatedAsyncSQLBackend, read_url=read_url, max_lag=lag)
+
+
 async def connect(
     url: str | None = None,
     *,
@@ -58,6 +78,7 @@ async def connect(
     statement_timeout: float | None = None,
     lock_timeout: float | None = None,
     pooled: bool | None = None,
+    read_url: str | None = None,
 ) -> AsyncManager:
     """Return an :class:`AsyncManager` on the store ``url`` names, or on the configured store.
 
@@ -78,5 +99,7 @@ async def connect(
         statement_timeout=statement,
         lock_timeout=lock,
         pooled=cfg.pooled if pooled is None else pooled,
+        read_url=configured_read_url(url, cfg, read_url),
+        replica_max_lag=cfg.replica_max_lag,
     )
     return AsyncManager(backend, **options)
