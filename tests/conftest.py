@@ -100,7 +100,9 @@ def pg_server() -> Iterator[Callable[[], str]]:
 
 
 #: The fixtures that need the PostgreSQL server.
-PG_FIXTURES = frozenset({"pg_server", "pg_database", "pg_partitioned_database", "pgbouncer"})
+PG_FIXTURES = frozenset(
+    {"pg_server", "pg_database", "pg_partitioned_database", "pgbouncer", "pg_replica"}
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -144,6 +146,15 @@ def pgbouncer(pg_server: Callable[[], str]) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
+def pg_replica(pg_server: Callable[[], str]) -> Iterator[Any]:
+    """A streaming replica of the test server (see tests/replica.py), for the whole run."""
+    from .replica import streaming_replica  # it imports this module
+
+    with streaming_replica(PG_URL) as replica:
+        yield replica
+
+
+@pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A migrated SQLite file that each test copies (migrating once per run)."""
     path = tmp_path_factory.mktemp("template") / "template.db"
@@ -178,6 +189,20 @@ def make_store(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str
         request.getfixturevalue("monkeypatch").setenv("SESSIONS_DB_POOLED", "true")
         bounced: str = request.getfixturevalue("pgbouncer").url(url)
         return bounced
+    if kind == "replica":
+        # The same database, with reads from a streaming replica. Its reads are
+        # held to no lag at all (each one probes first), as the contract's
+        # checks read what other processes and connections just wrote; the
+        # default bound is tested in tests/test_replica.py.
+        url = request.getfixturevalue("pg_database")
+        _empty_postgres(url)
+        replica = request.getfixturevalue("pg_replica")
+        replica.catch_up(url)
+        environment = request.getfixturevalue("monkeypatch")
+        environment.setenv("SESSIONS_DB_URL", url)
+        environment.setenv("SESSIONS_DB_READ_URL", replica.url(url))
+        environment.setenv("SESSIONS_DB_REPLICA_MAX_LAG", "0")
+        return url
     if kind == "sqlite":
         path = tmp_path / "sessions.db"
         shutil.copy(request.getfixturevalue("sqlite_template"), path)
@@ -202,6 +227,8 @@ SQL_PARAMS = STORE_PARAMS[:2]
 PARTITIONED_PARAM = pytest.param("postgres-partitioned", marks=pytest.mark.postgres)
 #: PostgreSQL through PgBouncer in transaction mode (``pooled``).
 PGBOUNCER_PARAM = pytest.param("pgbouncer", marks=pytest.mark.postgres)
+#: PostgreSQL with a streaming replica for reads (``read_url``).
+REPLICA_PARAM = pytest.param("replica", marks=pytest.mark.postgres)
 
 
 @pytest.fixture(params=SQL_PARAMS)
@@ -310,6 +337,8 @@ CONFIG_VARIABLES = (
     "SESSIONS_DB_STATEMENT_TIMEOUT",
     "SESSIONS_DB_LOCK_TIMEOUT",
     "SESSIONS_DB_POOLED",
+    "SESSIONS_DB_READ_URL",
+    "SESSIONS_DB_REPLICA_MAX_LAG",
     "SESSIONS_DB_CHECKPOINT_AUTO_SAVE",
     "SESSIONS_DB_CHECKPOINT_INTERVAL",
     "SESSIONS_DB_REDACT",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from . import pgbouncer
+from . import pgbouncer, replica
 from .conftest import cannot_run, reach_postgres
 from .reliability import private_pg
 
@@ -100,3 +100,20 @@ def test_no_pgbouncer_fails(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "scripts/setup" in why
     monkeypatch.setenv("SESSIONS_DB_ALLOW_SKIP", "1")
     assert outcome(pgbouncer.program)[0] is SKIPPED
+
+
+@pytest.mark.usefixtures("environment")
+def test_no_replica_can_be_made_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without root (to act as postgres) or pg_basebackup the replica tests fail, saying why."""
+    url = "postgresql://u:p@127.0.0.1:5432/postgres"
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    ended, why = outcome(lambda: replica._requirements(url))
+    assert ended is FAILED
+    assert "needs root" in why
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setattr(replica, "tool", lambda name: "")
+    ended, why = outcome(lambda: replica._requirements(url))
+    assert ended is FAILED
+    assert "pg_basebackup" in why
+    monkeypatch.setenv("SESSIONS_DB_ALLOW_SKIP", "1")
+    assert outcome(lambda: replica._requirements(url))[0] is SKIPPED

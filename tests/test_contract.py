@@ -6,12 +6,12 @@ import pytest
 
 from sessions_db.testing import StorageContract
 
-from .conftest import PARTITIONED_PARAM, PGBOUNCER_PARAM, STORE_PARAMS
+from .conftest import PARTITIONED_PARAM, PGBOUNCER_PARAM, REPLICA_PARAM, STORE_PARAMS
 
 
-@pytest.fixture(params=[*STORE_PARAMS, PARTITIONED_PARAM, PGBOUNCER_PARAM])
+@pytest.fixture(params=[*STORE_PARAMS, PARTITIONED_PARAM, PGBOUNCER_PARAM, REPLICA_PARAM])
 def store_kind(request: pytest.FixtureRequest) -> str:
-    """Each store kind in turn; PostgreSQL also partitioned, and through PgBouncer."""
+    """Each store kind in turn; PostgreSQL also partitioned, through PgBouncer, with a replica."""
     kind: str = request.param
     return kind
 
