@@ -18,7 +18,6 @@ from typing import Any
 from . import ids, payload
 from .checksum import branch_checksum
 from .errors import (
-    CheckpointNotFoundError,
     ChecksumMismatchError,
     DuplicateEntryError,
     EntryNotFoundError,
@@ -496,12 +495,7 @@ def restore(
     """
     cid = ids.checkpoint_id(checkpoint_id)
     uow.begin()
-    try:
-        found: Checkpoint = uow.load_checkpoint(cid)
-    except CheckpointNotFoundError:
-        raise CheckpointNotFoundError(f"checkpoint {cid} not found") from None
-    if found.session_id != session_id:
-        raise CheckpointNotFoundError(f"checkpoint {cid} not found in session {session_id}")
+    found: Checkpoint = uow.load_session_checkpoint(session_id, cid)
     uow.lock_session(session_id)
     branch = uow.load_branch(session_id, BranchQuery(leaf=found.entry_id))
     actual = branch_checksum(branch)
@@ -551,13 +545,7 @@ def fork(
     source = uow.load_session(session_id)
     leaf: str | None = source.current_leaf
     if checkpoint_id is not None:
-        cid = ids.checkpoint_id(checkpoint_id)
-        try:
-            found = uow.load_checkpoint(cid)
-        except CheckpointNotFoundError:
-            raise CheckpointNotFoundError(f"checkpoint {cid} not found") from None
-        if found.session_id != session_id:
-            raise CheckpointNotFoundError(f"checkpoint {cid} not found in session {session_id}")
+        found = uow.load_session_checkpoint(session_id, ids.checkpoint_id(checkpoint_id))
         leaf = found.entry_id
     elif at is not None:
         leaf = ids.entry_id(at)

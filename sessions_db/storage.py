@@ -20,7 +20,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from . import search
-from .errors import SessionNotFoundError, SessionsDBError
+from .errors import CheckpointNotFoundError, SessionNotFoundError, SessionsDBError
 from .types import Checkpoint, EntryType, Message, MessageHit, SessionEntry, SessionMetadata
 
 if TYPE_CHECKING:
@@ -308,6 +308,21 @@ class Storage(ABC):
     @abstractmethod
     def load_checkpoint(self, checkpoint_id: str) -> Checkpoint:
         """Return the checkpoint; ``CheckpointNotFoundError`` if absent."""
+
+    def load_session_checkpoint(self, session_id: str, checkpoint_id: str) -> Checkpoint:
+        """Return the checkpoint if it is one of the session's.
+
+        ``CheckpointNotFoundError`` if it is absent or belongs to another session.
+        Stores may find it by both IDs at once (on a partitioned PostgreSQL
+        store, in the session's partition only); this default loads it by ID
+        and compares.
+        """
+        found = self.load_checkpoint(checkpoint_id)
+        if found.session_id != session_id:
+            raise CheckpointNotFoundError(
+                f"checkpoint {checkpoint_id} not found in session {session_id}"
+            )
+        return found
 
     @abstractmethod
     def list_checkpoints(self, session_id: str) -> list[Checkpoint]:

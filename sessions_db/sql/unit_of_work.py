@@ -690,6 +690,19 @@ WHERE {FTS_TABLE} MATCH :match AND s.user_id = :uid {by_agent} AND e.type = 'mes
             raise CheckpointNotFoundError(f"checkpoint {checkpoint_id} not found")
         return self._sql.checkpoint(row)
 
+    def load_session_checkpoint(self, session_id: str, checkpoint_id: str) -> Checkpoint:
+        """Find the checkpoint by its primary key, ``(session_id, id)``: one partition."""
+        c = self._sql.tables.checkpoints
+        stmt = select(*self._sql.checkpoint_columns()).where(
+            c.c.session_id == session_id, c.c.id == checkpoint_id
+        )
+        row = self._run(stmt, alone=True).first()
+        if row is None:
+            raise CheckpointNotFoundError(
+                f"checkpoint {checkpoint_id} not found in session {session_id}"
+            )
+        return self._sql.checkpoint(row)
+
     def list_checkpoints(self, session_id: str) -> list[Checkpoint]:  # noqa: D102
         s, c = self._sql.tables.sessions, self._sql.tables.checkpoints
         stmt = (
