@@ -96,8 +96,17 @@ class Replica:
         return superuser_sql(statement, port=self.port, host=str(self.data))
 
     def pause(self) -> None:
-        """Stop replaying the primary's WAL (what it receives waits)."""
+        """Stop replaying the primary's WAL (what it receives waits); return once it stopped.
+
+        The request takes effect a moment later: until then a record arriving
+        may still be replayed.
+        """
         self.sql("SELECT pg_wal_replay_pause()")
+        deadline = time.monotonic() + START_DEADLINE
+        while self.sql("SELECT pg_get_wal_replay_pause_state()") != "paused":
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the replica did not pause within {START_DEADLINE} s")
+            time.sleep(0.01)
 
     def resume(self) -> None:
         """Replay again."""

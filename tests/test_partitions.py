@@ -284,6 +284,7 @@ def test_every_per_session_query_reads_one_partition(partitioned: str) -> None:
         session = mgr.create("assistant", user_id="u1")
         session.append_messages([sdb.Message.new("user", {"content": f"m{i}"}) for i in range(20)])
         marked = session.get_messages()[9]
+        taken = session.checkpoint()
 
         checked = {}
         operations: dict[str, Callable[[], object]] = {
@@ -300,6 +301,8 @@ def test_every_per_session_query_reads_one_partition(partitioned: str) -> None:
             "list_checkpoints": session.list_checkpoints,
             "fork": session.fork,
             "fork_at": lambda: session.fork(at=marked.id),
+            "restore": lambda: session.restore(taken.id),
+            "fork_at_checkpoint": lambda: session.fork(checkpoint_id=taken.id),
             "rewind": lambda: session.rewind(marked.id),
             "pop": session.pop_message,
             "clear": session.clear,
@@ -311,4 +314,5 @@ def test_every_per_session_query_reads_one_partition(partitioned: str) -> None:
     # The reads did read a partition (the check is not vacuous).
     for name in ("history_scan", "history_walk_newest", "history_walk_before", "entries", "fork"):
         assert checked[name] >= 1, name
-    assert checked["list_checkpoints"] >= 1
+    for name in ("list_checkpoints", "restore", "fork_at_checkpoint"):
+        assert checked[name] >= 1, name

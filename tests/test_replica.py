@@ -93,7 +93,8 @@ def test_reads_go_to_the_replica_and_own_writes_never_go_back(
     primary: str, replica: Replica, api: str
 ) -> None:
     read_url = replica.url(primary)
-    with sdb.connect(primary) as other, _open(primary, api, read_url=read_url) as mgr:
+    lag = {"replica_max_lag": "60s"}  # the pause below must not outlast the bound
+    with sdb.connect(primary) as other, _open(primary, api, read_url=read_url, config=lag) as mgr:
         theirs = other.create("bot", user_id="u1")
         theirs.append_messages([_message("t1"), _message("t2")])
         replica.catch_up(primary)
