@@ -12,7 +12,7 @@ A configuration document looks like the seed's::
       lock_timeout: 10s        # PostgreSQL: longest wait for a lock (0: no limit)
       pooled: false            # PostgreSQL: true behind PgBouncer in transaction mode
       read_url: postgresql://app@replica/app   # PostgreSQL: a streaming replica of url, for reads
-      replica_max_lag: 5s      # how far behind the primary a replica read may be (0: not at all)
+      replica_max_lag: 1s      # how far behind the primary a replica read may be (0: not at all)
       checkpoint:
         auto_save: true        # take checkpoints automatically
         interval: 5m           # 30s, 5m, 1h, 1d, or combined: 1h30m

@@ -95,7 +95,7 @@ T = TypeVar("T")
 #: The most often a probe runs (seconds), and only when a read needs one.
 PROBE_INTERVAL = 0.1
 #: By default, a replica read misses no write committed more than this long ago (seconds).
-MAX_LAG = 5.0
+MAX_LAG = 1.0
 #: How long an unreachable replica is left alone at first (seconds); it doubles
 #: while it stays unreachable, up to :data:`MAX_RETRY_AFTER`.
 RETRY_AFTER = 2.0
