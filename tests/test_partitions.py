@@ -316,3 +316,28 @@ def test_every_per_session_query_reads_one_partition(partitioned: str) -> None:
         assert checked[name] >= 1, name
     for name in ("list_checkpoints", "restore", "fork_at_checkpoint"):
         assert checked[name] >= 1, name
+
+
+def test_copy_moves_a_plain_store_into_a_partitioned_one(pg_server: Callable[[], str]) -> None:
+    """The documented move: a new database migrated with partitions, then `sessions-db copy`."""
+    plain, partitioned_url = pg_server(), pg_server()
+    migrations.upgrade(plain)
+    with sdb.connect(plain) as mgr:
+        made = []
+        for i in range(6):
+            session = mgr.create(f"agent{i % 2}", user_id=f"u{i}")
+            session.append_messages(
+                [sdb.Message.new("user", {"content": f"m{i}-{j}"}) for j in range(4)]
+            )
+            checkpoint = session.checkpoint()
+            session.append_message(sdb.Message.new("assistant", {"content": "after"}))
+            session.restore(checkpoint.id)
+            made.append((session.id, session.get_entries()))
+    assert _cli("migrate", "--url", partitioned_url, "--partitions", "4").exit_code == 0
+    result = _cli("copy", "--from", plain, "--to", partitioned_url, "--json")
+    assert result.exit_code == 0, result.output
+    assert migrations.layout(partitioned_url).partitions == 4
+    with sdb.connect(partitioned_url) as mgr:
+        for session_id, entries in made:
+            assert mgr.get(session_id).get_entries() == entries
+    assert _cli("verify", "--url", partitioned_url).exit_code == 0
