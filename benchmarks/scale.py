@@ -357,6 +357,24 @@ def sizes(url: str, shape: Shape) -> dict[str, Any]:
     return out
 
 
+def prewarm(url: str) -> int:
+    """Read every table and index of ours into shared buffers; return the pages read."""
+    with connection(url) as conn:
+        if not conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'pg_prewarm'").fetchone():
+            raise SystemExit(
+                f"--prewarm needs the pg_prewarm extension in {make_url(url).database}: "
+                "CREATE EXTENSION pg_prewarm (as a superuser)"
+            )
+        row = conn.execute(
+            "SELECT coalesce(sum(pg_prewarm(c.oid)), 0) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = current_schema() AND c.relname LIKE 'sessions\\_db\\_%' "
+            "AND c.relkind IN ('r', 'i', 't')"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
 # -- the measurements ----------------------------------------------------------------
 
 
@@ -538,7 +556,15 @@ def markdown(out: dict[str, Any]) -> str:
             f"{r['small_p95']:.3f} | {r['big_median']:.3f} | {r['big_p95']:.3f} | "
             f"{r['ratio']:.2f}{'' if r['met'] else ' (over 1.2)'} |"
         )
-    lines += ["", "Times in ms.", "", "| table | table MiB | indexes MiB |", "|---|---:|---:|"]
+    warm = "tables and indexes prewarmed into" if out.get("prewarm") else "cold,"
+    shared = out["machine"].get("shared_buffers", "?")
+    lines += [
+        "",
+        f"Times in ms ({warm} shared_buffers = {shared}).",
+        "",
+        "| table | table MiB | indexes MiB |",
+        "|---|---:|---:|",
+    ]
     for table in TABLES:
         s = big["sizes"][table]
         lines.append(f"| {table} | {_mib(s['table_bytes'])} | {_mib(s['index_bytes'])} |")
@@ -564,7 +590,7 @@ def markdown(out: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.scale", description=__doc__)
     parser.add_argument("--sessions", type=int, default=1_000_000)
     parser.add_argument("--messages", type=int, default=10_000_000)
@@ -578,9 +604,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prune-batch", type=int, default=1000)
     parser.add_argument("--drop", action="store_true", help="drop the databases at the end")
     parser.add_argument(
+        "--prewarm",
+        action="store_true",
+        help="read the tables and indexes into shared buffers first (pg_prewarm, which a "
+        "superuser installs in both databases: CREATE EXTENSION pg_prewarm)",
+    )
+    parser.add_argument(
         "--load-only", action="store_true", help="load (or finish loading) and report sizes only"
     )
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
     big_shape = Shape(args.sessions, args.messages)
     small_shape = Shape(args.small_sessions, args.small_messages)
@@ -616,6 +653,13 @@ def main(argv: list[str] | None = None) -> int:
         for side in ("small", "big"):
             log(f"{side}: {out[side]['load']} {out[side]['sizes']['per_message']}")
         return 0
+    if args.prewarm:
+        for side in ("small", "big"):
+            out[side]["prewarmed_pages"] = prewarm(database_url(admin, names[side]))
+            log(f"  prewarmed {out[side]['prewarmed_pages']:,} pages of {names[side]}")
+    with connection(database_url(admin, names["big"])) as conn:
+        out["machine"]["shared_buffers"] = conn.execute("SHOW shared_buffers").fetchone()[0]  # type: ignore[index]
+    out["prewarm"] = args.prewarm
     log("== operations")
     out["operations"] = run_operations(
         database_url(admin, names["small"]), database_url(admin, names["big"]), args.runs, log
