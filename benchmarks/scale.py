@@ -366,10 +366,13 @@ def prewarm(url: str) -> int:
                 "CREATE EXTENSION pg_prewarm (as a superuser)"
             )
         row = conn.execute(
-            "SELECT coalesce(sum(pg_prewarm(c.oid)), 0) FROM pg_class c "
+            "WITH ours AS (SELECT c.oid FROM pg_class c "
             "JOIN pg_namespace n ON n.oid = c.relnamespace "
             "WHERE n.nspname = current_schema() AND c.relname LIKE 'sessions\\_db\\_%' "
-            "AND c.relkind IN ('r', 'i', 't')"
+            "AND c.relkind = 'r') "
+            "SELECT coalesce(sum(pg_prewarm(oid)), 0) FROM ("
+            "SELECT oid FROM ours UNION ALL "
+            "SELECT indexrelid FROM pg_index WHERE indrelid IN (SELECT oid FROM ours)) r"
         ).fetchone()
     assert row is not None
     return int(row[0])
