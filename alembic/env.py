@@ -11,13 +11,16 @@ from __future__ import annotations
 import os
 
 from alembic import context
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, create_engine
 from sqlalchemy.schema import CreateSchema
 
+from sessions_db.errors import ConfigurationError, InvalidArgumentError
 from sessions_db.ids import schema_name
 from sessions_db.migrations import include_own_object
 from sessions_db.models import Base
 from sessions_db.sql.engine import normalize_url
+from sessions_db.sql.partitions import partition_count, relayout, replace_sql
 from sessions_db.sql.schema import VERSION_TABLE
 
 config = context.config
@@ -28,6 +31,24 @@ schema = schema_name(
     or os.environ.get("SESSIONS_DB_SCHEMA")
     or None
 )
+# The layout of the entries and checkpoints tables, when one is asked for
+# (sessions_db.sql.partitions): hash partitions by session_id, or 0 for plain
+# tables. From sessions_db (upgrade(..., partitions=N)) or `alembic -x partitions=N`.
+_asked = config.attributes.get("sessions_db_partitions")
+if _asked is None:
+    _asked = context.get_x_argument(as_dictionary=True).get("partitions")
+partitions = None if _asked is None else partition_count(_asked)
+
+
+def _head() -> str | None:
+    return ScriptDirectory.from_config(config).get_current_head()
+
+
+def _refuse_below_head(at: object) -> None:
+    if at not in (_head(), "head"):
+        raise InvalidArgumentError(
+            "partitions are chosen at the newest revision: upgrade to head with them"
+        )
 
 
 def _configure(**kwargs):
@@ -55,6 +76,9 @@ def _run(connection: Connection) -> None:
     _configure(connection=connection, render_as_batch=connection.dialect.name == "sqlite")
     with context.begin_transaction():
         context.run_migrations()
+        if partitions is not None:
+            _refuse_below_head(context.get_context().get_current_revision())
+            relayout(connection, schema, partitions)
 
 
 if context.is_offline_mode():
@@ -68,6 +92,13 @@ if context.is_offline_mode():
         if schema is not None:
             context.execute(CreateSchema(schema, if_not_exists=True))
         context.run_migrations()
+        if partitions:
+            # A script from an empty database up: the tables just made are made again.
+            _refuse_below_head(context.get_revision_argument())
+            if context.get_context().dialect.name != "postgresql":
+                raise ConfigurationError("partitions need PostgreSQL; SQLite tables are plain")
+            for statement in replace_sql(schema, partitions):
+                context.execute(statement)
 else:
     given = config.attributes.get("connection")
     if given is not None:

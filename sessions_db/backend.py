@@ -149,6 +149,11 @@ class CallsUnitOfWork(UnitOfWork):
     ) -> list[str]:
         return self._backend.prune_sessions(updated_before, agent_name=agent_name, dry_run=dry_run)
 
+    def prune_batch(  # noqa: D102
+        self, updated_before: datetime, *, agent_name: str | None = None, limit: int
+    ) -> list[str]:
+        return self._backend.prune_batch(updated_before, agent_name=agent_name, limit=limit)
+
     def load_session_by_key(self, agent_name: str, key: str) -> SessionMetadata:  # noqa: D102
         return self._backend.load_session_by_key(agent_name, key)
 
@@ -295,6 +300,13 @@ class UnitOfWorkBackend(StorageBackend):
         return self.run(
             lambda uow: uow.prune_sessions(updated_before, agent_name=agent_name, dry_run=dry_run),
             write=not dry_run,
+        )
+
+    def prune_batch(  # noqa: D102
+        self, updated_before: datetime, *, agent_name: str | None = None, limit: int
+    ) -> list[str]:
+        return self.run(
+            lambda uow: uow.prune_batch(updated_before, agent_name=agent_name, limit=limit)
         )
 
     def load_session_by_key(self, agent_name: str, key: str) -> SessionMetadata:  # noqa: D102

@@ -10,6 +10,9 @@ A configuration document looks like the seed's::
       schema: sessions_db      # PostgreSQL schema of the tables (optional)
       statement_timeout: 60s   # PostgreSQL: longest statement (0: no limit)
       lock_timeout: 10s        # PostgreSQL: longest wait for a lock (0: no limit)
+      pooled: false            # PostgreSQL: true behind PgBouncer in transaction mode
+      read_url: postgresql://app@replica/app   # PostgreSQL: a streaming replica of url, for reads
+      replica_max_lag: 1s      # how far behind the primary a replica read may be (0: not at all)
       checkpoint:
         auto_save: true        # take checkpoints automatically
         interval: 5m           # 30s, 5m, 1h, 1d, or combined: 1h30m
@@ -31,7 +34,9 @@ sets it wins:
 2. the environment: ``SESSIONS_DB_ENABLED``, ``SESSIONS_DB_STORE``,
    ``SESSIONS_DB_URL``, ``SESSIONS_DB_BASE_DIR``, ``SESSIONS_DB_SCHEMA``,
    ``SESSIONS_DB_STATEMENT_TIMEOUT``, ``SESSIONS_DB_LOCK_TIMEOUT``,
-   ``SESSIONS_DB_CHECKPOINT_AUTO_SAVE``, ``SESSIONS_DB_CHECKPOINT_INTERVAL``,
+   ``SESSIONS_DB_POOLED``, ``SESSIONS_DB_READ_URL``, ``SESSIONS_DB_REPLICA_MAX_LAG``,
+   ``SESSIONS_DB_CHECKPOINT_AUTO_SAVE``,
+   ``SESSIONS_DB_CHECKPOINT_INTERVAL``,
    ``SESSIONS_DB_REDACT``, ``SESSIONS_DB_ENCRYPTION_KEYS`` (``kid1:key1,kid2:key2``),
    ``SESSIONS_DB_ENCRYPTION_ACTIVE``, ``SESSIONS_DB_ENCRYPTION_ALLOW_PLAINTEXT``,
    and the seed's ``AIXGO_SESSION_DIR`` (the
@@ -214,6 +219,12 @@ class SessionConfig(_Model):
     #: PostgreSQL statement and lock timeouts, seconds (``None``: the library's defaults).
     statement_timeout: float | None = None
     lock_timeout: float | None = None
+    #: PostgreSQL behind a pooler in transaction mode (PgBouncer): no prepared statements.
+    pooled: bool = False
+    #: A streaming replica of ``url`` that reads go to (see :mod:`sessions_db.sql.replica`).
+    read_url: str | None = None
+    #: Seconds a replica read may be behind the primary (``None``: the library's default).
+    replica_max_lag: float | None = None
     checkpoint: CheckpointConfig = CheckpointConfig()
     redact: str | None = None
     encryption: EncryptionConfig | None = None
@@ -226,7 +237,7 @@ class SessionConfig(_Model):
         except ConfigurationError as exc:
             raise ValueError(str(exc)) from None
 
-    @field_validator("statement_timeout", "lock_timeout", mode="before")
+    @field_validator("statement_timeout", "lock_timeout", "replica_max_lag", mode="before")
     @classmethod
     def _timeout(cls, value: object) -> float | None:
         return parse_timeout(value)
@@ -240,7 +251,8 @@ class SessionConfig(_Model):
 
     def __repr_args__(self) -> Any:
         for name, value in super().__repr_args__():
-            yield name, redact_url(value) if name == "url" and value is not None else value
+            hidden = name in ("url", "read_url") and value is not None
+            yield name, redact_url(value) if hidden else value
 
     @property
     def auto_checkpoint(self) -> timedelta | None:
@@ -302,6 +314,9 @@ _ENV_FIELDS: list[tuple[str, tuple[str, ...]]] = [
     ("SESSIONS_DB_SCHEMA", ("schema",)),
     ("SESSIONS_DB_STATEMENT_TIMEOUT", ("statement_timeout",)),
     ("SESSIONS_DB_LOCK_TIMEOUT", ("lock_timeout",)),
+    ("SESSIONS_DB_POOLED", ("pooled",)),
+    ("SESSIONS_DB_READ_URL", ("read_url",)),
+    ("SESSIONS_DB_REPLICA_MAX_LAG", ("replica_max_lag",)),
     ("SESSIONS_DB_CHECKPOINT_AUTO_SAVE", ("checkpoint", "auto_save")),
     ("SESSIONS_DB_CHECKPOINT_INTERVAL", ("checkpoint", "interval")),
     ("SESSIONS_DB_REDACT", ("redact",)),

@@ -54,6 +54,9 @@ def backend_for_url(
     schema: str | None = None,
     statement_timeout: float | None = None,
     lock_timeout: float | None = None,
+    pooled: bool = False,
+    read_url: str | None = None,
+    replica_max_lag: float | None = None,
 ) -> StorageBackend:
     """Return the backend a store URL names.
 
@@ -63,9 +66,28 @@ def backend_for_url(
     schemas are migrated only with ``migrate=True`` (or ``sessions-db migrate``).
     ``schema`` is the PostgreSQL schema of the tables; ``statement_timeout``
     and ``lock_timeout`` (seconds, ``None``: the defaults) bound PostgreSQL
-    statements (see :class:`SQLBackend`).
+    statements (see :class:`SQLBackend`); ``pooled`` says a PostgreSQL URL
+    leads to a pooler in transaction mode (PgBouncer); ``read_url`` names a
+    streaming replica of a PostgreSQL ``url`` for reads
+    (:class:`~sessions_db.sql.replica.ReplicatedSQLBackend`), whose reads are
+    at most ``replica_max_lag`` seconds behind (``None``: the default).
     """
     scheme = url.split(":", 1)[0].lower()
+    check_read_url(url, read_url)
+    if read_url is not None:
+        from .sql.replica import MAX_LAG, ReplicatedSQLBackend  # noqa: PLC0415 - when asked for
+
+        statement, lock = sql_timeouts((statement_timeout, lock_timeout))
+        return ReplicatedSQLBackend(
+            url,
+            read_url=read_url,
+            max_lag=MAX_LAG if replica_max_lag is None else replica_max_lag,
+            migrate=migrate_on_open(url, migrate),
+            schema=schema,
+            statement_timeout=statement,
+            lock_timeout=lock,
+            pooled=pooled,
+        )
     if scheme == "file":
         from .file import FileBackend  # noqa: PLC0415 - POSIX only: imported when chosen
 
@@ -78,10 +100,37 @@ def backend_for_url(
             schema=schema,
             statement_timeout=statement,
             lock_timeout=lock,
+            pooled=pooled and scheme.startswith("postgres"),
         )
     raise ConfigurationError(
         f"unsupported store URL {shown(url)}: use file://, sqlite:// or postgresql://"
     )
+
+
+def check_read_url(url: str, read_url: str | None) -> None:
+    """Refuse a ``read_url`` for anything but a PostgreSQL store and a PostgreSQL replica."""
+    if read_url is None:
+        return
+    for name, value in (("url", url), ("read_url", read_url)):
+        if not value.split(":", 1)[0].lower().startswith("postgres"):
+            raise ConfigurationError(
+                f"{name}: read replicas are for PostgreSQL stores, not {shown(value)}"
+            )
+
+
+def configured_read_url(
+    url: str | None, session: SessionConfig, read_url: str | None
+) -> str | None:
+    """Return the replica to read from: ``read_url``, else the configured one for its store.
+
+    ``session.read_url`` is a replica of the configured store: it applies when
+    that store is the one opened (no URL given to ``connect``, or the same one).
+    """
+    if read_url is not None:
+        return read_url
+    if session.read_url is not None and (url is None or url == session.url):
+        return session.read_url
+    return None
 
 
 def sql_timeouts(*choices: tuple[float | None, float | None]) -> tuple[float, float]:
@@ -160,6 +209,8 @@ def connect(
     migrate: bool | None = None,
     statement_timeout: float | None = None,
     lock_timeout: float | None = None,
+    pooled: bool | None = None,
+    read_url: str | None = None,
 ) -> Manager:
     """Return a :class:`Manager` on the store ``url`` names, or on the configured store.
 
@@ -192,6 +243,17 @@ def connect(
     the configured ``statement_timeout``/``lock_timeout``, else the defaults
     (60 s and 10 s) apply. A call past them raises
     :class:`~sessions_db.StorageTimeoutError`.
+
+    ``pooled=True`` (or ``pooled: true``, ``SESSIONS_DB_POOLED=true``) is the
+    one option to set when the PostgreSQL URL leads to PgBouncer, or another
+    pooler, in transaction mode: psycopg's automatic prepared statements are
+    then off. Given here it wins over the configuration.
+
+    ``read_url`` (or ``session.read_url``, ``SESSIONS_DB_READ_URL``) names a
+    streaming replica of the PostgreSQL store: reads that may be a little
+    stale go there, and this process never reads its own writes backwards (see
+    :mod:`sessions_db.sql.replica`). The configured one applies only to the
+    configured store; ``session.replica_max_lag`` bounds how stale its reads may be.
     """
     store, cfg = configured(url, config)
     if store is None:
@@ -201,6 +263,13 @@ def connect(
         (statement_timeout, lock_timeout), (cfg.statement_timeout, cfg.lock_timeout)
     )
     backend = backend_for_url(
-        store, migrate=migrate, schema=cfg.db_schema, statement_timeout=statement, lock_timeout=lock
+        store,
+        migrate=migrate,
+        schema=cfg.db_schema,
+        statement_timeout=statement,
+        lock_timeout=lock,
+        pooled=cfg.pooled if pooled is None else pooled,
+        read_url=configured_read_url(url, cfg, read_url),
+        replica_max_lag=cfg.replica_max_lag,
     )
     return Manager(backend, **options)

@@ -157,6 +157,17 @@ class _LoggedCalls(Storage):
             ),
         )
 
+    def prune_batch(
+        self, updated_before: datetime, *, agent_name: str | None = None, limit: int
+    ) -> list[str]:
+        """See :meth:`Storage.prune_batch`."""
+        return self._run(
+            "prune_batch",
+            "",
+            f" before={updated_before.isoformat()} agent={agent_name} limit={limit}",
+            lambda: self._inner.prune_batch(updated_before, agent_name=agent_name, limit=limit),
+        )
+
     def load_session_by_key(self, agent_name: str, key: str) -> SessionMetadata:
         """See :meth:`Storage.load_session_by_key` (the key is not logged)."""
         return self._run(

@@ -39,6 +39,7 @@ from .ids import schema_name
 from .models import Base
 from .sql.engine import normalize_url, private_sqlite_file
 from .sql.errors import translate
+from .sql.partitions import Layout, partition_count, read_layout
 from .sql.schema import PREFIX, VERSION_TABLE, is_fts_object
 from .sql.writelock import write_transaction
 
@@ -58,6 +59,7 @@ __all__ = [
     "include_object",
     "include_own_object",
     "is_partition",
+    "layout",
     "run_with_host",
     "script_location",
     "tables_dropped",
@@ -85,8 +87,13 @@ def config(
     *,
     schema: str | None = None,
     output: TextIO | None = None,
+    partitions: int | None = None,
 ) -> Config:
-    """Return an alembic :class:`Config` for our scripts, bound to ``connectable``."""
+    """Return an alembic :class:`Config` for our scripts, bound to ``connectable``.
+
+    ``partitions`` asks for a layout of the entries and checkpoints tables
+    (:mod:`sessions_db.sql.partitions`); ``None`` keeps the store's.
+    """
     schema = schema_name(schema)
     cfg = Config(output_buffer=output) if output is not None else Config()
     cfg.set_main_option("script_location", script_location())
@@ -95,6 +102,8 @@ def config(
     elif connectable is not None:
         cfg.attributes["connection"] = connectable
     cfg.attributes["sessions_db_schema"] = schema
+    if partitions is not None:
+        cfg.attributes["sessions_db_partitions"] = partition_count(partitions)
     return cfg
 
 
@@ -161,20 +170,33 @@ def upgrade(
     *,
     schema: str | None = None,
     revision: str = "head",
+    partitions: int | None = None,
 ) -> None:
-    """Upgrade the sessions_db tables to ``revision`` (default: the newest)."""
+    """Upgrade the sessions_db tables to ``revision`` (default: the newest).
+
+    ``partitions`` (PostgreSQL, at the newest revision) lays the entries and
+    checkpoints tables out in that many hash partitions by ``session_id``
+    (``0``: plain tables), in the same transaction; ``None`` keeps the
+    store's layout. See :mod:`sessions_db.sql.partitions`.
+    """
     schema = schema_name(schema)
+    if partitions is not None:
+        partitions = partition_count(partitions)
     with ALEMBIC_LOCK, _connection(connectable, write=True) as conn:
-        upgrade_holding_lock(conn, schema=schema, revision=revision)
+        upgrade_holding_lock(conn, schema=schema, revision=revision, partitions=partitions)
 
 
 def upgrade_holding_lock(
-    conn: Connection, *, schema: str | None = None, revision: str = "head"
+    conn: Connection,
+    *,
+    schema: str | None = None,
+    revision: str = "head",
+    partitions: int | None = None,
 ) -> None:
     """:func:`upgrade` on ``conn``, for a caller that already holds :data:`ALEMBIC_LOCK`."""
     schema = schema_name(schema)
     with _keep_host_proxies():
-        command.upgrade(config(conn, schema=schema), revision)
+        command.upgrade(config(conn, schema=schema, partitions=partitions), revision)
 
 
 def downgrade(
@@ -193,12 +215,23 @@ def downgrade(
         command.downgrade(config(conn, schema=schema), revision)
 
 
-def upgrade_sql(url: str, *, schema: str | None = None, revision: str = "head") -> str:
-    """Return the SQL an upgrade would run, for a DBA to apply by hand (offline mode)."""
+def upgrade_sql(
+    url: str,
+    *,
+    schema: str | None = None,
+    revision: str = "head",
+    partitions: int | None = None,
+) -> str:
+    """Return the SQL an upgrade would run, for a DBA to apply by hand (offline mode).
+
+    The script starts from an empty database; with ``partitions``, it ends by
+    making the entries and checkpoints tables again in that layout.
+    """
     schema = schema_name(schema)
     out = io.StringIO()
+    cfg = config(url, schema=schema, output=out, partitions=partitions)
     with ALEMBIC_LOCK, _keep_host_proxies():
-        command.upgrade(config(url, schema=schema, output=out), revision, sql=True)
+        command.upgrade(cfg, revision, sql=True)
     return out.getvalue()
 
 
@@ -217,6 +250,16 @@ def current(connectable: Engine | Connection | str, *, schema: str | None = None
     schema = schema_name(schema)
     with _connection(connectable) as conn:
         return _current(conn, schema)
+
+
+def layout(connectable: Engine | Connection | str, *, schema: str | None = None) -> Layout:
+    """Return the layout of the entries and checkpoints tables (partitions, from the catalog).
+
+    ``Layout(0)`` for plain tables, SQLite, or a database without our tables.
+    """
+    schema = schema_name(schema)
+    with _connection(connectable) as conn:
+        return read_layout(conn, schema)
 
 
 def _current(conn: Connection, schema: str | None) -> str | None:
@@ -329,15 +372,28 @@ def include_own_object(
     search objects (dialect-specific, made by hand in the migrations) and the
     partitions of a partitioned store (:func:`is_partition`) do not, as they are
     not models. Our migration environment (``env.py``) uses it.
+
+    Neither do the foreign keys PostgreSQL derives, on a table that references
+    a partitioned one, for each of its partitions (``..._fkey1`` referencing
+    ``sessions_db_entries_p1``): the one the model declares, on the parent, does.
     """
     if is_fts_object(name):
         return False
+    if type_ == "foreign_key_constraint":
+        referred = getattr(getattr(obj, "referred_table", None), "name", None)
+        if is_partition(referred):
+            return False
     table = _table_of(obj, name, type_)
     return table.startswith(PREFIX) and not is_partition(table)
 
 
-def run_with_host(*, schema: str | None = None) -> None:
+def run_with_host(*, schema: str | None = None, partitions: int | None = None) -> None:
     """Apply the sessions_db migrations from a host's alembic ``env.py``, as its command asks.
+
+    ``partitions`` chooses the layout of the entries and checkpoints tables
+    (hash partitions by ``session_id``; ``0``: plain tables; ``None``: as the
+    store has them); when it is ``None``, the host's command line may give it:
+    ``alembic -x sessions_db_partitions=8 upgrade head``.
 
     Call it in the host's ``with context.begin_transaction():`` block, after
     ``context.run_migrations()``, in both the online and the offline function:
@@ -353,11 +409,15 @@ def run_with_host(*, schema: str | None = None) -> None:
     step = getattr(host.opts.get("fn"), "__name__", None)
     if step != "upgrade" or host.opts.get("revision_context") is not None:
         return
+    if partitions is None:
+        asked = alembic.context.get_x_argument(as_dictionary=True).get("sessions_db_partitions")
+        if asked is not None:
+            partitions = partition_count(asked, what="sessions_db_partitions")
     if not host.as_sql:
         assert host.connection is not None
-        upgrade(host.connection, schema=schema)
+        upgrade(host.connection, schema=schema, partitions=partitions)
         return
-    cfg = config(schema=schema, output=host.output_buffer)
+    cfg = config(schema=schema, output=host.output_buffer, partitions=partitions)
     cfg.attributes["sessions_db_dialect"] = host.dialect.name
     with _keep_host_proxies():
         command.upgrade(cfg, "head", sql=True)

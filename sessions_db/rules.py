@@ -18,7 +18,6 @@ from typing import Any
 from . import ids, payload
 from .checksum import branch_checksum
 from .errors import (
-    CheckpointNotFoundError,
     ChecksumMismatchError,
     DuplicateEntryError,
     EntryNotFoundError,
@@ -219,6 +218,15 @@ def list_agents(uow: Storage) -> list[str]:
     return result
 
 
+def prune_cutoff(older_than: timedelta | datetime, clock: Clock) -> datetime:
+    """Return the time before which a prune deletes: ``older_than`` ago, or that time."""
+    if isinstance(older_than, timedelta):
+        if older_than < timedelta(0):
+            raise InvalidArgumentError("older_than must not be negative")
+        return clock() - older_than
+    return as_utc(older_than, "older_than")
+
+
 def prune(
     uow: Storage,
     older_than: timedelta | datetime,
@@ -227,16 +235,40 @@ def prune(
     clock: Clock,
 ) -> list[str]:
     """Delete the sessions not updated for ``older_than`` (or since a given time)."""
-    if isinstance(older_than, timedelta):
-        if older_than < timedelta(0):
-            raise InvalidArgumentError("older_than must not be negative")
-        cutoff = clock() - older_than
-    else:
-        cutoff = as_utc(older_than, "older_than")
+    cutoff = prune_cutoff(older_than, clock)
     result: list[str] = uow.prune_sessions(
         cutoff,
         agent_name=None if agent_name is None else ids.agent_name(agent_name),
         dry_run=dry_run,
+    )
+    return result
+
+
+#: How many sessions one batch of a prune deletes, by default.
+DEFAULT_PRUNE_BATCH = 1000
+#: The most sessions one batch of a prune may delete.
+MAX_PRUNE_BATCH = 100_000
+
+
+def prune_batch_size(batch_size: object) -> int:
+    """Return ``batch_size`` checked: a number of sessions from 1 to :data:`MAX_PRUNE_BATCH`."""
+    if (
+        not isinstance(batch_size, int)
+        or isinstance(batch_size, bool)
+        or not 1 <= batch_size <= MAX_PRUNE_BATCH
+    ):
+        raise InvalidArgumentError(f"batch_size must be from 1 to {MAX_PRUNE_BATCH} sessions")
+    return batch_size
+
+
+def prune_batch(
+    uow: Storage, cutoff: datetime, agent_name: str | None, batch_size: int
+) -> list[str]:
+    """Delete one batch of the sessions last updated before ``cutoff``; return their IDs."""
+    result: list[str] = uow.prune_batch(
+        cutoff,
+        agent_name=None if agent_name is None else ids.agent_name(agent_name),
+        limit=prune_batch_size(batch_size),
     )
     return result
 
@@ -468,12 +500,7 @@ def restore(
     """
     cid = ids.checkpoint_id(checkpoint_id)
     uow.begin()
-    try:
-        found: Checkpoint = uow.load_checkpoint(cid)
-    except CheckpointNotFoundError:
-        raise CheckpointNotFoundError(f"checkpoint {cid} not found") from None
-    if found.session_id != session_id:
-        raise CheckpointNotFoundError(f"checkpoint {cid} not found in session {session_id}")
+    found: Checkpoint = uow.load_session_checkpoint(session_id, cid)
     uow.lock_session(session_id)
     branch = uow.load_branch(session_id, BranchQuery(leaf=found.entry_id))
     actual = branch_checksum(branch)
@@ -523,13 +550,7 @@ def fork(
     source = uow.load_session(session_id)
     leaf: str | None = source.current_leaf
     if checkpoint_id is not None:
-        cid = ids.checkpoint_id(checkpoint_id)
-        try:
-            found = uow.load_checkpoint(cid)
-        except CheckpointNotFoundError:
-            raise CheckpointNotFoundError(f"checkpoint {cid} not found") from None
-        if found.session_id != session_id:
-            raise CheckpointNotFoundError(f"checkpoint {cid} not found in session {session_id}")
+        found = uow.load_session_checkpoint(session_id, ids.checkpoint_id(checkpoint_id))
         leaf = found.entry_id
     elif at is not None:
         leaf = ids.entry_id(at)

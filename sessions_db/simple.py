@@ -301,18 +301,31 @@ class SimpleStorage(StorageBackend):
     def prune_sessions(  # noqa: D102
         self, updated_before: datetime, *, agent_name: str | None = None, dry_run: bool = False
     ) -> list[str]:
+        return self._prune(updated_before, agent_name, dry_run, None)
+
+    def prune_batch(  # noqa: D102 - see Storage
+        self, updated_before: datetime, *, agent_name: str | None = None, limit: int
+    ) -> list[str]:
+        return self._prune(updated_before, agent_name, False, limit)
+
+    def _prune(
+        self, updated_before: datetime, agent_name: str | None, dry_run: bool, limit: int | None
+    ) -> list[str]:
         with self._work():
             agents = [agent_name] if agent_name is not None else self._simple.list_agents()
-            old = [
-                meta.id
-                for agent in agents
-                for meta in self._listed(agent, None)
-                if meta.updated_at < updated_before
-            ]
+            old = sorted(
+                (
+                    meta
+                    for agent in agents
+                    for meta in self._listed(agent, None)
+                    if meta.updated_at < updated_before
+                ),
+                key=lambda meta: (meta.updated_at, meta.id),
+            )[:limit]
             if not dry_run:
-                for session_id in old:
-                    self._simple.delete_session(session_id)
-        return sorted(old)
+                for meta in old:
+                    self._simple.delete_session(meta.id)
+        return sorted(meta.id for meta in old)
 
     def find_or_create_session(self, meta: SessionMetadata) -> SessionMetadata:
         """Atomic within the unit of work (see :meth:`SimpleBackend.unit_of_work`)."""

@@ -20,7 +20,12 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from . import search
-from .errors import EntryNotFoundError, SessionNotFoundError, SessionsDBError
+from .errors import (
+    CheckpointNotFoundError,
+    EntryNotFoundError,
+    SessionNotFoundError,
+    SessionsDBError,
+)
 from .types import Checkpoint, EntryType, Message, MessageHit, SessionEntry, SessionMetadata
 
 if TYPE_CHECKING:
@@ -173,6 +178,21 @@ class Storage(ABC):
         nothing). Entries and checkpoints go with their sessions.
         """
 
+    def prune_batch(
+        self, updated_before: datetime, *, agent_name: str | None = None, limit: int
+    ) -> list[str]:
+        """Delete at most ``limit`` of the sessions :meth:`prune_sessions` would, oldest first.
+
+        Entries and checkpoints go with their sessions, in the same transaction
+        on stores that have them. Returns the IDs deleted; an empty list when
+        none is left. Batches are idempotent: a prune stopped between two of
+        them goes on where it stopped when asked again. Stores may skip a
+        session another writer holds at that moment (its update makes it
+        recent). This default, for stores without batches, deletes them all
+        at once.
+        """
+        return self.prune_sessions(updated_before, agent_name=agent_name)
+
     def find_or_create_session(self, meta: SessionMetadata) -> SessionMetadata:
         """Return the session ``meta`` describes if one exists, else save ``meta``.
 
@@ -318,6 +338,21 @@ class Storage(ABC):
     @abstractmethod
     def load_checkpoint(self, checkpoint_id: str) -> Checkpoint:
         """Return the checkpoint; ``CheckpointNotFoundError`` if absent."""
+
+    def load_session_checkpoint(self, session_id: str, checkpoint_id: str) -> Checkpoint:
+        """Return the checkpoint if it is one of the session's.
+
+        ``CheckpointNotFoundError`` if it is absent or belongs to another session.
+        Stores may find it by both IDs at once (on a partitioned PostgreSQL
+        store, in the session's partition only); this default loads it by ID
+        and compares.
+        """
+        found = self.load_checkpoint(checkpoint_id)
+        if found.session_id != session_id:
+            raise CheckpointNotFoundError(
+                f"checkpoint {checkpoint_id} not found in session {session_id}"
+            )
+        return found
 
     @abstractmethod
     def list_checkpoints(self, session_id: str) -> list[Checkpoint]:

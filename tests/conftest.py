@@ -100,7 +100,9 @@ def pg_server() -> Iterator[Callable[[], str]]:
 
 
 #: The fixtures that need the PostgreSQL server.
-PG_FIXTURES = frozenset({"pg_server", "pg_database"})
+PG_FIXTURES = frozenset(
+    {"pg_server", "pg_database", "pg_partitioned_database", "pgbouncer", "pg_replica"}
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -117,6 +119,39 @@ def pg_database(pg_server: Callable[[], str]) -> str:
     db_url = pg_server()
     migrations.upgrade(db_url)
     return db_url
+
+
+#: Hash partitions of the partitioned test store.
+TEST_PARTITIONS = 4
+
+
+@pytest.fixture(scope="session")
+def pg_partitioned_database(pg_server: Callable[[], str]) -> str:
+    """One database migrated with partitioned tables, emptied before each test that uses it."""
+    db_url = pg_server()
+    migrations.upgrade(db_url, partitions=TEST_PARTITIONS)
+    return db_url
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(pg_server: Callable[[], str]) -> Iterator[Any]:
+    """A private PgBouncer in transaction mode in front of the test server (see tests/pgbouncer.py).
+
+    Its ``url(server_url)`` is a database's URL through it.
+    """
+    from .pgbouncer import private_pgbouncer  # it imports this module
+
+    with private_pgbouncer(PG_URL) as bouncer:
+        yield bouncer
+
+
+@pytest.fixture(scope="session")
+def pg_replica(pg_server: Callable[[], str]) -> Iterator[Any]:
+    """A streaming replica of the test server (see tests/replica.py), for the whole run."""
+    from .replica import streaming_replica  # it imports this module
+
+    with streaming_replica(PG_URL) as replica:
+        yield replica
 
 
 @pytest.fixture(scope="session")
@@ -145,6 +180,32 @@ def make_store(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str
         url: str = request.getfixturevalue("pg_database")
         _empty_postgres(url)
         return url
+    if kind == "postgres-partitioned":
+        url = request.getfixturevalue("pg_partitioned_database")
+        _empty_postgres(url)
+        return url
+    if kind == "pgbouncer":
+        # The same database, through PgBouncer in transaction mode; every manager
+        # opened on it (in this process or a worker's) is told it is pooled.
+        url = request.getfixturevalue("pg_database")
+        _empty_postgres(url)
+        request.getfixturevalue("monkeypatch").setenv("SESSIONS_DB_POOLED", "true")
+        bounced: str = request.getfixturevalue("pgbouncer").url(url)
+        return bounced
+    if kind == "replica":
+        # The same database, with reads from a streaming replica. Its reads are
+        # held to no lag at all (each one probes first), as the contract's
+        # checks read what other processes and connections just wrote; the
+        # default bound is tested in tests/test_replica.py.
+        url = request.getfixturevalue("pg_database")
+        _empty_postgres(url)
+        replica = request.getfixturevalue("pg_replica")
+        replica.catch_up(url)
+        environment = request.getfixturevalue("monkeypatch")
+        environment.setenv("SESSIONS_DB_URL", url)
+        environment.setenv("SESSIONS_DB_READ_URL", replica.url(url))
+        environment.setenv("SESSIONS_DB_REPLICA_MAX_LAG", "0")
+        return url
     if kind == "sqlite":
         path = tmp_path / "sessions.db"
         shutil.copy(request.getfixturevalue("sqlite_template"), path)
@@ -164,6 +225,13 @@ STORE_PARAMS = [
 
 #: The SQL store kinds only, for tests of SQL specifics.
 SQL_PARAMS = STORE_PARAMS[:2]
+
+#: PostgreSQL as it is deployed at scale: entries and checkpoints hash-partitioned.
+PARTITIONED_PARAM = pytest.param("postgres-partitioned", marks=pytest.mark.postgres)
+#: PostgreSQL through PgBouncer in transaction mode (``pooled``).
+PGBOUNCER_PARAM = pytest.param("pgbouncer", marks=pytest.mark.postgres)
+#: PostgreSQL with a streaming replica for reads (``read_url``).
+REPLICA_PARAM = pytest.param("replica", marks=pytest.mark.postgres)
 
 
 @pytest.fixture(params=SQL_PARAMS)
@@ -269,6 +337,11 @@ CONFIG_VARIABLES = (
     "SESSIONS_DB_URL",
     "SESSIONS_DB_BASE_DIR",
     "SESSIONS_DB_SCHEMA",
+    "SESSIONS_DB_STATEMENT_TIMEOUT",
+    "SESSIONS_DB_LOCK_TIMEOUT",
+    "SESSIONS_DB_POOLED",
+    "SESSIONS_DB_READ_URL",
+    "SESSIONS_DB_REPLICA_MAX_LAG",
     "SESSIONS_DB_CHECKPOINT_AUTO_SAVE",
     "SESSIONS_DB_CHECKPOINT_INTERVAL",
     "SESSIONS_DB_REDACT",

@@ -6,9 +6,11 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
+from . import pgbouncer, replica
 from .conftest import cannot_run, reach_postgres
 from .reliability import private_pg
 
@@ -85,3 +87,33 @@ def test_no_postgresql_server_fails_and_says_where(monkeypatch: pytest.MonkeyPat
     assert "secret" not in why
     monkeypatch.setenv("SESSIONS_DB_ALLOW_SKIP", "1")
     assert outcome(lambda: reach_postgres(NOWHERE))[0] is SKIPPED
+
+
+@pytest.mark.usefixtures("environment")
+def test_no_pgbouncer_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without ``pgbouncer`` the tests through it fail, saying how to get it."""
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setattr(pgbouncer, "DEBIAN_PROGRAM", Path("/nonexistent/pgbouncer"))
+    ended, why = outcome(pgbouncer.program)
+    assert ended is FAILED
+    assert "pgbouncer is not installed" in why
+    assert "scripts/setup" in why
+    monkeypatch.setenv("SESSIONS_DB_ALLOW_SKIP", "1")
+    assert outcome(pgbouncer.program)[0] is SKIPPED
+
+
+@pytest.mark.usefixtures("environment")
+def test_no_replica_can_be_made_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without root (to act as postgres) or pg_basebackup the replica tests fail, saying why."""
+    url = "postgresql://u:p@127.0.0.1:5432/postgres"
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    ended, why = outcome(lambda: replica._requirements(url))
+    assert ended is FAILED
+    assert "needs root" in why
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setattr(replica, "tool", lambda name: "")
+    ended, why = outcome(lambda: replica._requirements(url))
+    assert ended is FAILED
+    assert "pg_basebackup" in why
+    monkeypatch.setenv("SESSIONS_DB_ALLOW_SKIP", "1")
+    assert outcome(lambda: replica._requirements(url))[0] is SKIPPED

@@ -390,3 +390,13 @@ def test_encryption_from_the_environment() -> None:
     assert given.encryption.keyring().active == "old"
     with pytest.raises(sdb.ConfigurationError, match=r"session\.encryption:.*'new'"):
         load_config({"encryption": {"keys": {"mine": KEY1}}}, environ=env)
+
+
+def test_pooled_from_the_environment() -> None:
+    assert load_config(None, environ={}).session.pooled is False
+    assert load_config(None, environ={"SESSIONS_DB_POOLED": "true"}).session.pooled is True
+    assert (
+        load_config({"pooled": False}, environ={"SESSIONS_DB_POOLED": "1"}).session.pooled is False
+    )
+    with pytest.raises(sdb.ConfigurationError, match="SESSIONS_DB_POOLED"):
+        load_config(None, environ={"SESSIONS_DB_POOLED": "maybe"})

@@ -114,18 +114,7 @@ def host(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, Path]:
         url = new_database()
     else:
         url = f"sqlite:///{tmp_path / 'host.db'}"
-    project = tmp_path / "host_project"
-    (project / "migrations" / "versions").mkdir(parents=True)
-    (project / "migrations" / "env.py").write_text(textwrap.dedent(HOST_ENV))
-    (project / "migrations" / "versions" / "host0001.py").write_text(HOST_REVISION)
-    template = Path(alembic_package.__file__).parent / "templates" / "generic" / "script.py.mako"
-    (project / "migrations" / "script.py.mako").write_text(template.read_text())
-    (project / "alembic.ini").write_text(
-        "[alembic]\n"
-        "script_location = %(here)s/migrations\n"
-        f"sqlalchemy.url = {normalize_url(url).replace('%', '%%')}\n"
-    )
-    return url, project
+    return _project(url, tmp_path)
 
 
 def alembic(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -339,3 +328,54 @@ def test_partition_names() -> None:
     index = Index("ix_sessions_db_entries_p0_seq", partition.c.seq)
     assert not migrations.include_own_object(index, index.name, "index", True, None)
     assert not migrations.include_object(index, index.name, "index", True, None)
+
+
+@pytest.mark.postgres
+def test_host_chooses_partitions(pg_server: Callable[[], str], tmp_path: Path) -> None:
+    """`alembic -x sessions_db_partitions=N upgrade head`: online, offline, and autogenerate."""
+    request_url = pg_server()
+    url, project = _project(request_url, tmp_path)
+    alembic(project, "-x", "sessions_db_partitions=3", "upgrade", "head")
+    assert migrations.layout(url).partitions == 3
+    assert {f"sessions_db_entries_p{i}" for i in range(3)} <= tables(url)
+    # Later upgrades keep the layout; autogenerate proposes nothing about it.
+    alembic(project, "upgrade", "head")
+    assert migrations.layout(url).partitions == 3
+    alembic(project, "revision", "--autogenerate", "-m", "after partitions")
+    (generated,) = (project / "migrations" / "versions").glob("*after_partitions.py")
+    assert "op." not in generated.read_text()
+    command.check(migrations.config(url))
+
+    script = alembic(project, "-x", "sessions_db_partitions=2", "upgrade", "head", "--sql").stdout
+    assert "PARTITION BY HASH (session_id)" in script
+    assert "sessions_db_checkpoints_p1 PARTITION OF" in script
+
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "alembic", "-c", str(project / "alembic.ini")),
+            *("-x", "sessions_db_partitions=many", "upgrade", "head"),
+        ],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "sessions_db_partitions must be a whole number" in done.stderr
+
+
+def _project(url: str, tmp_path: Path) -> tuple[str, Path]:
+    """A host alembic project on ``url`` (as the ``host`` fixture makes one)."""
+    project = tmp_path / "host_project"
+    (project / "migrations" / "versions").mkdir(parents=True)
+    (project / "migrations" / "env.py").write_text(textwrap.dedent(HOST_ENV))
+    (project / "migrations" / "versions" / "host0001.py").write_text(HOST_REVISION)
+    template = Path(alembic_package.__file__).parent / "templates" / "generic" / "script.py.mako"
+    (project / "migrations" / "script.py.mako").write_text(template.read_text())
+    (project / "alembic.ini").write_text(
+        "[alembic]\n"
+        "script_location = %(here)s/migrations\n"
+        f"sqlalchemy.url = {normalize_url(url).replace('%', '%%')}\n"
+    )
+    return url, project

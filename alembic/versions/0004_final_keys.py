@@ -17,6 +17,10 @@ Sessions get three nullable columns, NULL in existing rows:
 On PostgreSQL the sessions' ``metadata`` also gets a GIN index
 (``jsonb_path_ops``), which serves listings filtered by metadata containment.
 
+A store whose entries and checkpoints tables are hash-partitioned (see
+:mod:`sessions_db.sql.partitions`) is first given plain tables again by the
+downgrade, rows kept: the older key cannot partition.
+
 SQLite copies the checkpoints table to change its key (batch mode; the table's
 shape at 0003 is given here, so that no reflection is needed and ``--sql``
 works); the sessions table is altered in place, never copied, since dropping it
@@ -32,6 +36,8 @@ Create Date: 2026-12-04
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
+
+from sessions_db.sql.partitions import read_layout, relayout
 
 revision = "0004"
 down_revision = "0003"
@@ -119,6 +125,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     schema = op.get_context().version_table_schema
+    if not op.get_context().as_sql and read_layout(op.get_bind(), schema).partitioned:
+        relayout(op.get_bind(), schema, 0)
     if op.get_context().dialect.name == "postgresql":
         op.drop_index(SESSIONS_METADATA, table_name=SESSIONS, schema=schema)
     op.drop_index(SESSIONS_FORKED_FROM, table_name=SESSIONS, schema=schema)

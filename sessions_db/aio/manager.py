@@ -10,7 +10,7 @@ rule is the same code. Methods have the names and meaning of the sync ones.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterable
+from collections.abc import AsyncGenerator, Iterable
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -20,7 +20,7 @@ from .._handles import ManagerFields, SessionFields
 from ..crypto import Keyring
 from ..errors import StorageClosedError
 from ..privacy import Privacy, Redactor
-from ..rules import Clock, TokenCounter
+from ..rules import DEFAULT_PRUNE_BATCH, Clock, TokenCounter
 from ..storage import Cursor, UnitOfWork, Work
 from ..types import Checkpoint, Message, SessionEntry, SessionMetadata, utcnow
 from .backend import AsyncStorageBackend
@@ -151,12 +151,36 @@ class AsyncManager(ManagerFields[AsyncStorageBackend]):
         *,
         agent_name: str | None = None,
         dry_run: bool = False,
+        batch_size: int = DEFAULT_PRUNE_BATCH,
     ) -> builtins.list[str]:
         """See :meth:`Manager.prune`."""
-        return await self.run(
-            lambda uow: rules.prune(uow, older_than, agent_name, dry_run, self._clock),
-            write=not dry_run,
-        )
+        if dry_run:
+            return await self.run(
+                lambda uow: rules.prune(uow, older_than, agent_name, True, self._clock),
+                write=False,
+            )
+        deleted: builtins.list[str] = []
+        async for batch in self.prune_batches(
+            older_than, agent_name=agent_name, batch_size=batch_size
+        ):
+            deleted += batch
+        return sorted(deleted)
+
+    async def prune_batches(
+        self,
+        older_than: timedelta | datetime,
+        *,
+        agent_name: str | None = None,
+        batch_size: int = DEFAULT_PRUNE_BATCH,
+    ) -> AsyncGenerator[builtins.list[str], None]:
+        """See :meth:`Manager.prune_batches`: an async iterator of the committed batches."""
+        cutoff = rules.prune_cutoff(older_than, self._clock)
+        size = rules.prune_batch_size(batch_size)
+        while True:
+            batch = await self.run(lambda uow: rules.prune_batch(uow, cutoff, agent_name, size))
+            if not batch:
+                return
+            yield batch
 
     async def close(self) -> None:
         """Close the manager and its backend (after the calls under way). Idempotent."""

@@ -46,6 +46,9 @@ class AsyncSQLBackend(SQLBackendBase[AsyncEngine], AsyncStorageBackend):
     A call whose task is cancelled still runs to its end before the
     cancellation is raised, so that an append is stored whole or not at all and
     its connection always goes back to the pool.
+
+    ``pooled=True``: the URL leads to a pooler in transaction mode (see
+    :class:`~sessions_db.SQLBackend`).
     """
 
     def __init__(
@@ -60,8 +63,14 @@ class AsyncSQLBackend(SQLBackendBase[AsyncEngine], AsyncStorageBackend):
         connect_timeout: float = 10.0,
         statement_timeout: float | None = DEFAULT_STATEMENT_TIMEOUT,
         lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT,
+        pooled: bool = False,
     ) -> None:
         self._host: AsyncConnection | AsyncSession | None = None
+        if pooled and not isinstance(engine_or_url, str):
+            raise ConfigurationError(
+                "pooled=True applies to a URL; build your own engine with "
+                'connect_args={"prepare_threshold": None} instead'
+            )
         if isinstance(engine_or_url, AsyncConnection | AsyncSession):
             self._host = engine_or_url
             if isinstance(engine_or_url, AsyncConnection):
@@ -81,7 +90,7 @@ class AsyncSQLBackend(SQLBackendBase[AsyncEngine], AsyncStorageBackend):
             url = normalize_url(engine_or_url, asyncio=True)
             private_sqlite_file(url)
             engine = create_async_engine(
-                url, **engine_options(url, connect_timeout=connect_timeout)
+                url, **engine_options(url, connect_timeout=connect_timeout, pooled=pooled)
             )
             drop_dead_connections(engine.sync_engine)
         else:

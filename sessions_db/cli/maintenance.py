@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from ..backend import StorageBackend
 from ..connect import default_url
 from ..file import FileBackend
+from ..manager import Manager
+from ..rules import DEFAULT_PRUNE_BATCH, MAX_PRUNE_BATCH
 from ..sql.backend import SQLBackend
 from ..sql.errors import translate
 from ..sql.schema import PREFIX, VERSION_TABLE
@@ -21,6 +25,7 @@ from ..types import utcnow
 from ._app import main
 from ._archive import select_sessions, verify_checkpoints
 from ._common import (
+    EXIT_ERROR,
     EXIT_MISMATCH,
     CLIError,
     console,
@@ -37,6 +42,9 @@ from ._common import (
 )
 from ._render import plural
 
+#: Above this many sessions, a prune's human output gives the count, not every ID.
+LISTED_IDS = 1000
+
 
 @main.command()
 @click.option(
@@ -44,13 +52,32 @@ from ._render import plural
 )
 @click.option("--agent", default=None, help="Only this agent's sessions.")
 @click.option("--dry-run", is_flag=True, help="List what would be deleted, delete nothing.")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, MAX_PRUNE_BATCH),
+    default=DEFAULT_PRUNE_BATCH,
+    show_default=True,
+    help="Sessions deleted per transaction.",
+)
 @url_option
 @json_option
-def prune(older_than: str, agent: str | None, dry_run: bool, url: str, as_json: bool) -> None:
-    """Delete the sessions not updated for a while, with their entries and checkpoints."""
+def prune(
+    older_than: str, agent: str | None, dry_run: bool, batch_size: int, url: str, as_json: bool
+) -> None:
+    """Delete the sessions not updated for a while, with their entries and checkpoints.
+
+    The sessions go in batches, each its own transaction (no long lock, no giant
+    transaction); progress goes to stderr. Interrupted (Ctrl-C), the batches
+    done stay deleted and the rest is untouched: run the same command again to
+    go on.
+    """
     cutoff = utcnow() - parse_duration(older_than)
     with open_store(url) as manager:
-        removed = manager.prune(cutoff, agent_name=agent, dry_run=dry_run)
+        if dry_run:
+            removed = manager.prune(cutoff, agent_name=agent, dry_run=True)
+        else:
+            removed = _prune_in_batches(manager, cutoff, agent, batch_size)
+    removed.sort()
     if as_json:
         emit_json(
             {
@@ -59,19 +86,67 @@ def prune(older_than: str, agent: str | None, dry_run: bool, url: str, as_json: 
                 "cutoff": iso(cutoff),
                 "agent": agent,
                 "count": len(removed),
-                "sessions": sorted(removed),
+                "sessions": removed,
             }
         )
         return
     out = console()
     verb = "would delete" if dry_run else "deleted"
     scope = f" of agent {agent}" if agent else ""
+    listed = len(removed) <= LISTED_IDS
     out.print(
         f"{verb} {plural(len(removed), 'session')}{scope} not updated since {when(cutoff)} UTC"
-        + (":" if removed else "")
+        + ((":" if removed else "") if listed else " (IDs listed with --json)")
     )
-    for session_id in sorted(removed):
-        out.print(f"  {session_id}")
+    if listed:
+        for session_id in removed:
+            out.print(f"  {session_id}")
+
+
+class _Progress:
+    """Lines on stderr while a prune runs: after its first batch, then at most once a second."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.shown = 0.0
+        self.batches = 0
+        self.deleted = 0
+
+    def line(self) -> str:
+        elapsed = max(time.monotonic() - self.started, 1e-6)
+        batches = plural(self.batches, "batch", "batches")
+        return (
+            f"{plural(self.deleted, 'session')} deleted in {batches} "
+            f"({self.deleted / elapsed:,.0f}/s, {elapsed:.1f} s)"
+        )
+
+    def update(self, deleted: int) -> None:
+        self.batches += 1
+        self.deleted += deleted
+        now = time.monotonic()
+        if self.batches == 1 or now - self.shown >= 1.0:
+            self.shown = now
+            click.echo(f"pruning: {self.line()}", err=True)
+
+
+def _prune_in_batches(
+    manager: Manager, cutoff: datetime, agent: str | None, batch_size: int
+) -> list[str]:
+    removed: list[str] = []
+    progress = _Progress()
+    try:
+        for batch in manager.prune_batches(cutoff, agent_name=agent, batch_size=batch_size):
+            removed += batch
+            progress.update(len(batch))
+    except KeyboardInterrupt:
+        raise CLIError(
+            f"interrupted: {progress.line()}; they stay deleted, the rest is untouched: "
+            "run the same command again to go on",
+            EXIT_ERROR,
+        ) from None
+    if progress.batches > 1:
+        click.echo(f"pruned: {progress.line()}", err=True)
+    return removed
 
 
 def storage_size(backend: StorageBackend, url: str) -> int | None:

@@ -8,6 +8,7 @@ import click
 
 from .. import migrations
 from ..ids import schema_name
+from ..sql.partitions import MAX_PARTITIONS
 from ..urls import redact_url
 from ._app import main
 from ._common import (
@@ -45,6 +46,13 @@ schema_option = click.option(
     help="Target revision (upgrade: head by default; downgrade: required, base drops the tables).",
 )
 @click.option("--yes", is_flag=True, help="Downgrade without asking (for scripts).")
+@click.option(
+    "--partitions",
+    type=click.IntRange(0, MAX_PARTITIONS),
+    default=None,
+    help="PostgreSQL: hash-partition the entries and checkpoints tables by session_id "
+    "into N partitions (0: plain tables). Without it the store keeps its layout.",
+)
 @json_option
 def migrate(
     action: str,
@@ -53,6 +61,7 @@ def migrate(
     as_sql: bool,
     revision: str | None,
     yes: bool,
+    partitions: int | None,
     as_json: bool,
 ) -> None:
     """Upgrade the sessions_db tables (default), show the current revision, or downgrade.
@@ -61,30 +70,53 @@ def migrate(
     A downgrade needs --revision (base drops every table), shows the tables it
     drops with their row counts, and asks first: --yes skips the question, and
     without it a downgrade is refused when stdin is not a terminal.
+
+    --partitions N (PostgreSQL, upgrading to the newest revision) lays the
+    entries and checkpoints tables out in N hash partitions by session_id,
+    named <table>_p0 ... <table>_p<N-1>; 0 makes them plain tables again. A
+    change of layout rewrites both tables in the migration's transaction: for
+    a large store, copy it into a new database instead (docs/production.md).
     """
     check_sqlite_file(url)
+    if partitions is not None and action != "upgrade":
+        raise CLIError("--partitions applies to upgrade only", EXIT_USAGE)
     if action == "current":
         at = migrations.current(url, schema=schema)
         head = migrations.head()
+        layout = migrations.layout(url, schema=schema)
         if as_json:
-            emit_json({"current": at, "head": head, "at_head": at == head})
+            emit_json(
+                {
+                    "current": at,
+                    "head": head,
+                    "at_head": at == head,
+                    "partitions": layout.partitions,
+                }
+            )
         else:
             click.echo(f"{at or 'none'}{' (head)' if at == head else f' (head is {head})'}")
+            if layout.partitioned:
+                click.echo(f"entries and checkpoints {layout.describe()}")
     elif action == "downgrade":
         _downgrade(url, schema, as_sql, revision, yes, as_json)
     elif as_sql:
-        sql = migrations.upgrade_sql(url, schema=schema, revision=revision or "head")
+        sql = migrations.upgrade_sql(
+            url, schema=schema, revision=revision or "head", partitions=partitions
+        )
         if as_json:
             emit_json({"action": "upgrade", "sql": sql})
         else:
             click.echo(sql, nl=False)
     else:
-        migrations.upgrade(url, schema=schema, revision=revision or "head")
+        migrations.upgrade(url, schema=schema, revision=revision or "head", partitions=partitions)
         at = migrations.current(url, schema=schema)
+        layout = migrations.layout(url, schema=schema)
         if as_json:
-            emit_json({"action": "upgrade", "current": at})
+            emit_json({"action": "upgrade", "current": at, "partitions": layout.partitions})
         else:
             click.echo(f"migrated to {at}")
+            if layout.partitioned:
+                click.echo(f"entries and checkpoints {layout.describe()}")
 
 
 def _downgrade(

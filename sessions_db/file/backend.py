@@ -766,6 +766,18 @@ class FileBackend(StorageBackend):
     def prune_sessions(  # noqa: D102
         self, updated_before: datetime, *, agent_name: str | None = None, dry_run: bool = False
     ) -> list[str]:
+        return self._prune(updated_before, agent_name, dry_run, None)
+
+    @_io
+    def prune_batch(  # noqa: D102 - see Storage
+        self, updated_before: datetime, *, agent_name: str | None = None, limit: int
+    ) -> list[str]:
+        return self._prune(updated_before, agent_name, False, limit)
+
+    def _prune(
+        self, updated_before: datetime, agent_name: str | None, dry_run: bool, limit: int | None
+    ) -> list[str]:
+        """Delete (or with ``dry_run`` list) the sessions updated before; the oldest ``limit``."""
         agents = (
             [ids.agent_name(agent_name)]
             if agent_name is not None
@@ -773,16 +785,24 @@ class FileBackend(StorageBackend):
         )
         pruned: list[str] = []
         for agent in agents:
+            if limit is not None and len(pruned) >= limit:
+                break
             try:
                 with self._agent_dir(agent) as agent_fd:
                     summaries, _ = self._scan(agent, agent_fd)
             except FileNotFoundError:
                 continue
-            expired = [
-                s.session_id
-                for s in summaries
-                if s.updated_at is not None and s.updated_at < updated_before
-            ]
+            old = sorted(
+                (
+                    s
+                    for s in summaries
+                    if s.updated_at is not None and s.updated_at < updated_before
+                ),
+                key=lambda s: (s.updated_at, s.session_id),
+            )
+            expired = [s.session_id for s in old]
+            if limit is not None:
+                expired = expired[: limit - len(pruned)]
             if dry_run:
                 pruned += expired
                 continue

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session as OrmSession
 
 from .. import migrations
 from ..backend import UnitOfWorkBackend
-from ..errors import SchemaError, StorageClosedError
+from ..errors import ConfigurationError, SchemaError, StorageClosedError
 from . import opening
 from .engine import PREPARED, build_engine
 from .errors import translate
@@ -54,6 +54,12 @@ class SQLBackend(SQLBackendBase[Engine], UnitOfWorkBackend):
     per transaction (``SET LOCAL``, sent in the same round trip as the
     statement), so they hold behind PgBouncer in transaction mode and never
     touch the host's own statements on a shared engine.
+
+    ``pooled=True`` says ``engine_or_url`` (a URL) leads to PgBouncer or
+    another pooler in transaction mode: psycopg's automatic prepared
+    statements are then off (see :func:`~sessions_db.sql.engine.engine_options`).
+    A host's own engine is built by the host: give it
+    ``connect_args={"prepare_threshold": None}`` for the same.
     """
 
     def __init__(
@@ -68,10 +74,16 @@ class SQLBackend(SQLBackendBase[Engine], UnitOfWorkBackend):
         connect_timeout: float = 10.0,
         statement_timeout: float | None = DEFAULT_STATEMENT_TIMEOUT,
         lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT,
+        pooled: bool = False,
     ) -> None:
         self._host: Connection | Callable[[], Connection] | None = None
+        if pooled and not isinstance(engine_or_url, str):
+            raise ConfigurationError(
+                "pooled=True applies to a URL; build your own engine with "
+                'connect_args={"prepare_threshold": None} instead'
+            )
         if isinstance(engine_or_url, str):
-            engine = build_engine(engine_or_url, connect_timeout=connect_timeout)
+            engine = build_engine(engine_or_url, connect_timeout=connect_timeout, pooled=pooled)
         elif isinstance(engine_or_url, Connection):
             self._host = engine_or_url
             engine = engine_or_url.engine

@@ -62,7 +62,9 @@ KEEPALIVES = {
 }
 
 
-def engine_options(url: str, *, connect_timeout: float = 10.0, **kwargs: Any) -> dict[str, Any]:
+def engine_options(
+    url: str, *, connect_timeout: float = 10.0, pooled: bool = False, **kwargs: Any
+) -> dict[str, Any]:
     """Return the engine options sessions_db uses for ``url`` (a normalized URL).
 
     Every statement runs in autocommit (transactions are opened explicitly). On
@@ -71,11 +73,20 @@ def engine_options(url: str, *, connect_timeout: float = 10.0, **kwargs: Any) ->
     keepalives are on (:data:`KEEPALIVES`). Connections are checked before use
     by :func:`drop_dead_connections`, which costs no round trip
     (``pool_pre_ping`` would double the round trips of an append).
+
+    ``pooled`` says the URL leads to a pooler in transaction mode (PgBouncer
+    ``pool_mode = transaction``), which hands each transaction whichever server
+    connection is free: psycopg's automatic prepared statements, which live
+    on one server connection, are then off (``prepare_threshold=None``).
+    Nothing else of ours outlives a transaction (timeouts are ``SET LOCAL``,
+    advisory locks are transaction locks, no temporary tables).
     """
     options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT", **kwargs}
     if url.startswith("postgresql"):
         connect_args = dict(options.pop("connect_args", {}))
         connect_args.setdefault("connect_timeout", max(1, round(connect_timeout)))
+        if pooled:
+            connect_args["prepare_threshold"] = None
         in_url = make_url(url).query
         for name, value in KEEPALIVES.items():
             if name not in in_url:
@@ -87,11 +98,14 @@ def engine_options(url: str, *, connect_timeout: float = 10.0, **kwargs: Any) ->
     return options
 
 
-def build_engine(url: str, *, connect_timeout: float = 10.0, **kwargs: Any) -> Engine:
-    """Create the engine sessions_db owns for ``url``."""
+def build_engine(
+    url: str, *, connect_timeout: float = 10.0, pooled: bool = False, **kwargs: Any
+) -> Engine:
+    """Create the engine sessions_db owns for ``url`` (``pooled``: see :func:`engine_options`)."""
     url = normalize_url(url)
     private_sqlite_file(url)
-    engine = create_engine(url, **engine_options(url, connect_timeout=connect_timeout, **kwargs))
+    options = engine_options(url, connect_timeout=connect_timeout, pooled=pooled, **kwargs)
+    engine = create_engine(url, **options)
     drop_dead_connections(engine)
     return engine
 

@@ -6,6 +6,7 @@ extended result code (SQLite), never by parsing message text.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 
 from sqlalchemy import exc as sa_exc
@@ -25,6 +26,8 @@ from ..errors import (
 from .schema import PREFIX
 
 _ENTRY_PK = f"pk_{PREFIX}entries"
+#: The primary key of a partition of the entries table (PostgreSQL names it).
+_ENTRY_PARTITION_PK = re.compile(rf"{PREFIX}entries_p[0-9]+_pkey")
 _SESSION_KEY = f"ix_{PREFIX}sessions_agent_name_key"
 _PARENT_FK = f"fk_{PREFIX}entries_session_id_parent_id"
 _CHECKPOINT_ENTRY_FK = f"fk_{PREFIX}checkpoints_session_id_entry_id"
@@ -44,7 +47,7 @@ def _postgres(
     diag = getattr(orig, "diag", None)
     constraint = getattr(diag, "constraint_name", None) or ""
     if sqlstate == "23505":
-        if constraint == _ENTRY_PK:
+        if constraint == _ENTRY_PK or _ENTRY_PARTITION_PK.fullmatch(constraint):
             return DuplicateEntryError("an entry with this ID is already in the session")
         if constraint == _SESSION_KEY:
             return DuplicateKeyError("another session of the agent has this key")

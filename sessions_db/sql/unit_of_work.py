@@ -323,6 +323,31 @@ class SQLUnitOfWork(UnitOfWork):
         )
         return sorted(row.id for row in self._run(stmt, alone=True))
 
+    def prune_batch(
+        self, updated_before: datetime, *, agent_name: str | None = None, limit: int
+    ) -> list[str]:
+        """Delete the ``limit`` oldest sessions updated before ``updated_before``: one statement.
+
+        The sessions are picked by the ``updated_at`` index and locked; on
+        PostgreSQL a session another transaction holds is skipped (``SKIP
+        LOCKED``: an append under way makes it recent anyway), so a prune never
+        waits for writers, nor they for more than one batch. Entries and
+        checkpoints go by ON DELETE CASCADE in the same transaction.
+        """
+        s = self._sql.tables.sessions
+        condition = s.c.updated_at < updated_before
+        if agent_name is not None:
+            condition = and_(condition, s.c.agent_name == agent_name)
+        picked = (
+            select(s.c.id)
+            .where(condition)
+            .order_by(s.c.updated_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        stmt = delete(s).where(s.c.id.in_(picked.scalar_subquery())).returning(s.c.id)
+        return [row.id for row in self._run(stmt, alone=True)]
+
     def find_or_create_session(self, meta: SessionMetadata) -> SessionMetadata:  # noqa: D102
         s = self._sql.tables.sessions
         if meta.key is not None and not self._began:
@@ -736,6 +761,19 @@ WHERE {FTS_TABLE} MATCH :match AND s.user_id = :uid {by_agent} AND e.type = 'mes
         row = self._run(stmt, alone=True).first()
         if row is None:
             raise CheckpointNotFoundError(f"checkpoint {checkpoint_id} not found")
+        return self._sql.checkpoint(row)
+
+    def load_session_checkpoint(self, session_id: str, checkpoint_id: str) -> Checkpoint:
+        """Find the checkpoint by its primary key, ``(session_id, id)``: one partition."""
+        c = self._sql.tables.checkpoints
+        stmt = select(*self._sql.checkpoint_columns()).where(
+            c.c.session_id == session_id, c.c.id == checkpoint_id
+        )
+        row = self._run(stmt, alone=True).first()
+        if row is None:
+            raise CheckpointNotFoundError(
+                f"checkpoint {checkpoint_id} not found in session {session_id}"
+            )
         return self._sql.checkpoint(row)
 
     def list_checkpoints(self, session_id: str) -> list[Checkpoint]:  # noqa: D102

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator
 from typing import Any, TypeVar
 
 from ..aio import AsyncManager, AsyncSession, AsyncSessionMemory, AsyncStorageBackend
@@ -27,6 +27,10 @@ from ..storage import Work
 from ..types import utcnow
 
 T = TypeVar("T")
+
+
+async def _next(iterator: AsyncIterator[T]) -> T:
+    return await anext(iterator)
 
 
 class LoopThread:
@@ -155,6 +159,19 @@ class BlockingManager(Manager):
     def run(self, work: Work[T], *, write: bool = True) -> T:
         """Do a piece of work in a unit of work of the async manager."""
         return self._loop.run(self._target.run(work, write=write))
+
+    def prune_batches(self, older_than: Any, **options: Any) -> Generator[list[str], None, None]:
+        """Run the async manager's ``prune_batches``: one batch per step, on the loop."""
+        batches = self._target.prune_batches(older_than, **options)
+        try:
+            while True:
+                try:
+                    batch = self._loop.run(_next(batches))
+                except StopAsyncIteration:
+                    return
+                yield batch
+        finally:
+            self._loop.run(batches.aclose())
 
     create = _awaited("create", session=True)
     get = _awaited("get", session=True)

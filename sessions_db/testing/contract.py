@@ -300,6 +300,46 @@ class StorageContract(OperationsContract, EntryReadsContract):
             with pytest.raises(sdb.InvalidArgumentError):
                 mgr.prune(timedelta(days=-1))
 
+    def test_prune_in_batches_stops_and_resumes(self, open_manager: OpenManager) -> None:
+        clock = _Clock(datetime(2026, 1, 1, tzinfo=UTC))
+        with open_manager() as plain:
+            mgr = type(plain)(plain.backend, clock=clock)
+            old = []
+            for i in range(7):
+                session = mgr.create("assistant", user_id="u1")
+                session.append_message(msg(f"old {i}"))
+                if i % 2:
+                    session.checkpoint()
+                old.append(session.id)
+                clock.now += timedelta(minutes=1)
+            clock.now += timedelta(days=40)
+            fresh = mgr.create("assistant", user_id="u1")
+            fresh.append_message(msg("fresh"))
+
+            batches = mgr.prune_batches(timedelta(days=30), agent_name="assistant", batch_size=3)
+            first = next(batches)
+            batches.close()  # stopped after one batch
+            assert 1 <= len(first) <= 3
+            assert set(first) <= set(old)
+            left = {meta.id for meta in mgr.list("assistant")}
+            assert left == (set(old) - set(first)) | {fresh.id}
+            for session_id in first:
+                with pytest.raises(sdb.SessionNotFoundError):
+                    mgr.get(session_id)
+
+            # The same prune, again, goes on where it stopped.
+            rest = list(mgr.prune_batches(timedelta(days=30), agent_name="assistant", batch_size=3))
+            assert all(1 <= len(batch) <= 3 for batch in rest)
+            assert sorted(first + [sid for batch in rest for sid in batch]) == sorted(old)
+            assert [meta.id for meta in mgr.list("assistant")] == [fresh.id]
+            assert contents(mgr.get(fresh.id)) == ["fresh"]
+            if self.lists_agents:  # nothing of the pruned sessions is left, in search either
+                assert [h.message.payload["content"] for h in mgr.memory("u1").search("old")] == []
+            assert mgr.prune(timedelta(days=30), agent_name="assistant", batch_size=2) == []
+            for bad in (0, -1, True, 10**9):
+                with pytest.raises(sdb.InvalidArgumentError):
+                    next(mgr.prune_batches(timedelta(days=30), batch_size=bad))
+
     # -- messages ---------------------------------------------------------------
 
     def test_messages_read_back_identical(self, mgr: sdb.Manager, session: sdb.Session) -> None:
