@@ -68,6 +68,16 @@ class _EmptyUntilWritten(CallsUnitOfWork):
     def load_branch(self, session_id: str, query: BranchQuery = WHOLE_BRANCH) -> list[SessionEntry]:
         return [] if self._empty(session_id) else super().load_branch(session_id, query)
 
+    def load_entries_by_id(self, session_id: str, entry_ids: Sequence[str]) -> list[SessionEntry]:
+        if self._empty(session_id):
+            return []
+        return super().load_entries_by_id(session_id, entry_ids)
+
+    def load_children(self, session_id: str, entry_id: str) -> list[SessionEntry]:
+        if self._empty(session_id):
+            raise EntryNotFoundError(f"entry {entry_id} not found in session {session_id}")
+        return super().load_children(session_id, entry_id)
+
     def load_messages(self, session_id: str, query: BranchQuery) -> list[Message]:
         if not self._empty(session_id):
             return super().load_messages(session_id, query)

@@ -197,6 +197,14 @@ class CallsUnitOfWork(UnitOfWork):
     def load_messages(self, session_id: str, query: BranchQuery) -> list[Message]:  # noqa: D102
         return self._backend.load_messages(session_id, query)
 
+    def load_entries_by_id(  # noqa: D102
+        self, session_id: str, entry_ids: Sequence[str]
+    ) -> list[SessionEntry]:
+        return self._backend.load_entries_by_id(session_id, entry_ids)
+
+    def load_children(self, session_id: str, entry_id: str) -> list[SessionEntry]:  # noqa: D102
+        return self._backend.load_children(session_id, entry_id)
+
     def create_checkpoint(self, session_id: str, new: NewCheckpoint) -> Checkpoint:  # noqa: D102
         return self._backend.create_checkpoint(session_id, new)
 
@@ -325,6 +333,14 @@ class UnitOfWorkBackend(StorageBackend):
 
     def load_messages(self, session_id: str, query: BranchQuery) -> list[Message]:  # noqa: D102
         return self.run(lambda uow: uow.load_messages(session_id, query), write=False)
+
+    def load_entries_by_id(  # noqa: D102
+        self, session_id: str, entry_ids: Sequence[str]
+    ) -> list[SessionEntry]:
+        return self.run(lambda uow: uow.load_entries_by_id(session_id, entry_ids), write=False)
+
+    def load_children(self, session_id: str, entry_id: str) -> list[SessionEntry]:  # noqa: D102
+        return self.run(lambda uow: uow.load_children(session_id, entry_id), write=False)
 
     def create_checkpoint(self, session_id: str, new: NewCheckpoint) -> Checkpoint:  # noqa: D102
         return self.run(lambda uow: uow.create_checkpoint(session_id, new))

@@ -252,6 +252,24 @@ class _LoggedCalls(Storage):
             lambda: self._inner.load_messages(session_id, query),
         )
 
+    def load_entries_by_id(self, session_id: str, entry_ids: Sequence[str]) -> list[SessionEntry]:
+        """See :meth:`Storage.load_entries_by_id`."""
+        return self._run(
+            "load_entries_by_id",
+            self._session(session_id),
+            f" ({len(entry_ids)} IDs)",
+            lambda: self._inner.load_entries_by_id(session_id, entry_ids),
+        )
+
+    def load_children(self, session_id: str, entry_id: str) -> list[SessionEntry]:
+        """See :meth:`Storage.load_children`."""
+        return self._run(
+            "load_children",
+            self._session(session_id),
+            f" of={short_id(entry_id)}",
+            lambda: self._inner.load_children(session_id, entry_id),
+        )
+
     def create_checkpoint(self, session_id: str, new: NewCheckpoint) -> Checkpoint:
         """See :meth:`StorageBackend.create_checkpoint`."""
         return self._run(

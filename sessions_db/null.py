@@ -114,6 +114,16 @@ class NullBackend(StorageBackend):
         self._check()
         return []
 
+    def load_entries_by_id(self, session_id: str, entry_ids: Sequence[str]) -> list[SessionEntry]:
+        """No entries are kept: ``[]``."""
+        self._check()
+        return []
+
+    def load_children(self, session_id: str, entry_id: str) -> list[SessionEntry]:
+        """No entries are kept: ``[]``."""
+        self._check()
+        return []
+
     def create_checkpoint(self, session_id: str, new: NewCheckpoint) -> Checkpoint:
         """Return the checkpoint, without keeping it."""
         self._check()

@@ -20,7 +20,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from . import search
-from .errors import SessionNotFoundError, SessionsDBError
+from .errors import EntryNotFoundError, SessionNotFoundError, SessionsDBError
 from .types import Checkpoint, EntryType, Message, MessageHit, SessionEntry, SessionMetadata
 
 if TYPE_CHECKING:
@@ -271,6 +271,31 @@ class Storage(ABC):
         """
         entries = self.load_branch(session_id, replace(query, messages_only=True))
         return [entry.to_message() for entry in entries]
+
+    def load_entries_by_id(self, session_id: str, entry_ids: Sequence[str]) -> list[SessionEntry]:
+        """Return the session's entries that have one of ``entry_ids``, in append order.
+
+        IDs that are not entries of the session are left out (each entry comes
+        once, however often its ID is given). ``SessionNotFoundError`` if the
+        session is absent. This default reads every entry of the session; stores
+        with an index on entry IDs override it (the SQL stores read only those rows).
+        """
+        wanted = set(entry_ids)
+        entries: list[SessionEntry] = self.load_entries(session_id)
+        return [entry for entry in entries if entry.id in wanted]
+
+    def load_children(self, session_id: str, entry_id: str) -> list[SessionEntry]:
+        """Return the entries whose parent is ``entry_id``, in append order.
+
+        ``SessionNotFoundError`` if the session is absent, ``EntryNotFoundError``
+        if ``entry_id`` is not one of its entries. This default reads every entry
+        of the session; stores with an index on parents override it (the SQL
+        stores read only those rows).
+        """
+        entries: list[SessionEntry] = self.load_entries(session_id)
+        if all(entry.id != entry_id for entry in entries):
+            raise EntryNotFoundError(f"entry {entry_id} not found in session {session_id}")
+        return [entry for entry in entries if entry.parent_id == entry_id]
 
     @abstractmethod
     def create_checkpoint(self, session_id: str, new: NewCheckpoint) -> Checkpoint:

@@ -154,6 +154,18 @@ class AsyncStorageBackend(ABC):
         """See :meth:`Storage.load_messages`."""
         return await self.run(lambda uow: uow.load_messages(session_id, query), write=False)
 
+    async def load_entries_by_id(
+        self, session_id: str, entry_ids: Sequence[str]
+    ) -> list[SessionEntry]:
+        """See :meth:`Storage.load_entries_by_id`."""
+        return await self.run(
+            lambda uow: uow.load_entries_by_id(session_id, entry_ids), write=False
+        )
+
+    async def load_children(self, session_id: str, entry_id: str) -> list[SessionEntry]:
+        """See :meth:`Storage.load_children`."""
+        return await self.run(lambda uow: uow.load_children(session_id, entry_id), write=False)
+
     async def create_checkpoint(self, session_id: str, new: NewCheckpoint) -> Checkpoint:
         """See :meth:`Storage.create_checkpoint`."""
         return await self.run(lambda uow: uow.create_checkpoint(session_id, new))

@@ -898,6 +898,27 @@ class FileBackend(StorageBackend):
         with self._reading(session_id) as (_, log):
             return self._branch(log, query)
 
+    @_io
+    def load_entries_by_id(  # noqa: D102 - see Storage
+        self, session_id: str, entry_ids: Sequence[str]
+    ) -> list[SessionEntry]:
+        session_id = ids.session_id(session_id)
+        with self._reading(session_id) as (_, log):
+            found = {log.by_id[i] for i in entry_ids if i in log.by_id}
+            return [log.entry(i) for i in sorted(found)]
+
+    @_io
+    def load_children(self, session_id: str, entry_id: str) -> list[SessionEntry]:  # noqa: D102
+        session_id = ids.session_id(session_id)
+        with self._reading(session_id) as (_, log):
+            at = log.by_id.get(entry_id)
+            if at is None:
+                raise EntryNotFoundError(f"entry {entry_id} not found in session {session_id}")
+            # A child is always appended after its parent.
+            return [
+                log.entry(i) for i in range(at + 1, len(log.records)) if log.records[i].parent == at
+            ]
+
     # -- checkpoints ------------------------------------------------------------------
 
     @staticmethod

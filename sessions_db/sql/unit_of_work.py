@@ -35,6 +35,7 @@ from sqlalchemy import (
     column,
     delete,
     func,
+    or_,
     select,
     text,
     tuple_,
@@ -543,6 +544,55 @@ class SQLUnitOfWork(UnitOfWork):
             for r in rows
             if r.id is not None
         ]
+
+    def _entry_rows(self, session_id: str, condition: Any) -> list[SessionEntry] | None:
+        """Return the session's entries that meet ``condition``, in append order.
+
+        ``None`` when the session is absent: the session is outer-joined, so one
+        statement tells an absent session from one without such entries.
+        """
+        s, e = self._sql.tables.sessions, self._sql.tables.entries
+        stmt = (
+            select(
+                s.c.id.label("sid"),
+                e.c.id,
+                e.c.parent_id,
+                e.c.type,
+                e.c.role,
+                e.c.payload,
+                e.c.created_at,
+            )
+            .select_from(s.outerjoin(e, and_(e.c.session_id == s.c.id, condition)))
+            .where(s.c.id == session_id)
+            .order_by(e.c.seq)
+        )
+        rows = self._run(stmt, alone=True).all()
+        if not rows:
+            return None
+        entry = self._sql.entry
+        return [
+            entry(r.id, r.parent_id, r.type, r.role, r.payload, r.created_at)
+            for r in rows
+            if r.id is not None
+        ]
+
+    def load_entries_by_id(  # noqa: D102 - see Storage
+        self, session_id: str, entry_ids: Sequence[str]
+    ) -> list[SessionEntry]:
+        e = self._sql.tables.entries
+        found = self._entry_rows(session_id, e.c.id.in_(list(dict.fromkeys(entry_ids))))
+        if found is None:
+            raise SessionNotFoundError(f"session {session_id} not found")
+        return found
+
+    def load_children(self, session_id: str, entry_id: str) -> list[SessionEntry]:  # noqa: D102
+        e = self._sql.tables.entries
+        found = self._entry_rows(session_id, or_(e.c.id == entry_id, e.c.parent_id == entry_id))
+        if found is None:
+            raise SessionNotFoundError(f"session {session_id} not found")
+        if all(entry.id != entry_id for entry in found):
+            raise EntryNotFoundError(f"entry {entry_id} not found in session {session_id}")
+        return [entry for entry in found if entry.parent_id == entry_id]
 
     # -- long-term memory -------------------------------------------------------------
 

@@ -101,6 +101,8 @@ class BlockingBackend(StorageBackend):
     append_entries = _awaited("append_entries")
     load_entries = _awaited("load_entries")
     load_branch = _awaited("load_branch")
+    load_entries_by_id = _awaited("load_entries_by_id")
+    load_children = _awaited("load_children")
     create_checkpoint = _awaited("create_checkpoint")
     save_checkpoint = _awaited("save_checkpoint")
     load_checkpoint = _awaited("load_checkpoint")

@@ -14,6 +14,7 @@ import pytest
 import sessions_db as sdb
 from sessions_db import Message
 
+from .entries import EntryReadsContract
 from .helpers import contents, msg
 from .operations import OperationsContract
 
@@ -85,7 +86,7 @@ GOOD_PAYLOADS: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
-class StorageContract(OperationsContract):
+class StorageContract(OperationsContract, EntryReadsContract):
     """The behaviour every backend shares; subclass it with the fixtures described above.
 
     Two class attributes describe what a backend does not claim: set
