@@ -346,7 +346,7 @@ WITH RECURSIVE branch({_ENTRY_COLUMNS}, lo) AS (
     WHERE NOT (b.type = 'message' AND b.depth <= b.lo)
 )
 SELECT s.id AS sid, b.id, b.parent_id, b.type, b.role, b.payload, b.created_at
-FROM {self._sessions} s LEFT JOIN branch b ON :all_types OR b.type = 'message'
+FROM {self._sessions} s LEFT JOIN branch b ON :all_types OR b.type = 'message' OR b.id = {first}
 WHERE s.id = :sid
 ORDER BY b.seq"""
         # No column types: the rows are converted by _raw_entries in one pass.

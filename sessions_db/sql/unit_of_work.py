@@ -504,17 +504,25 @@ class SQLUnitOfWork(UnitOfWork):
         if not rows:
             raise SessionNotFoundError(f"session {session_id} not found")
         if bound == "all":
-            rows = follow(rows, params.get("start") or rows[0][0], query.messages_only)
+            rows = follow(rows, params.get("start") or rows[0][0], messages_only=False)
         else:
             rows = [r for r in rows if r[1] is not None]
         if start == "entry":
-            if not rows or rows[-1][1] != params["start"]:
+            # The walk returns its first entry whatever its type, so that an
+            # entry that is not a message may end a branch of messages.
+            if (
+                not rows
+                or rows[-1][1] != params["start"]
+                or (query.before is not None and rows[-1][3] != EntryType.MESSAGE.value)
+            ):
                 what = "message" if query.before else "entry"
                 raise EntryNotFoundError(
                     f"{what} {params['start']} not found in session {session_id}"
                 )
             if query.before is not None:
                 rows.pop()
+        if query.messages_only:
+            rows = [r for r in rows if r[3] == EntryType.MESSAGE.value]
         if query.limit is not None and len(rows) > query.limit:
             rows = rows[len(rows) - query.limit :]
         return build(rows)

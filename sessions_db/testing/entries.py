@@ -13,7 +13,7 @@ from datetime import timedelta
 import pytest
 
 import sessions_db as sdb
-from sessions_db.storage import UnitOfWork
+from sessions_db.storage import BranchQuery, UnitOfWork
 from sessions_db.types import EntryType, SessionEntry, utcnow
 
 from .helpers import msg
@@ -120,3 +120,34 @@ class EntryReadsContract:
         assert [(e.id, e.data) for e in found] == [("m1", {"event": "test", "n": 1})]
         again = mgr.run(lambda uow: uow.load_entries_by_id(session.id, ["m1"]), write=False)
         assert [e.parent_id for e in again] == [first]
+
+    def test_messages_of_a_branch_that_ends_at_another_entry(self, mgr: sdb.Manager) -> None:
+        session, b = _tree(mgr)
+        for limit in (None, 1, 5):
+            for leaf in ("y", "c", "z", b):
+                query = BranchQuery(leaf=leaf, limit=limit)
+                got = mgr.run(lambda uow, q=query: uow.load_messages(session.id, q), write=False)
+                wanted = ["a", b][-limit:] if limit else ["a", b]
+                assert [m.id for m in got] == wanted, (leaf, limit)
+                only = BranchQuery(leaf=leaf, messages_only=True, limit=limit)
+                entries = mgr.run(lambda uow, q=only: uow.load_branch(session.id, q), write=False)
+                assert [e.id for e in entries] == wanted, (leaf, limit)
+            root = mgr.run(
+                lambda uow, n=limit: uow.load_messages(session.id, BranchQuery(leaf="r", limit=n)),
+                write=False,
+            )
+            assert root == []
+        with pytest.raises(sdb.EntryNotFoundError):
+            mgr.run(
+                lambda uow: uow.load_messages(session.id, BranchQuery(leaf="unknown")), write=False
+            )
+        with pytest.raises(sdb.EntryNotFoundError):
+            mgr.run(
+                lambda uow: uow.load_messages(session.id, BranchQuery(leaf="unknown", limit=1)),
+                write=False,
+            )
+        with pytest.raises(sdb.EntryNotFoundError):  # ``before`` must be a message
+            mgr.run(
+                lambda uow: uow.load_messages(session.id, BranchQuery(before="x", limit=1)),
+                write=False,
+            )
