@@ -28,7 +28,11 @@ are the metadata entries of event :data:`CHECKPOINT_EVENT` of the session's tree
 each a child of its parent checkpoint's entry (a checkpoint without a parent
 starts a new root). Between a checkpoint and its parent come the messages that
 step added (message entries); the writes of a step's tasks (``put_writes``) are
-entries of event :data:`WRITES_EVENT` under the checkpoint they belong to.
+entries of event :data:`WRITES_EVENT` under the checkpoint they belong to. The
+session's current branch ends at the latest checkpoint (or its writes), so its
+``get_messages()`` is the latest state's conversation: when writes land under an
+older checkpoint, an entry of event :data:`LATEST_EVENT` under the latest one
+brings it back.
 "The latest checkpoint" is LangGraph's: the greatest checkpoint ID of the thread
 and namespace (kept in the session's ``latest_checkpoint_id``), whatever the
 session's current leaf is.
@@ -145,6 +149,7 @@ from ..types import EntryType, Message, SessionEntry, SessionMetadata, message_r
 __all__ = [
     "CHECKPOINT_EVENT",
     "DEFAULT_AGENT",
+    "LATEST_EVENT",
     "RESET_EVENT",
     "WRITES_EVENT",
     "CheckpointConflictError",
@@ -162,6 +167,9 @@ CHECKPOINT_EVENT = "langgraph.checkpoint"
 WRITES_EVENT = "langgraph.writes"
 #: The ``event`` of the root entry a checkpoint starts when its message list was rewritten.
 RESET_EVENT = "langgraph.reset"
+#: The ``event`` of the entry that brings the session's current branch back to the latest
+#: checkpoint, after writes were stored under an older one.
+LATEST_EVENT = "langgraph.latest"
 
 #: Session metadata keys.
 META_THREAD = "thread_id"
@@ -1165,6 +1173,8 @@ class SessionsDBSaver(BaseCheckpointSaver[str]):
             uow.append_entries(sid, plan.entries, at_root=True, updated_at=now)
         else:
             uow.append_entries(sid, plan.entries, fork_from=plan.fork_from, updated_at=now)
+        if isinstance(head, str) and plan.checkpoint_id < head:
+            _back_to_latest(uow, sid, head, now)
 
     # -- put_writes ---------------------------------------------------------------------------
 
@@ -1242,6 +1252,7 @@ class SessionsDBSaver(BaseCheckpointSaver[str]):
             children = uow.load_children(sid, entry_id)
         except EntryNotFoundError:
             return False
+        head = self._privacy.open_meta(uow.load_session(sid)).metadata.get(META_LATEST)
         seen: set[tuple[str, int]] = set()
         if not batch.upsert:
             for entry in children:
@@ -1266,6 +1277,8 @@ class SessionsDBSaver(BaseCheckpointSaver[str]):
         now = self._clock()()
         entry = _metadata_entry(new_id, now, self._seal(session, new_id, data))
         uow.append_entries(sid, [entry], fork_from=entry_id, updated_at=now)
+        if isinstance(head, str) and head != checkpoint_id:
+            _back_to_latest(uow, sid, head, now)
         return True
 
     def _expire_early_writes(self) -> None:
@@ -1429,6 +1442,11 @@ class SessionsDBSaver(BaseCheckpointSaver[str]):
                 uow.append_entries(meta.id, sealed, at_root=True, updated_at=now)
             else:
                 uow.append_entries(meta.id, sealed, fork_from=parent, updated_at=now)
+        latest = metadata.get(META_LATEST)
+        if isinstance(latest, str) and entries:
+            head = checkpoint_entry_id(latest)
+            if head not in (entries[-1].id, entries[-1].parent_id):
+                _back_to_latest(uow, meta.id, latest, now)
         return meta
 
     def _rewrite_work(
@@ -1916,6 +1934,20 @@ def _metadata_entry(entry_id: str, timestamp: Any, data: dict[str, Any]) -> Sess
     return SessionEntry.model_construct(
         id=entry_id, parent_id=None, timestamp=timestamp, type=EntryType.METADATA, data=data
     )
+
+
+def _back_to_latest(uow: UnitOfWork, session_id: str, latest: str, now: Any) -> None:
+    """Append a :data:`LATEST_EVENT` entry under the latest checkpoint, if it is stored.
+
+    Writes stored under an older checkpoint (LangGraph saves in the background,
+    so they may come after a newer checkpoint) would leave the session's current
+    branch there; this brings it back, so that ``get_messages()`` reads the latest state.
+    """
+    head = checkpoint_entry_id(latest)
+    if not uow.load_entries_by_id(session_id, [head]):
+        return
+    marker = _metadata_entry(ids.new_id(), now, {"event": LATEST_EVENT, "checkpoint_id": latest})
+    uow.append_entries(session_id, [marker], fork_from=head, updated_at=now)
 
 
 def _newest_checkpoint(entries: Sequence[SessionEntry]) -> list[SessionEntry]:
