@@ -123,31 +123,27 @@ class EntryReadsContract:
 
     def test_messages_of_a_branch_that_ends_at_another_entry(self, mgr: sdb.Manager) -> None:
         session, b = _tree(mgr)
+
+        def messages(query: BranchQuery) -> list[str]:
+            found = mgr.run(lambda uow: uow.load_messages(session.id, query), write=False)
+            return [m.id for m in found]
+
+        def branch(query: BranchQuery) -> list[str]:
+            found = mgr.run(lambda uow: uow.load_branch(session.id, query), write=False)
+            return [e.id for e in found]
+
         for limit in (None, 1, 5):
+            wanted = ["a", b][-limit:] if limit else ["a", b]
             for leaf in ("y", "c", "z", b):
-                query = BranchQuery(leaf=leaf, limit=limit)
-                got = mgr.run(lambda uow, q=query: uow.load_messages(session.id, q), write=False)
-                wanted = ["a", b][-limit:] if limit else ["a", b]
-                assert [m.id for m in got] == wanted, (leaf, limit)
+                assert messages(BranchQuery(leaf=leaf, limit=limit)) == wanted, (leaf, limit)
                 only = BranchQuery(leaf=leaf, messages_only=True, limit=limit)
-                entries = mgr.run(lambda uow, q=only: uow.load_branch(session.id, q), write=False)
-                assert [e.id for e in entries] == wanted, (leaf, limit)
-            root = mgr.run(
-                lambda uow, n=limit: uow.load_messages(session.id, BranchQuery(leaf="r", limit=n)),
-                write=False,
-            )
-            assert root == []
-        with pytest.raises(sdb.EntryNotFoundError):
-            mgr.run(
-                lambda uow: uow.load_messages(session.id, BranchQuery(leaf="unknown")), write=False
-            )
-        with pytest.raises(sdb.EntryNotFoundError):
-            mgr.run(
-                lambda uow: uow.load_messages(session.id, BranchQuery(leaf="unknown", limit=1)),
-                write=False,
-            )
-        with pytest.raises(sdb.EntryNotFoundError):  # ``before`` must be a message
-            mgr.run(
-                lambda uow: uow.load_messages(session.id, BranchQuery(before="x", limit=1)),
-                write=False,
-            )
+                assert branch(only) == wanted, (leaf, limit)
+            assert messages(BranchQuery(leaf="r", limit=limit)) == []
+        for query in (
+            BranchQuery(leaf="unknown"),
+            BranchQuery(leaf="unknown", limit=1),
+            BranchQuery(before="x", limit=1),  # ``before`` must be a message
+            BranchQuery(before="x"),
+        ):
+            with pytest.raises(sdb.EntryNotFoundError):
+                messages(query)
