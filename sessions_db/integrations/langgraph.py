@@ -14,7 +14,7 @@ runs race on one thread. Install it with ``pip install sessions_db[langgraph]``:
 (the root graph has the namespace ``""``, a subgraph ``"node:<task>"``) is one
 session of the agent ``"langgraph"`` (``agent_name=``), whose external key is
 :func:`thread_key` (the thread ID itself for the root graph), and whose metadata
-holds ``thread_id``, ``checkpoint_ns`` and ``latest_checkpoint_id``. So a thread
+holds ``thread_id`` and ``checkpoint_ns``. So a thread
 is a query away::
 
     mgr.get_by_key("langgraph", "thread-1")                   # the root graph's session
@@ -34,8 +34,8 @@ session's current branch ends at the latest checkpoint (or its writes), so its
 older checkpoint, an entry of event :data:`LATEST_EVENT` under the latest one
 brings it back.
 "The latest checkpoint" is LangGraph's: the greatest checkpoint ID of the thread
-and namespace (kept in the session's ``latest_checkpoint_id``), whatever the
-session's current leaf is.
+and namespace, whichever branch it is on; the session's current leaf is kept at
+it (see below), so reading it costs no search.
 
 **Messages stored once.** When the channel ``messages_channel`` (``"messages"``,
 as in ``MessagesState``) holds a list of LangChain messages that grew by
@@ -89,6 +89,7 @@ import random
 import re
 import threading
 import time
+import uuid
 import weakref
 from collections import OrderedDict, defaultdict
 from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping, Sequence
@@ -174,7 +175,6 @@ LATEST_EVENT = "langgraph.latest"
 #: Session metadata keys.
 META_THREAD = "thread_id"
 META_NAMESPACE = "checkpoint_ns"
-META_LATEST = "latest_checkpoint_id"
 
 # Where LangGraph's run puts its runtime object in the config of every get_tuple
 # and put of a run (the same object for one run).
@@ -182,8 +182,9 @@ _RUNTIME_KEY = "__pregel_runtime"
 # The fields of the saver's entries that a keyring encrypts.
 _SECRET_FIELDS = ("values", "metadata", "writes")
 _SEALED = "sealed"
-# Entry IDs: "lgc:" + a checkpoint ID that is a safe token, else a digest of it.
-_SAFE_ID = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
+# Entry IDs: "lgc:" + a checkpoint ID that is a safe token, else "lgh:" + a digest of it;
+# the entries under a checkpoint's (writes, markers) add "." and a suffix to its ID.
+_SAFE_ID = re.compile(r"[A-Za-z0-9_:-]{1,90}")
 # JSON keeps integers exactly in every store up to here (PostgreSQL's jsonb, SQLite's JSON).
 _MAX_INLINE_INT = 2**53
 # How long writes that came before their checkpoint wait for it.
@@ -220,7 +221,11 @@ def thread_key(thread_id: str, checkpoint_ns: str = "") -> str:
 
 
 def checkpoint_entry_id(checkpoint_id: str) -> str:
-    """Return the ID of the entry that records the checkpoint ``checkpoint_id``."""
+    """Return the ID of the entry that records the checkpoint ``checkpoint_id``.
+
+    ``lgc:<checkpoint_id>`` (``lgh:<sha256>`` for an ID that is not a short
+    token); the writes and markers under it are ``<that ID>.<suffix>``.
+    """
     if _SAFE_ID.fullmatch(checkpoint_id):
         return "lgc:" + checkpoint_id
     return "lgh:" + hashlib.sha256(checkpoint_id.encode("utf-8", "surrogatepass")).hexdigest()
@@ -764,25 +769,17 @@ class SessionsDBSaver(BaseCheckpointSaver[str]):
         sid = session.id
         uow.begin()
         if checkpoint_id is None:
-            meta = self._privacy.open_meta(uow.load_session(sid))
-            head = meta.metadata.get(META_LATEST)
-            if not isinstance(head, str):
+            latest = _latest(uow, sid, uow.load_session(sid).current_leaf)
+            if latest is None:
                 return None
-            checkpoint_id = head
-            latest = True
+            checkpoint_id, entry_id = latest
         else:
-            latest = False
-        entry_id = checkpoint_entry_id(checkpoint_id)
+            entry_id = checkpoint_entry_id(checkpoint_id)
         state = self._state(session, entry_id)
         if state is None:
             found = uow.load_entries_by_id(sid, [entry_id])
-            if not found and latest:
-                # The latest ID was saved, but its entry was not (a store without
-                # transactions, interrupted between the two): the newest stored one.
-                found = _newest_checkpoint(uow.load_entries(sid))
             if not found or _event(found[0]) != CHECKPOINT_EVENT:
                 return None
-            entry_id = found[0].id
             state = _State(entry_id, self._open(session, found[0]))
         try:
             children = uow.load_children(sid, entry_id)
@@ -1147,8 +1144,8 @@ class SessionsDBSaver(BaseCheckpointSaver[str]):
         sid = session.id
         uow.begin()
         uow.lock_session(sid)
-        meta = self._privacy.open_meta(uow.load_session(sid))
-        head = meta.metadata.get(META_LATEST)
+        latest = _latest(uow, sid, uow.load_session(sid).current_leaf)
+        head = None if latest is None else latest[0]
         if (
             intent is not None
             and plan.parent_id != head
@@ -1161,20 +1158,13 @@ class SessionsDBSaver(BaseCheckpointSaver[str]):
                 "thread's state (the other run may have taken up this run's input), then "
                 "run the graph again from the latest checkpoint if need be."
             )
-        if not isinstance(head, str) or plan.checkpoint_id > head:
-            # Saved before the entries: a store without transactions interrupted in
-            # between leaves an ID whose entry is missing, which reads then skip.
-            metadata = {**meta.metadata, META_LATEST: plan.checkpoint_id}
-            uow.save_session(
-                self._privacy.seal_meta(meta.model_copy(update={"metadata": metadata}))
-            )
         now = self._clock()()
         if plan.fork_from is None:
             uow.append_entries(sid, plan.entries, at_root=True, updated_at=now)
         else:
             uow.append_entries(sid, plan.entries, fork_from=plan.fork_from, updated_at=now)
-        if isinstance(head, str) and plan.checkpoint_id < head:
-            _back_to_latest(uow, sid, head, now)
+        if latest is not None and plan.checkpoint_id < latest[0]:
+            _back_to_latest(uow, sid, latest, now)
 
     # -- put_writes ---------------------------------------------------------------------------
 
@@ -1252,7 +1242,7 @@ class SessionsDBSaver(BaseCheckpointSaver[str]):
             children = uow.load_children(sid, entry_id)
         except EntryNotFoundError:
             return False
-        head = self._privacy.open_meta(uow.load_session(sid)).metadata.get(META_LATEST)
+        latest = _latest(uow, sid, uow.load_session(sid).current_leaf)
         seen: set[tuple[str, int]] = set()
         if not batch.upsert:
             for entry in children:
@@ -1266,7 +1256,7 @@ class SessionsDBSaver(BaseCheckpointSaver[str]):
         ]
         if not items:
             return True
-        new_id = "lgw:" + ids.new_id()
+        new_id = f"{entry_id}.w{uuid.uuid4().hex}"
         data = {
             "event": WRITES_EVENT,
             "checkpoint_id": checkpoint_id,
@@ -1277,8 +1267,8 @@ class SessionsDBSaver(BaseCheckpointSaver[str]):
         now = self._clock()()
         entry = _metadata_entry(new_id, now, self._seal(session, new_id, data))
         uow.append_entries(sid, [entry], fork_from=entry_id, updated_at=now)
-        if isinstance(head, str) and head != checkpoint_id:
-            _back_to_latest(uow, sid, head, now)
+        if latest is not None and latest[0] != checkpoint_id:
+            _back_to_latest(uow, sid, latest, now)
         return True
 
     def _expire_early_writes(self) -> None:
@@ -1442,11 +1432,11 @@ class SessionsDBSaver(BaseCheckpointSaver[str]):
                 uow.append_entries(meta.id, sealed, at_root=True, updated_at=now)
             else:
                 uow.append_entries(meta.id, sealed, fork_from=parent, updated_at=now)
-        latest = metadata.get(META_LATEST)
-        if isinstance(latest, str) and entries:
-            head = checkpoint_entry_id(latest)
-            if head not in (entries[-1].id, entries[-1].parent_id):
-                _back_to_latest(uow, meta.id, latest, now)
+        checkpoints = [e for e in entries if _event(e) == CHECKPOINT_EVENT]
+        if checkpoints:
+            head = max(checkpoints, key=lambda e: str(e.data["checkpoint_id"]))
+            if head.id not in (entries[-1].id, entries[-1].parent_id):
+                _back_to_latest(uow, meta.id, (head.data["checkpoint_id"], head.id), now)
         return meta
 
     def _rewrite_work(
@@ -1478,14 +1468,7 @@ class SessionsDBSaver(BaseCheckpointSaver[str]):
             uow.delete_session(meta.id)
             if not kept:
                 continue
-            latest = max(e.data["checkpoint_id"] for e in kept if _event(e) == CHECKPOINT_EVENT)
-            self._create(
-                uow,
-                source=meta,
-                entries=kept,
-                key=meta.key,
-                metadata={**meta.metadata, META_LATEST: latest},
-            )
+            self._create(uow, source=meta, entries=kept, key=meta.key, metadata=meta.metadata)
         return changed
 
     def _prune_steps(self, thread_ids: Sequence[str], strategy: str) -> _Steps[None]:
@@ -1936,18 +1919,42 @@ def _metadata_entry(entry_id: str, timestamp: Any, data: dict[str, Any]) -> Sess
     )
 
 
-def _back_to_latest(uow: UnitOfWork, session_id: str, latest: str, now: Any) -> None:
-    """Append a :data:`LATEST_EVENT` entry under the latest checkpoint, if it is stored.
+def _back_to_latest(uow: UnitOfWork, session_id: str, latest: tuple[str, str], now: Any) -> None:
+    """Append a :data:`LATEST_EVENT` entry under the latest checkpoint ``(ID, entry ID)``.
 
-    Writes stored under an older checkpoint (LangGraph saves in the background,
-    so they may come after a newer checkpoint) would leave the session's current
-    branch there; this brings it back, so that ``get_messages()`` reads the latest state.
+    An entry appended elsewhere (writes under an older checkpoint, which
+    LangGraph may save after a newer one; a checkpoint older than the latest)
+    moved the session's current leaf there: this brings it back, so that the
+    leaf names the latest checkpoint and ``get_messages()`` reads its state.
     """
-    head = checkpoint_entry_id(latest)
-    if not uow.load_entries_by_id(session_id, [head]):
-        return
-    marker = _metadata_entry(ids.new_id(), now, {"event": LATEST_EVENT, "checkpoint_id": latest})
-    uow.append_entries(session_id, [marker], fork_from=head, updated_at=now)
+    checkpoint_id, entry_id = latest
+    marker = _metadata_entry(
+        f"{entry_id}.l{uuid.uuid4().hex}",
+        now,
+        {"event": LATEST_EVENT, "checkpoint_id": checkpoint_id},
+    )
+    uow.append_entries(session_id, [marker], fork_from=entry_id, updated_at=now)
+
+
+def _latest(uow: UnitOfWork, session_id: str, leaf: str | None) -> tuple[str, str] | None:
+    """Return the ``(ID, entry ID)`` of the session's latest checkpoint (``None``: none).
+
+    The current leaf is the latest checkpoint's entry or one of the saver's
+    entries under it, whose ID starts with the checkpoint entry's; anything
+    else (a session changed by other means) is resolved by reading the session.
+    """
+    if leaf is None:
+        return None
+    entry_id = leaf.split(".", 1)[0]
+    if entry_id.startswith("lgc:"):
+        return entry_id[4:], entry_id
+    if entry_id.startswith("lgh:"):
+        found = uow.load_entries_by_id(session_id, [entry_id])
+    else:
+        found = _newest_checkpoint(uow.load_entries(session_id))
+    if not found or _event(found[0]) != CHECKPOINT_EVENT:
+        return None
+    return str(found[0].data["checkpoint_id"]), found[0].id
 
 
 def _newest_checkpoint(entries: Sequence[SessionEntry]) -> list[SessionEntry]:

@@ -547,3 +547,29 @@ def test_importing_sessions_db_imports_no_framework() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
     )
     assert done.stdout.strip() == "[]"
+
+
+def test_checkpoint_ids_that_are_not_tokens(store_url: str) -> None:
+    with SessionsDBSaver(store_url) as saver:
+        cfg = config("odd-ids", checkpoint_ns="")
+        first = empty_checkpoint()
+        first["id"] = "a checkpoint/ID with spaces"
+        first["channel_values"] = {"x": "one"}
+        first["channel_versions"] = {"x": 1}
+        stored = saver.put(cfg, first, {"source": "input", "step": -1}, {"x": 1})
+        assert stored["configurable"]["checkpoint_id"] == first["id"]
+        saver.put_writes(stored, [("x", "two")], "task")
+        second = empty_checkpoint()
+        second["id"] = "a checkpoint/ID with spaces, later"
+        second["channel_values"] = {"x": "one"}
+        second["channel_versions"] = {"x": 1}
+        saver.put(stored, second, {"source": "loop", "step": 0}, {})
+        latest = saver.get_tuple(cfg)
+        assert latest is not None
+        assert latest.checkpoint["id"] == second["id"]
+        assert latest.checkpoint["channel_values"] == {"x": "one"}
+        assert latest.parent_config == stored
+        older = saver.get_tuple(stored)
+        assert older is not None
+        assert older.pending_writes == [("task", "x", "two")]
+        assert [t.checkpoint["id"] for t in saver.list(cfg)] == [second["id"], first["id"]]
