@@ -101,12 +101,18 @@ from typing import Any, Generic, Self, TypeVar, cast
 
 from langchain_core.messages import (
     AIMessage,
+    AIMessageChunk,
     BaseMessage,
     ChatMessage,
+    ChatMessageChunk,
     FunctionMessage,
+    FunctionMessageChunk,
     HumanMessage,
+    HumanMessageChunk,
     SystemMessage,
+    SystemMessageChunk,
     ToolMessage,
+    ToolMessageChunk,
     message_to_dict,
     messages_from_dict,
 )
@@ -362,6 +368,38 @@ def _role(message: BaseMessage) -> str:
         return "message"
 
 
+#: LangChain's message classes by their ``type``.
+_MESSAGE_TYPES: dict[str, type[BaseMessage]] = {
+    cls.model_fields["type"].default: cls
+    for cls in (
+        HumanMessage,
+        AIMessage,
+        SystemMessage,
+        ToolMessage,
+        FunctionMessage,
+        ChatMessage,
+        HumanMessageChunk,
+        AIMessageChunk,
+        SystemMessageChunk,
+        ToolMessageChunk,
+        FunctionMessageChunk,
+        ChatMessageChunk,
+    )
+}
+
+
+def _message_from(data: dict[str, Any]) -> BaseMessage:
+    """Return the message of LangChain's dict of it (``message_to_dict``'s ``data``).
+
+    Built without validating again (the dict was checked to read back equal
+    when it was stored); a type this table does not know goes through LangChain.
+    """
+    cls = _MESSAGE_TYPES.get(data.get("type", ""))
+    if cls is None:
+        return messages_from_dict([{"type": data["type"], "data": data}])[0]
+    return cls.model_construct(**data)
+
+
 def _is_message_list(value: object) -> bool:
     return isinstance(value, list) and all(isinstance(m, BaseMessage) for m in value)
 
@@ -605,8 +643,7 @@ class SessionsDBSaver(BaseCheckpointSaver[str]):
         data = message_to_dict(message)["data"]
         try:
             payload.check(data)
-            back = json.loads(json.dumps(data))
-            if messages_from_dict([{"type": back["type"], "data": back}])[0] == message:
+            if _message_from(json.loads(json.dumps(data))) == message:
                 return cast(dict[str, Any], data)
         except (PayloadError, TypeError, ValueError, KeyError):
             pass
@@ -620,7 +657,7 @@ class SessionsDBSaver(BaseCheckpointSaver[str]):
         data = stored.payload
         if "lg" in data:
             return cast(BaseMessage, self._load(data["lg"]))
-        return messages_from_dict([{"type": data["type"], "data": data}])[0]
+        return _message_from(data)
 
     def _message_entry(self, session: _Session, message: BaseMessage, now: Any) -> SessionEntry:
         entry = SessionEntry.model_construct(
