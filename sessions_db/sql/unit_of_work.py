@@ -35,10 +35,11 @@ from sqlalchemy import (
     column,
     delete,
     func,
-    or_,
+    null,
     select,
     text,
     tuple_,
+    union_all,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -553,35 +554,26 @@ class SQLUnitOfWork(UnitOfWork):
             if r.id is not None
         ]
 
-    def _entry_rows(self, session_id: str, condition: Any) -> list[SessionEntry] | None:
-        """Return the session's entries that meet ``condition``, in append order.
+    def _entry_rows(self, session_id: str, *conditions: Any) -> list[SessionEntry] | None:
+        """Return the session's entries that meet any of ``conditions``, in append order.
 
-        ``None`` when the session is absent: the session is outer-joined, so one
-        statement tells an absent session from one without such entries.
+        ``None`` when the session is absent. One statement: a ``UNION ALL`` of a
+        select per condition (each served by its own index; an ``OR``, or an
+        ``ORDER BY seq``, would have SQLite scan the session) and a row that
+        says the session exists. Entries meeting two conditions come once.
         """
         s, e = self._sql.tables.sessions, self._sql.tables.entries
-        stmt = (
-            select(
-                s.c.id.label("sid"),
-                e.c.id,
-                e.c.parent_id,
-                e.c.type,
-                e.c.role,
-                e.c.payload,
-                e.c.created_at,
-            )
-            .select_from(s.outerjoin(e, and_(e.c.session_id == s.c.id, condition)))
-            .where(s.c.id == session_id)
-            .order_by(e.c.seq)
-        )
-        rows = self._run(stmt, alone=True).all()
+        columns = (e.c.id, e.c.parent_id, e.c.type, e.c.role, e.c.payload, e.c.created_at, e.c.seq)
+        parts = [select(*columns).where(e.c.session_id == session_id, c) for c in conditions]
+        exists = select(*(null().label(c.name) for c in columns)).where(s.c.id == session_id)
+        rows = self._run(union_all(*parts, exists), alone=True).all()
         if not rows:
             return None
         entry = self._sql.entry
+        unique = {r.seq: r for r in rows if r.id is not None}
         return [
             entry(r.id, r.parent_id, r.type, r.role, r.payload, r.created_at)
-            for r in rows
-            if r.id is not None
+            for _, r in sorted(unique.items())
         ]
 
     def load_entries_by_id(  # noqa: D102 - see Storage
@@ -595,7 +587,7 @@ class SQLUnitOfWork(UnitOfWork):
 
     def load_children(self, session_id: str, entry_id: str) -> list[SessionEntry]:  # noqa: D102
         e = self._sql.tables.entries
-        found = self._entry_rows(session_id, or_(e.c.id == entry_id, e.c.parent_id == entry_id))
+        found = self._entry_rows(session_id, e.c.id == entry_id, e.c.parent_id == entry_id)
         if found is None:
             raise SessionNotFoundError(f"session {session_id} not found")
         if all(entry.id != entry_id for entry in found):
