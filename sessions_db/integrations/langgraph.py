@@ -876,8 +876,9 @@ class SessionsDBSaver(BaseCheckpointSaver[str]):
     ) -> builtins.list[PendingWrite]:
         """Return the writes recorded under a checkpoint, in ``writes_sort_key`` order.
 
-        A write repeated under one ``(task_id, idx)`` is the later one (only
-        special channels, which LangGraph overwrites, are ever stored twice).
+        For one ``(task_id, idx)`` the first write counts, unless a later call
+        wrote only special channels (errors, interrupts, resumes): that one
+        replaces it, as LangGraph's savers do.
         """
         found: dict[tuple[str, int], tuple[str, str, Mapping[str, Any]]] = {}
         for entry in children:
@@ -885,8 +886,10 @@ class SessionsDBSaver(BaseCheckpointSaver[str]):
                 continue
             data = self._open(session, entry)
             task_id, task_path = data["task_id"], data["task_path"]
+            replaces = bool(data.get("upsert"))
             for idx, channel, record in data["writes"]:
-                found[(task_id, idx)] = (task_path, channel, record)
+                if replaces or (task_id, idx) not in found:
+                    found[(task_id, idx)] = (task_path, channel, record)
         order = sorted(found, key=lambda k: writes_sort_key(found[k][0], k[0], k[1]))
         return [(k[0], found[k][1], self._load(found[k][2])) for k in order]
 
@@ -1264,46 +1267,46 @@ class SessionsDBSaver(BaseCheckpointSaver[str]):
                 if attempt:
                     return False
                 continue
+            except DuplicateEntryError:
+                return True  # this call was stored before: the first one stays
             return stored
         return False  # pragma: no cover - the loop returns
 
     def _writes_work(
         self, uow: UnitOfWork, *, session: _Session, checkpoint_id: str, batch: _Writes
     ) -> bool:
-        """Append one call's writes under their checkpoint (first write of a key wins)."""
+        """Append one call's writes under their checkpoint; ``False`` if it is not stored.
+
+        A call repeated as it was (same task, same indexes) has the entry ID of
+        the first and raises ``DuplicateEntryError``: the first stays, as it
+        does in LangGraph's savers. Calls of special channels only replace
+        instead: their entries have IDs of their own, and reads take the last.
+        """
         sid = session.id
         entry_id = checkpoint_entry_id(checkpoint_id)
         uow.begin()
         uow.lock_session(sid)
-        try:
-            children = uow.load_children(sid, entry_id)
-        except EntryNotFoundError:
-            return False
         latest = _latest(uow, sid, uow.load_session(sid).current_leaf)
-        seen: set[tuple[str, int]] = set()
-        if not batch.upsert:
-            for entry in children:
-                if _event(entry) == WRITES_EVENT:
-                    data = self._open(session, entry)
-                    seen.update((data["task_id"], idx) for idx, _, _ in data["writes"])
-        items = [
-            [idx, channel, record]
-            for idx, channel, record in batch.items
-            if (batch.task_id, idx) not in seen
-        ]
-        if not items:
-            return True
-        new_id = f"{entry_id}.w{uuid.uuid4().hex}"
+        if batch.upsert:
+            suffix = uuid.uuid4().hex
+        else:
+            key = json.dumps([batch.task_id, [idx for idx, _, _ in batch.items]])
+            suffix = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+        new_id = f"{entry_id}.w{suffix}"
         data = {
             "event": WRITES_EVENT,
             "checkpoint_id": checkpoint_id,
             "task_id": batch.task_id,
             "task_path": batch.task_path,
-            "writes": items,
+            "upsert": batch.upsert,
+            "writes": [list(item) for item in batch.items],
         }
         now = self._clock()()
         entry = _metadata_entry(new_id, now, self._seal(session, new_id, data))
-        uow.append_entries(sid, [entry], fork_from=entry_id, updated_at=now)
+        try:
+            uow.append_entries(sid, [entry], fork_from=entry_id, updated_at=now)
+        except EntryNotFoundError:
+            return False
         if latest is not None and latest[0] != checkpoint_id:
             _back_to_latest(uow, sid, latest, now)
         return True
