@@ -802,9 +802,13 @@ class SessionsDBSaver(BaseCheckpointSaver[str]):
     def _read_work(
         self, uow: UnitOfWork, *, session: _Session, checkpoint_id: str | None
     ) -> _Read | None:
-        """Read a checkpoint and what the saver does not hold of it yet (one unit of work)."""
+        """Read a checkpoint and what the saver does not hold of it yet (one unit of work).
+
+        Its reads are statements of their own, not one transaction: entries
+        never change once stored, and a session replaced meanwhile (``prune``)
+        is not found, which the caller retries.
+        """
         sid = session.id
-        uow.begin()
         if checkpoint_id is None:
             latest = _latest(uow, sid, uow.load_session(sid).current_leaf)
             if latest is None:
