@@ -622,3 +622,39 @@ def test_the_benchmark_runs(tmp_path: Path) -> None:
             }
             assert figures["bytes"]["value_bytes_per_message"] > 0
     assert "step at 100 / step at 10" in done.stdout
+
+
+def test_two_async_writers_from_one_parent_one_gets_a_clear_error(store_url: str) -> None:
+    async def main() -> tuple[BaseException | None, list[str]]:
+        started, release = asyncio.Event(), asyncio.Event()
+
+        async def reply(state: MessagesState) -> dict[str, Any]:
+            text = state["messages"][-1].content
+            if text == "first":
+                started.set()
+                await asyncio.wait_for(release.wait(), 30)
+            return {"messages": [AIMessage(f"re: {text}")]}
+
+        builder = StateGraph(MessagesState)
+        builder.add_node("reply", reply)
+        builder.add_edge(START, "reply")
+        async with SessionsDBSaver(store_url) as saver:
+            graph = builder.compile(checkpointer=saver)
+            cfg = config("async-race")
+            await graph.ainvoke({"messages": [HumanMessage("hello")]}, cfg)
+            first = asyncio.create_task(
+                graph.ainvoke({"messages": [HumanMessage("first")]}, cfg, durability="sync")
+            )
+            await asyncio.wait_for(started.wait(), 30)
+            await graph.ainvoke({"messages": [HumanMessage("second")]}, cfg, durability="sync")
+            release.set()
+            error = (await asyncio.gather(first, return_exceptions=True))[0]
+            state = await graph.aget_state(cfg)
+            return error if isinstance(error, BaseException) else None, [
+                m.content for m in state.values["messages"]
+            ]
+
+    error, final = asyncio.run(main())
+    assert isinstance(error, CheckpointConflictError)
+    assert final[-2:] == ["second", "re: second"]
+    assert "re: first" not in final
