@@ -1900,6 +1900,7 @@ class _Tree:
                     parent = kept[-1].id if kept else None
                     kept.append(by_id[at.id].model_copy(update={"parent_id": parent}))
         parent = kept[-1].id if kept else None
+        data["branch_messages"] = len(kept)
         kept.append(latest.model_copy(update={"parent_id": parent, "data": data}))
         for child in self.children.get(latest.id, []):
             if _event(child) == WRITES_EVENT:
