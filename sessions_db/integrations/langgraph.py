@@ -14,8 +14,7 @@ runs race on one thread. Install it with ``pip install sessions_db[langgraph]``:
 (the root graph has the namespace ``""``, a subgraph ``"node:<task>"``) is one
 session of the agent ``"langgraph"`` (``agent_name=``), whose external key is
 :func:`thread_key` (the thread ID itself for the root graph), and whose metadata
-holds ``thread_id`` and ``checkpoint_ns``. So a thread
-is a query away::
+holds ``thread_id`` and ``checkpoint_ns``. So a thread is a query away::
 
     mgr.get_by_key("langgraph", "thread-1")                   # the root graph's session
     mgr.list("langgraph", metadata={"thread_id": "thread-1"})  # with its subgraphs'
@@ -28,14 +27,15 @@ are the metadata entries of event :data:`CHECKPOINT_EVENT` of the session's tree
 each a child of its parent checkpoint's entry (a checkpoint without a parent
 starts a new root). Between a checkpoint and its parent come the messages that
 step added (message entries); the writes of a step's tasks (``put_writes``) are
-entries of event :data:`WRITES_EVENT` under the checkpoint they belong to. The
-session's current branch ends at the latest checkpoint (or its writes), so its
-``get_messages()`` is the latest state's conversation: when writes land under an
-older checkpoint, an entry of event :data:`LATEST_EVENT` under the latest one
-brings it back.
+entries of event :data:`WRITES_EVENT` under the checkpoint they belong to.
+
 "The latest checkpoint" is LangGraph's: the greatest checkpoint ID of the thread
-and namespace, whichever branch it is on; the session's current leaf is kept at
-it (see below), so reading it costs no search.
+and namespace, whichever branch it is on. The session's current leaf is kept at
+it (its entry, or an entry under it), so finding it costs no search and the
+session's ``get_messages()`` is the latest state's conversation: when something
+is stored elsewhere in the tree (writes that LangGraph saves late, under an older
+checkpoint), an entry of event :data:`LATEST_EVENT` under the latest checkpoint
+brings the leaf back.
 
 **Messages stored once.** When the channel ``messages_channel`` (``"messages"``,
 as in ``MessagesState``) holds a list of LangChain messages that grew by
@@ -43,8 +43,9 @@ appending (the ``add_messages`` reducer's usual case), the new messages are
 appended as sessions_db messages (role ``user``, ``assistant``, ``system`` or
 ``tool``; the payload is the message's LangChain dict, with ``content`` at the
 top), and the list is rebuilt from the branch on read: ``get_messages()`` of the
-session returns the conversation, and a step costs the same at 10 messages as at
-1,000. When the list was rewritten (a message replaced or removed, the list
+session returns the conversation, and the work of a step does not grow with it
+(the saver keeps the lists it wrote or read, so a serving process does not read
+them back). When the list was rewritten (a message replaced or removed, the list
 reordered), the checkpoint starts a new root, marked by an entry of event
 :data:`RESET_EVENT`, holding the whole list again as messages. Messages are
 taken as immutable once stored, as LangGraph's reducers treat them: change one
@@ -70,10 +71,21 @@ without a ``checkpoint_id``) may only add to it: if another run stored a
 checkpoint on the thread since, its next ``put`` raises
 :class:`CheckpointConflictError`, stores nothing, and the run fails with it, so
 no write is lost silently (run it again from the new latest checkpoint). A run
-started from a chosen ``checkpoint_id`` (time travel, replay, ``update_state``
-of an old checkpoint) may branch from that checkpoint once, then extends its
-own branch. Direct calls of the saver's methods, outside a graph run, are
-taken as they come, as LangGraph's savers take them.
+started from a chosen ``checkpoint_id`` (time travel, replay, a resume of an
+old interrupt) may branch from that checkpoint once, then extends its own
+branch. A run is recognized by the runtime LangGraph passes to every read and
+put of one run; what comes without one is taken as it comes, as LangGraph's
+savers take it: direct calls of the saver's methods, and ``update_state``
+(LangGraph passes it no runtime), which therefore should not race a run on the
+same thread.
+
+**Extended capabilities.** ``copy_thread`` copies every namespace's session
+whole (every branch, the same checkpoint IDs) under the target's keys;
+``prune`` and ``delete_for_runs`` replace the sessions they change by new ones
+holding what is kept (entries cannot be deleted one by one), in one
+transaction on SQL stores; ``delete_for_runs`` reads every session of the
+agent to find the runs' checkpoints. ``prune(strategy="keep_latest")`` refuses
+threads that use a ``DeltaChannel``, as ``PostgresSaver`` does.
 """
 
 from __future__ import annotations
@@ -523,7 +535,11 @@ class SessionsDBSaver(BaseCheckpointSaver[str]):
             self._manager.close()
 
     async def aclose(self) -> None:
-        """Close every manager the saver opened (``url=``); a given manager stays open."""
+        """Close the managers the saver opened (``url=``); a given manager stays open.
+
+        The sync manager, and the async manager of the running event loop (one
+        opened for another loop is dropped with that loop).
+        """
         if not self._owns:
             return
         loop = asyncio.get_running_loop()
@@ -1884,6 +1900,7 @@ class _Tree:
                     parent = kept[-1].id if kept else None
                     kept.append(by_id[at.id].model_copy(update={"parent_id": parent}))
         parent = kept[-1].id if kept else None
+        data["branch_messages"] = len(kept)
         kept.append(latest.model_copy(update={"parent_id": parent, "data": data}))
         for child in self.children.get(latest.id, []):
             if _event(child) == WRITES_EVENT:

@@ -573,3 +573,88 @@ def test_checkpoint_ids_that_are_not_tokens(store_url: str) -> None:
         assert older is not None
         assert older.pending_writes == [("task", "x", "two")]
         assert [t.checkpoint["id"] for t in saver.list(cfg)] == [second["id"], first["id"]]
+
+
+def test_the_readme_switch_runs_as_written(tmp_path: Path) -> None:
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## LangGraph") :]
+    block = section[section.index("```diff") + len("```diff") : section.index("```\n\n")]
+    after = [line[1:] for line in block.strip("\n").splitlines() if not line.startswith("-")]
+    assert any("SessionsDBSaver" in line for line in after)
+    from langgraph.graph import MessagesState as State
+
+    builder = StateGraph(State)
+    builder.add_node("reply", lambda state: {"messages": [AIMessage("hi")]})
+    builder.add_edge(START, "reply")
+    after.append('    out = graph.invoke({"messages": [("user", "hello")]}, config("readme"))')
+    scope: dict[str, Any] = {
+        "DB_URI": f"sqlite:///{tmp_path / 'readme.db'}",
+        "builder": builder,
+        "config": config,
+    }
+    exec(compile("\n".join(after), "README.md", "exec"), scope)
+    assert [m.content for m in scope["out"]["messages"]] == ["hello", "hi"]
+
+
+def test_the_benchmark_runs(tmp_path: Path) -> None:
+    """The LangGraph benchmark runs and reports every figure (its times are not asserted)."""
+    out = tmp_path / "langgraph.json"
+    command = ["-m", "benchmarks.langgraph", "--small", "--stores", "sqlite,file"]
+    done = subprocess.run(
+        [sys.executable, *command, "--json", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    results = json.loads(out.read_text())["results"]
+    assert set(results) == {"sqlite", "file"}
+    assert set(results["sqlite"]) == {"SessionsDBSaver", "SqliteSaver"}
+    for savers in results.values():
+        for figures in savers.values():
+            assert set(figures["timings"]) >= {
+                "step_10",
+                "step_1k",
+                "get_state_1k",
+                "get_state_1k_cold",
+            }
+            assert figures["bytes"]["value_bytes_per_message"] > 0
+    assert "step at 100 / step at 10" in done.stdout
+
+
+def test_two_async_writers_from_one_parent_one_gets_a_clear_error(store_url: str) -> None:
+    async def main() -> tuple[BaseException | None, list[str]]:
+        started, release = asyncio.Event(), asyncio.Event()
+
+        async def reply(state: MessagesState) -> dict[str, Any]:
+            text = state["messages"][-1].content
+            if text == "first":
+                started.set()
+                await asyncio.wait_for(release.wait(), 30)
+            return {"messages": [AIMessage(f"re: {text}")]}
+
+        builder = StateGraph(MessagesState)
+        builder.add_node("reply", reply)
+        builder.add_edge(START, "reply")
+        async with SessionsDBSaver(store_url) as saver:
+            graph = builder.compile(checkpointer=saver)
+            cfg = config("async-race")
+            await graph.ainvoke({"messages": [HumanMessage("hello")]}, cfg)
+            first = asyncio.create_task(
+                graph.ainvoke({"messages": [HumanMessage("first")]}, cfg, durability="sync")
+            )
+            await asyncio.wait_for(started.wait(), 30)
+            await graph.ainvoke({"messages": [HumanMessage("second")]}, cfg, durability="sync")
+            release.set()
+            error = (await asyncio.gather(first, return_exceptions=True))[0]
+            state = await graph.aget_state(cfg)
+            return error if isinstance(error, BaseException) else None, [
+                m.content for m in state.values["messages"]
+            ]
+
+    error, final = asyncio.run(main())
+    assert isinstance(error, CheckpointConflictError)
+    assert final[-2:] == ["second", "re: second"]
+    assert "re: first" not in final
