@@ -228,8 +228,9 @@ def ensure_database(admin: str, name: str) -> bool:
 
 
 def drop_database(admin: str, name: str) -> None:
+    """Drop the database ``name`` (the server stops autovacuum workers in it first)."""
     with psycopg.connect(libpq(admin), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
 
 
 @contextmanager
