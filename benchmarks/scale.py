@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import re
 import sys
 import time
 import uuid
@@ -50,6 +51,7 @@ from sqlalchemy.schema import AddConstraint, CreateIndex
 import sessions_db as sdb
 from sessions_db import migrations
 from sessions_db.models import Base
+from sessions_db.sql.partitions import partition_count
 from sessions_db.sql.schema import FTS_INDEX, PG_FTS_VECTOR
 
 from . import report
@@ -209,9 +211,16 @@ def foreign_keys() -> list[tuple[str, str, str]]:
 # -- databases ------------------------------------------------------------------
 
 
-def database_name(shape: Shape, partitions: int) -> str:
+def database_name(shape: Shape, partitions: int, tag: str = "") -> str:
+    """The database of ``shape``: named after it, so that a run can go on with it later."""
     layout = f"_p{partitions}" if partitions else ""
-    return f"sessions_db_scale_{shape.sessions}_{shape.messages}{layout}"
+    return f"sessions_db_scale_{shape.sessions}_{shape.messages}{layout}{tag and '_' + tag}"
+
+
+def _tag(value: str) -> str:
+    if not re.fullmatch(r"[a-z0-9]{1,16}", value):
+        raise argparse.ArgumentTypeError("a tag is 1-16 lowercase letters and digits")
+    return value
 
 
 def database_url(admin: str, name: str) -> str:
@@ -601,12 +610,18 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--small-sessions", type=int, default=1_000)
     parser.add_argument("--small-messages", type=int, default=10_000)
     parser.add_argument(
-        "--partitions", type=int, default=0, help="hash partitions of the tables (0: plain)"
+        "--partitions",
+        type=partition_count,
+        default=0,
+        help="hash partitions of the tables (0: plain)",
     )
     parser.add_argument("--runs", type=int, default=200, help="timed runs per operation")
     parser.add_argument("--prune", action="store_true", help="then prune the big database")
     parser.add_argument("--prune-batch", type=int, default=1000)
     parser.add_argument("--drop", action="store_true", help="drop the databases at the end")
+    parser.add_argument(
+        "--tag", type=_tag, default="", help="added to the databases' names (a-z, 0-9)"
+    )
     parser.add_argument(
         "--prewarm",
         action="store_true",
@@ -638,7 +653,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     names = {}
     for side, shape in (("small", small_shape), ("big", big_shape)):
-        name = database_name(shape, args.partitions)
+        name = database_name(shape, args.partitions, args.tag)
         names[side] = name
         url = database_url(admin, name)
         log(f"== {side}: {name} ({'new' if ensure_database(admin, name) else 'resumed'})")
