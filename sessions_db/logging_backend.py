@@ -290,6 +290,15 @@ class _LoggedCalls(Storage):
             lambda: self._inner.load_checkpoint(checkpoint_id),
         )
 
+    def load_session_checkpoint(self, session_id: str, checkpoint_id: str) -> Checkpoint:
+        """See :meth:`Storage.load_session_checkpoint`."""
+        return self._run(
+            "load_session_checkpoint",
+            self._session(session_id),
+            f" checkpoint={short_id(checkpoint_id)}",
+            lambda: self._inner.load_session_checkpoint(session_id, checkpoint_id),
+        )
+
     def list_checkpoints(self, session_id: str) -> list[Checkpoint]:
         """See :meth:`StorageBackend.list_checkpoints`."""
         return self._run(
