@@ -218,8 +218,8 @@ def database_name(shape: Shape, partitions: int, tag: str = "") -> str:
 
 
 def _tag(value: str) -> str:
-    if not re.fullmatch(r"[a-z0-9]{1,16}", value):
-        raise argparse.ArgumentTypeError("a tag is 1-16 lowercase letters and digits")
+    if not re.fullmatch(r"[a-z0-9]{0,16}", value):
+        raise argparse.ArgumentTypeError("a tag is up to 16 lowercase letters and digits")
     return value
 
 
