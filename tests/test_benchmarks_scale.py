@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.scale import Shape
+from benchmarks.scale import Shape, _parser
 
 from .conftest import PG_URL
 
@@ -41,6 +41,7 @@ def _scale(*args: str, out: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_the_shape_adds_up() -> None:
+    assert _parser().parse_args([]).tag == ""  # the databases of a plain run have no tag
     for sessions, messages in ((100, 2200), (1000, 10_000), (1_000_000, 10_000_000)):
         shape = Shape(sessions, messages)
         assert sum(shape.messages_of(i) for i in range(sessions)) == messages
