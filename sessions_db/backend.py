@@ -206,6 +206,11 @@ class CallsUnitOfWork(UnitOfWork):
     def load_checkpoint(self, checkpoint_id: str) -> Checkpoint:  # noqa: D102
         return self._backend.load_checkpoint(checkpoint_id)
 
+    def load_session_checkpoint(  # noqa: D102
+        self, session_id: str, checkpoint_id: str
+    ) -> Checkpoint:
+        return self._backend.load_session_checkpoint(session_id, checkpoint_id)
+
     def list_checkpoints(self, session_id: str) -> list[Checkpoint]:  # noqa: D102
         return self._backend.list_checkpoints(session_id)
 

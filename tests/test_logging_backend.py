@@ -86,8 +86,8 @@ def test_logs_operations_without_private_data(
         for line in lines
     )
     assert any(
-        f"load_session_checkpoint session={short} checkpoint=00000000 failed: "
-        "CheckpointNotFoundError" in line
+        line.startswith(f"load_session_checkpoint session={short} checkpoint=00000000 failed")
+        and "CheckpointNotFoundError" in line
         for line in lines
     )
     assert all(line.endswith("ms") for line in lines)

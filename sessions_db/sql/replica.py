@@ -6,7 +6,7 @@ replica (``read_url``) when the replica has replayed what the read must see:
 
 * a read of one session (its history, its checkpoints, ``Manager.get``): every
   write this process made to that session;
-* any other read (listings, search, the memory helpers, ``get_by_key``): every
+* any other read (listings, search, the long-term memory, ``get_by_key``): every
   write this process made;
 * every read: the writes this process made that are not tied to known sessions
   (``prune``, ``erase_user``).
