@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import re
 import sys
 import time
 import uuid
@@ -50,6 +51,7 @@ from sqlalchemy.schema import AddConstraint, CreateIndex
 import sessions_db as sdb
 from sessions_db import migrations
 from sessions_db.models import Base
+from sessions_db.sql.partitions import partition_count
 from sessions_db.sql.schema import FTS_INDEX, PG_FTS_VECTOR
 
 from . import report
@@ -209,9 +211,16 @@ def foreign_keys() -> list[tuple[str, str, str]]:
 # -- databases ------------------------------------------------------------------
 
 
-def database_name(shape: Shape, partitions: int) -> str:
+def database_name(shape: Shape, partitions: int, tag: str = "") -> str:
+    """The database of ``shape``: named after it, so that a run can go on with it later."""
     layout = f"_p{partitions}" if partitions else ""
-    return f"sessions_db_scale_{shape.sessions}_{shape.messages}{layout}"
+    return f"sessions_db_scale_{shape.sessions}_{shape.messages}{layout}{tag and '_' + tag}"
+
+
+def _tag(value: str) -> str:
+    if not re.fullmatch(r"[a-z0-9]{0,16}", value):
+        raise argparse.ArgumentTypeError("a tag is up to 16 lowercase letters and digits")
+    return value
 
 
 def database_url(admin: str, name: str) -> str:
@@ -228,8 +237,9 @@ def ensure_database(admin: str, name: str) -> bool:
 
 
 def drop_database(admin: str, name: str) -> None:
+    """Drop the database ``name`` (the server stops autovacuum workers in it first)."""
     with psycopg.connect(libpq(admin), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
 
 
 @contextmanager
@@ -271,6 +281,12 @@ def load(url: str, shape: Shape, partitions: int, log: Callable[[str], None]) ->
                 if not conn.execute("SELECT to_regclass(%s)", [name]).fetchone()[0]:  # type: ignore[index]
                     log(f"  index {name}")
                     conn.execute(ddl)
+            if partitions:
+                # Checking a foreign key into a partitioned table joins each partition
+                # with all of them; probing the one partition each row names is faster.
+                conn.execute("SET enable_mergejoin = off")
+                conn.execute("SET enable_hashjoin = off")
+                conn.execute("SET jit = off")
             for _, name, ddl in foreign_keys():
                 found = conn.execute(
                     "SELECT 1 FROM pg_constraint WHERE conname = %s AND conparentid = 0", [name]
@@ -600,12 +616,18 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--small-sessions", type=int, default=1_000)
     parser.add_argument("--small-messages", type=int, default=10_000)
     parser.add_argument(
-        "--partitions", type=int, default=0, help="hash partitions of the tables (0: plain)"
+        "--partitions",
+        type=partition_count,
+        default=0,
+        help="hash partitions of the tables (0: plain)",
     )
     parser.add_argument("--runs", type=int, default=200, help="timed runs per operation")
     parser.add_argument("--prune", action="store_true", help="then prune the big database")
     parser.add_argument("--prune-batch", type=int, default=1000)
     parser.add_argument("--drop", action="store_true", help="drop the databases at the end")
+    parser.add_argument(
+        "--tag", type=_tag, default="", help="added to the databases' names (a-z, 0-9)"
+    )
     parser.add_argument(
         "--prewarm",
         action="store_true",
@@ -637,7 +659,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     names = {}
     for side, shape in (("small", small_shape), ("big", big_shape)):
-        name = database_name(shape, args.partitions)
+        name = database_name(shape, args.partitions, args.tag)
         names[side] = name
         url = database_url(admin, name)
         log(f"== {side}: {name} ({'new' if ensure_database(admin, name) else 'resumed'})")

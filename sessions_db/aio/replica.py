@@ -45,7 +45,7 @@ class ReplicatedAsyncSQLBackend(AsyncSQLBackend):
             if not normalize_url(value).startswith("postgresql"):
                 raise ConfigurationError(f"{name}: a read replica needs PostgreSQL URLs")
         super().__init__(url, **options)
-        replica_url = normalize_url(read_url, asyncio=True)
+        replica_url = normalize_url(read_url, asyncio=True)  # checked: nothing to dispose yet
         timeout = min(options.get("connect_timeout", 10.0), REPLICA_CONNECT_TIMEOUT)
         self._replica: AsyncEngine = create_async_engine(
             replica_url,

@@ -6,7 +6,7 @@ replica (``read_url``) when the replica has replayed what the read must see:
 
 * a read of one session (its history, its checkpoints, ``Manager.get``): every
   write this process made to that session;
-* any other read (listings, search, the memory helpers, ``get_by_key``): every
+* any other read (listings, search, the long-term memory, ``get_by_key``): every
   write this process made;
 * every read: the writes this process made that are not tied to known sessions
   (``prune``, ``erase_user``).
@@ -309,13 +309,17 @@ class ReplicatedSQLBackend(SQLBackend):
         for name, value in (("url", url), ("read_url", read_url)):
             if not normalize_url(value).startswith("postgresql"):
                 raise ConfigurationError(f"{name}: a read replica needs PostgreSQL URLs")
-        super().__init__(url, **options)
-        self._replica: Engine = build_engine(
-            read_url,
-            connect_timeout=min(options.get("connect_timeout", 10.0), REPLICA_CONNECT_TIMEOUT),
-            pooled=bool(options.get("pooled", False)),
-        ).execution_options(isolation_level="AUTOCOMMIT")
         self._router = ReadRouter(max_lag=max_lag)
+        super().__init__(url, **options)
+        try:
+            self._replica: Engine = build_engine(
+                read_url,
+                connect_timeout=min(options.get("connect_timeout", 10.0), REPLICA_CONNECT_TIMEOUT),
+                pooled=bool(options.get("pooled", False)),
+            ).execution_options(isolation_level="AUTOCOMMIT")
+        except BaseException:
+            super()._dispose()
+            raise
 
     @property
     def router(self) -> ReadRouter:
