@@ -115,16 +115,41 @@ def test_server_connections_are_left_clean(
     assert after["prepared"] == after["advisory_locks"] == after["temp_tables"] == 0
 
 
+def test_without_pooled_a_pooler_is_refused_clearly(
+    direct_url: str, one_connection: Bouncer
+) -> None:
+    """Why ``pooled`` exists: a direct connection carries settings a pooler refuses.
+
+    Without ``pooled=True`` the timeouts are startup parameters of the
+    connection (and psycopg would prepare statements on a server connection
+    others share); PgBouncer refuses them at once, and the error shows why.
+    """
+    url = one_connection.url(direct_url)
+    with pytest.raises(sdb.StorageUnavailableError, match="startup parameter: options"):
+        sdb.connect(url)
+    with sdb.connect(url, pooled=True) as mgr:
+        session = mgr.create("assistant")
+        session.append_message(_message("through the pooler"))
+        assert [m.payload for m in session.get_messages()] == [
+            _message("through the pooler").payload
+        ]
+
+
 def test_without_pooled_prepared_statements_collide(
     direct_url: str, one_connection: Bouncer
 ) -> None:
-    """Why ``pooled`` exists: psycopg prepares statements on a server connection others share."""
+    """The other reason: psycopg prepares statements on a server connection others share."""
     url = one_connection.url(direct_url)
-    first, second = sdb.connect(url), sdb.connect(url)
+
+    def manager() -> sdb.Manager:
+        # No timeouts: nothing else keeps this connection from the pooler.
+        return sdb.Manager(sdb.SQLBackend(url, statement_timeout=None, lock_timeout=None))
+
+    first, second = manager(), manager()
 
     def appends() -> None:
-        for manager in (first, second):
-            session = manager.create("assistant")
+        for mgr in (first, second):
+            session = mgr.create("assistant")
             for i in range(10):  # past psycopg's prepare_threshold (5)
                 session.append_message(_message(str(i)))
 

@@ -18,7 +18,7 @@ from . import opening
 from .engine import PREPARED, build_engine
 from .errors import translate
 from .setup import SQLBackendBase
-from .timeouts import DEFAULT_LOCK_TIMEOUT, DEFAULT_STATEMENT_TIMEOUT
+from .timeouts import DEFAULT_LOCK_TIMEOUT, DEFAULT_STATEMENT_TIMEOUT, Timeouts
 from .unit_of_work import SQLUnitOfWork
 
 
@@ -53,7 +53,9 @@ class SQLBackend(SQLBackendBase[Engine], UnitOfWorkBackend):
     :class:`~sessions_db.StorageTimeoutError` and stores nothing. They are set
     per transaction (``SET LOCAL``, sent in the same round trip as the
     statement), so they hold behind PgBouncer in transaction mode and never
-    touch the host's own statements on a shared engine.
+    touch the host's own statements on a shared engine; on the connections of
+    an engine it builds itself from a URL that is not ``pooled``, they are set
+    once per connection, when it is opened.
 
     ``pooled=True`` says ``engine_or_url`` (a URL) leads to PgBouncer or
     another pooler in transaction mode: psycopg's automatic prepared
@@ -83,7 +85,12 @@ class SQLBackend(SQLBackendBase[Engine], UnitOfWorkBackend):
                 'connect_args={"prepare_threshold": None} instead'
             )
         if isinstance(engine_or_url, str):
-            engine = build_engine(engine_or_url, connect_timeout=connect_timeout, pooled=pooled)
+            engine = build_engine(
+                engine_or_url,
+                connect_timeout=connect_timeout,
+                pooled=pooled,
+                timeouts=Timeouts.of(statement_timeout, lock_timeout),
+            )
         elif isinstance(engine_or_url, Connection):
             self._host = engine_or_url
             engine = engine_or_url.engine

@@ -18,6 +18,7 @@ from sqlalchemy.exc import ArgumentError, DisconnectionError
 
 from ..errors import ConfigurationError
 from ..urls import shown
+from .timeouts import Timeouts, at_startup, with_startup_options
 
 #: Drivers per database: (sync, asyncio).
 _DRIVERS = {
@@ -63,7 +64,12 @@ KEEPALIVES = {
 
 
 def engine_options(
-    url: str, *, connect_timeout: float = 10.0, pooled: bool = False, **kwargs: Any
+    url: str,
+    *,
+    connect_timeout: float = 10.0,
+    pooled: bool = False,
+    timeouts: Timeouts | None = None,
+    **kwargs: Any,
 ) -> dict[str, Any]:
     """Return the engine options sessions_db uses for ``url`` (a normalized URL).
 
@@ -80,14 +86,24 @@ def engine_options(
     on one server connection, are then off (``prepare_threshold=None``).
     Nothing else of ours outlives a transaction (timeouts are ``SET LOCAL``,
     advisory locks are transaction locks, no temporary tables).
+
+    ``timeouts``, on a connection straight to the server (not ``pooled``),
+    become startup parameters of each connection (see
+    :mod:`sessions_db.sql.timeouts`; the engine must then be passed to
+    :func:`~sessions_db.sql.timeouts.at_startup`).
     """
     options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT", **kwargs}
     if url.startswith("postgresql"):
         connect_args = dict(options.pop("connect_args", {}))
         connect_args.setdefault("connect_timeout", max(1, round(connect_timeout)))
+        in_url = make_url(url).query
         if pooled:
             connect_args["prepare_threshold"] = None
-        in_url = make_url(url).query
+        elif timeouts is not None and timeouts.startup_options is not None:
+            given = connect_args.get("options", in_url.get("options"))
+            connect_args["options"] = with_startup_options(
+                timeouts, given if isinstance(given, str) else None
+            )
         for name, value in KEEPALIVES.items():
             if name not in in_url:
                 connect_args.setdefault(name, value)
@@ -99,14 +115,23 @@ def engine_options(
 
 
 def build_engine(
-    url: str, *, connect_timeout: float = 10.0, pooled: bool = False, **kwargs: Any
+    url: str,
+    *,
+    connect_timeout: float = 10.0,
+    pooled: bool = False,
+    timeouts: Timeouts | None = None,
+    **kwargs: Any,
 ) -> Engine:
-    """Create the engine sessions_db owns for ``url`` (``pooled``: see :func:`engine_options`)."""
+    """Create the engine sessions_db owns for ``url`` (the options: see :func:`engine_options`)."""
     url = normalize_url(url)
     private_sqlite_file(url)
-    options = engine_options(url, connect_timeout=connect_timeout, pooled=pooled, **kwargs)
+    options = engine_options(
+        url, connect_timeout=connect_timeout, pooled=pooled, timeouts=timeouts, **kwargs
+    )
     engine = create_engine(url, **options)
     drop_dead_connections(engine)
+    if timeouts is not None and not pooled and url.startswith("postgresql"):
+        at_startup(engine, timeouts)
     return engine
 
 

@@ -316,6 +316,7 @@ class ReplicatedSQLBackend(SQLBackend):
                 read_url,
                 connect_timeout=min(options.get("connect_timeout", 10.0), REPLICA_CONNECT_TIMEOUT),
                 pooled=bool(options.get("pooled", False)),
+                timeouts=self._setup.timeouts,
             ).execution_options(isolation_level="AUTOCOMMIT")
         except BaseException:
             super()._dispose()

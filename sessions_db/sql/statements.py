@@ -10,6 +10,7 @@ load is one recursive query that walks only the part of the branch it returns
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -22,6 +23,7 @@ from sqlalchemy import (
     Row,
     Table,
     Text,
+    TextClause,
     bindparam,
     cast,
     func,
@@ -42,6 +44,40 @@ Result = CursorResult[Any]
 _ENTRY_TYPES = {kind.value: kind for kind in EntryType}
 
 _ENTRY_COLUMNS = "id, parent_id, seq, depth, type, role, payload, created_at"
+
+#: The columns a session is read with, in :meth:`SQLStatements.session_values` order.
+_SESSION_COLUMNS = (
+    'id, agent_name, user_id, created_at, updated_at, message_count, current_leaf, "metadata", '
+    '"key", forked_from, forked_at'
+)
+
+
+#: A ``:name`` parameter of SQL text (a ``::`` cast is not one).
+_NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+
+
+@dataclass(frozen=True, slots=True)
+class SQL:
+    """One statement of ours as SQL text, in SQLAlchemy's form and in the driver's own.
+
+    ``driver`` is the same text in the driver's parameter style (psycopg's
+    ``%(name)s``; sqlite3 takes ``:name`` as written), for the units of work
+    that run it on their own connection without SQLAlchemy's execution layer;
+    ``clause`` is what a host's connection runs. Parameters are never spliced
+    into the text: only our own table names (quoted) are.
+    """
+
+    clause: TextClause
+    driver: str
+
+    @classmethod
+    def of(cls, dialect: str, source: str) -> SQL:
+        """Return ``source`` (SQL text with ``:name`` parameters) for ``dialect``."""
+        if dialect == "postgresql":
+            driver = _NAMED.sub(r"%(\1)s", source.replace("%", "%%"))
+        else:
+            driver = source
+        return cls(text(source), driver)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,11 +125,76 @@ class SQLStatements:
         )
         self._sessions = _quote(dialect, schema, TABLES.sessions)
         self._entries = _quote(dialect, schema, TABLES.entries)
-        self._walks: dict[tuple[str, str], Executable] = {}
-        e = TABLES.entries
-        columns: dict[str, Any] = {c.name: bindparam(c.name, type_=c.type) for c in e.columns}
-        columns["payload"] = self.json(bindparam("payload", type_=Text))
-        self._insert_entry = insert(e).values(columns)
+        self._walks: dict[tuple[str, str], SQL] = {}
+        self._lists: dict[tuple[Any, ...], SQL] = {}
+        self._build()
+
+    def _build(self) -> None:
+        """Build the SQL text of the hot paths once."""
+        sessions, entries, pg = self._sessions, self._entries, self.dialect == "postgresql"
+        json_param = "CAST(:{} AS JSONB)" if pg else ":{}"
+        self._insert_entry = SQL.of(
+            self.dialect,
+            f"INSERT INTO {entries} (session_id, {_ENTRY_COLUMNS}) VALUES (:session_id, :id, "
+            f":parent_id, :seq, :depth, :type, :role, {json_param.format('payload')}, "
+            ":created_at)",
+        )
+        arrays = ", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in ARRAY_COLUMNS.items())
+        self._insert_entries = SQL.of(
+            self.dialect,
+            f"""
+INSERT INTO {entries} (session_id, {_ENTRY_COLUMNS})
+SELECT :sid, v.id, v.parent_id, v.seq, v.depth, v.type, v.role, CAST(v.payload AS JSONB),
+       v.created_at
+FROM unnest({arrays}) AS v({_ENTRY_COLUMNS})""",
+        )
+        lock = f"SELECT current_leaf, last_seq, message_count FROM {sessions} WHERE id = :sid"
+        self._lock = SQL.of(self.dialect, lock + (" FOR UPDATE" if pg else ""))
+        self._advance = SQL.of(
+            self.dialect,
+            f"UPDATE {sessions} SET current_leaf = :leaf, last_seq = :last_seq, "
+            "message_count = COALESCE(:count, message_count), updated_at = :now WHERE id = :sid",
+        )
+        advance = f"""
+WITH prev AS (
+    SELECT current_leaf, last_seq, message_count FROM {sessions} WHERE id = :sid FOR UPDATE
+), upd AS (
+    UPDATE {sessions} AS s
+    SET current_leaf = :last_id, last_seq = prev.last_seq + :n,
+        message_count = prev.message_count + :m, updated_at = :now
+    FROM prev WHERE s.id = :sid
+    RETURNING prev.current_leaf AS parent_id, prev.last_seq AS seq0, prev.message_count AS depth0
+)
+INSERT INTO {entries} (session_id, {_ENTRY_COLUMNS})"""
+        self._append_one = SQL.of(
+            self.dialect,
+            f"""{advance}
+SELECT :sid, :id, upd.parent_id, upd.seq0 + 1, upd.depth0 + :dmsg, :type, :role,
+       CAST(:payload AS JSONB), :stamp
+FROM upd""",
+        )
+        self._append_many = SQL.of(
+            self.dialect,
+            f"""{advance}
+SELECT :sid, v.id, COALESCE(v.parent_id, upd.parent_id), upd.seq0 + v.ord,
+       upd.depth0 + v.dmsg, v.type, v.role, CAST(v.payload AS JSONB), v.created_at
+FROM upd CROSS JOIN unnest(
+        CAST(:ids AS VARCHAR[]), CAST(:parents AS VARCHAR[]), CAST(:types AS VARCHAR[]),
+        CAST(:roles AS VARCHAR[]), CAST(:payloads AS TEXT[]), CAST(:stamps AS TIMESTAMPTZ[]),
+        CAST(:depths AS INTEGER[])
+    ) WITH ORDINALITY AS v(id, parent_id, type, role, payload, created_at, dmsg, ord)""",
+        )
+        self._insert_session = SQL.of(
+            self.dialect,
+            f"INSERT INTO {sessions} ({_SESSION_COLUMNS}, last_seq) VALUES (:id, :agent_name, "
+            ":user_id, :created_at, :updated_at, 0, NULL, "
+            f"{json_param.format('metadata')}, :key, :forked_from, :forked_at, 0) "
+            'ON CONFLICT (id) DO UPDATE SET user_id = excluded.user_id, "metadata" = '
+            'excluded."metadata"',
+        )
+        self._select_session = SQL.of(
+            self.dialect, f"SELECT {_SESSION_COLUMNS} FROM {sessions} WHERE id = :id"
+        )
 
     def json(self, value: ColumnElement[Any]) -> ColumnElement[Any]:
         """Return ``value`` (JSON text from :func:`payload.dumps`) as the JSON column type.
@@ -286,12 +387,13 @@ class SQLStatements:
         parent_id: str | None,
         seq: int,
         depth: int,
-    ) -> tuple[Executable, Any, int]:
+    ) -> tuple[SQL, Any, int]:
         """Return the INSERT of ``entries`` after ``parent_id``, its parameters, the last depth.
 
         On PostgreSQL it is one statement with one array per column, whatever the
         number of entries; on SQLite one ``executemany`` (no parameter limit).
         """
+        stamp = self.stamp
         rows = []
         for entry in entries:
             role, data = self.columns(entry)
@@ -308,7 +410,7 @@ class SQLStatements:
                     "type": entry.type.value,
                     "role": role,
                     "payload": payload.dumps(data),
-                    "created_at": entry.timestamp,
+                    "created_at": stamp(entry.timestamp),
                 }
             )
             parent_id = entry.id
@@ -316,9 +418,214 @@ class SQLStatements:
             return self._insert_entry, rows, depth
         arrays: dict[str, Any] = {name: [row[name] for row in rows] for name in ARRAY_COLUMNS}
         arrays["sid"] = session_id
-        return pg_insert(self._entries), arrays, depth
+        return self._insert_entries, arrays, depth
 
-    def walk(self, start: str, bound: str) -> Executable:
+    def append(self, entries: int) -> SQL:
+        """Return the one-statement PostgreSQL append of ``entries`` entries (1, or any).
+
+        ``prev`` locks the session row (a concurrent append waits here and then
+        sees the row as the one before it left it); ``upd`` advances the row and
+        returns the old leaf and counters; the INSERT links the new entries
+        after the old leaf. If the session does not exist, nothing is updated or
+        inserted. One entry comes as plain parameters; more as one array per
+        column, so that the statement has the same text and the same 12
+        parameters for any batch (PostgreSQL allows at most 65,535 parameters
+        to a statement).
+        """
+        return self._append_one if entries == 1 else self._append_many
+
+    def append_params(
+        self, session_id: str, entries: Sequence[SessionEntry], updated_at: datetime
+    ) -> dict[str, Any]:
+        """Return the parameters of :meth:`append` for ``entries``."""
+        columns = self.columns
+        dumps = self.dumps
+        if len(entries) == 1:
+            entry = entries[0]
+            role, data = columns(entry)
+            message = entry.type is EntryType.MESSAGE
+            return {
+                "sid": session_id,
+                "last_id": entry.id,
+                "n": 1,
+                "m": 1 if message else 0,
+                "now": updated_at,
+                "id": entry.id,
+                "type": entry.type.value,
+                "role": role,
+                "payload": dumps(data),
+                "stamp": entry.timestamp,
+                "dmsg": 1 if message else 0,
+            }
+        ids: list[str] = []
+        types: list[str] = []
+        roles: list[str | None] = []
+        payloads: list[str] = []
+        stamps: list[datetime] = []
+        depths: list[int] = []
+        messages = 0
+        for entry in entries:
+            role, data = columns(entry)
+            if entry.type is EntryType.MESSAGE:
+                messages += 1
+            ids.append(entry.id)
+            types.append(entry.type.value)
+            roles.append(role)
+            payloads.append(dumps(data))
+            stamps.append(entry.timestamp)
+            depths.append(messages)
+        return {
+            "sid": session_id,
+            "last_id": ids[-1],
+            "n": len(ids),
+            "m": messages,
+            "now": updated_at,
+            "ids": ids,
+            "parents": [None, *ids[:-1]],
+            "types": types,
+            "roles": roles,
+            "payloads": payloads,
+            "stamps": stamps,
+            "depths": depths,
+        }
+
+    def lock(self) -> SQL:
+        """Return the read of a session's leaf and counters that locks its row (PostgreSQL).
+
+        On SQLite the unit already holds the database's write lock (``BEGIN
+        IMMEDIATE``), which SQLite has no row lock finer than.
+        """
+        return self._lock
+
+    def advance(self) -> SQL:
+        """Return the UPDATE that moves a session's leaf and counters after an append."""
+        return self._advance
+
+    def insert_session(self) -> SQL:
+        """Return the INSERT of a new session (an existing ID gets its user and metadata)."""
+        return self._insert_session
+
+    def session_params(self, meta: SessionMetadata) -> dict[str, Any]:
+        """Return the parameters of :meth:`insert_session` for ``meta``."""
+        return {
+            "id": meta.id,
+            "agent_name": meta.agent_name,
+            "user_id": meta.user_id,
+            "created_at": self.stamp(meta.created_at),
+            "updated_at": self.stamp(meta.updated_at),
+            "metadata": payload.dumps(meta.metadata),
+            "key": meta.key,
+            "forked_from": meta.forked_from,
+            "forked_at": meta.forked_at,
+        }
+
+    def select_session(self) -> SQL:
+        """Return the read of one session by ID (``:id``), in :meth:`session_values` order."""
+        return self._select_session
+
+    def list_sessions(
+        self,
+        *,
+        user: bool,
+        after: bool,
+        before: bool,
+        metadata: int,
+        cursor: bool,
+        limit: bool,
+        offset: bool,
+    ) -> SQL:
+        """Return a listing of an agent's sessions, newest first, for the filters given.
+
+        Parameters: ``:agent``, and as asked ``:user``, ``:after``, ``:before``,
+        ``:cursor_at`` and ``:cursor_id``, ``:limit``, ``:offset``, and the
+        metadata pairs (PostgreSQL: ``:meta``, one JSON object that the
+        column must contain; SQLite: ``:path0``, ``:value0``, ... one JSON path
+        and one ``{"v": value}`` per pair). Each combination is built once.
+        """
+        key = ("list", user, after, before, metadata, cursor, limit, offset)
+        found = self._lists.get(key)
+        if found is not None:
+            return found
+        where = ["agent_name = :agent"]
+        if user:
+            where.append("user_id = :user")
+        if after:
+            where.append("updated_at > :after")
+        if before:
+            where.append("updated_at < :before")
+        if metadata and self.dialect == "postgresql":
+            where.append('"metadata" @> CAST(:meta AS JSONB)')
+        else:
+            where.extend(
+                f"""json_extract("metadata", :path{i}) = json_extract(:value{i}, '$.v')"""
+                for i in range(metadata)
+            )
+        if cursor:
+            where.append("(updated_at, id) < (:cursor_at, :cursor_id)")
+        sql = (
+            f"SELECT {_SESSION_COLUMNS} FROM {self._sessions} WHERE {' AND '.join(where)} "
+            "ORDER BY updated_at DESC, id DESC"
+        )
+        if limit:
+            sql += " LIMIT :limit"
+        elif offset and self.dialect == "sqlite":
+            sql += " LIMIT -1"
+        if offset:
+            sql += " OFFSET :offset"
+        found = self._lists[key] = SQL.of(self.dialect, sql)
+        return found
+
+    def stamp(self, value: datetime) -> Any:
+        """Return a timestamp parameter as this dialect's columns take it."""
+        if self.dialect == "postgresql":
+            if value.tzinfo is None:
+                raise ValueError("naive datetime refused: sessions_db stores timezone-aware UTC")
+            return value
+        return sqlite_stamp(value)
+
+    def session_values(self, row: Sequence[Any]) -> SessionMetadata:
+        """Return the session of a row read by our SQL text (the driver's own values)."""
+        (
+            id,
+            agent_name,
+            user_id,
+            created_at,
+            updated_at,
+            message_count,
+            current_leaf,
+            metadata,
+            key,
+            forked_from,
+            forked_at,
+        ) = row
+        return SessionMetadata.model_construct(
+            id=id,
+            agent_name=agent_name,
+            user_id=user_id,
+            created_at=self._time(created_at),
+            updated_at=self._time(updated_at),
+            message_count=message_count,
+            current_leaf=current_leaf,
+            metadata=json.loads(metadata) if isinstance(metadata, str) else metadata,
+            key=key,
+            forked_from=forked_from,
+            forked_at=forked_at,
+        )
+
+    @staticmethod
+    def _time(value: Any) -> datetime:
+        """Return a driver's timestamp (aware, or SQLite's UTC text) as an aware UTC datetime."""
+        if isinstance(value, str):
+            return datetime.fromisoformat(value).replace(tzinfo=UTC)
+        result: datetime = value
+        zone = result.tzinfo
+        if zone is UTC:
+            return result
+        if _always_utc(zone):
+            return result.replace(tzinfo=UTC)
+        return result.astimezone(UTC)
+
+    def walk(self, start: str, bound: str) -> SQL:
         """Return the recursive branch walk.
 
         ``start`` picks the first entry (the current leaf, or a given entry);
@@ -349,12 +656,12 @@ SELECT s.id AS sid, b.id, b.parent_id, b.type, b.role, b.payload, b.created_at
 FROM {self._sessions} s LEFT JOIN branch b ON :all_types OR b.type = 'message' OR b.id = {first}
 WHERE s.id = :sid
 ORDER BY b.seq"""
-        # No column types: the rows are converted by _raw_entries in one pass.
-        stmt = text(sql)
+        # No column types: the rows are converted by raw_values in one pass.
+        stmt = SQL.of(self.dialect, sql)
         self._walks[key] = stmt
         return stmt
 
-    def scan(self) -> Executable:
+    def scan(self) -> SQL:
         """Return the read of a whole session in append order, with its current leaf.
 
         A whole branch is read this way rather than by the recursive walk: one
@@ -363,11 +670,14 @@ ORDER BY b.seq"""
         """
         cached = self._walks.get(("scan", "all"))
         if cached is None:
-            cached = text(f"""
+            cached = SQL.of(
+                self.dialect,
+                f"""
 SELECT s.current_leaf, e.id, e.parent_id, e.type, e.role, e.payload, e.created_at
 FROM {self._sessions} s LEFT JOIN {self._entries} e ON e.session_id = s.id
 WHERE s.id = :sid
-ORDER BY e.seq""")
+ORDER BY e.seq""",
+            )
             self._walks[("scan", "all")] = cached
         return cached
 
@@ -426,7 +736,7 @@ def follow(rows: Sequence[Any], leaf: str | None, messages_only: bool) -> list[A
     return picked
 
 
-#: The columns :func:`pg_insert` takes as arrays, with their element types.
+#: The columns the PostgreSQL INSERT of many entries takes as arrays, with their element types.
 ARRAY_COLUMNS = {
     "id": "VARCHAR",
     "parent_id": "VARCHAR",
@@ -439,45 +749,12 @@ ARRAY_COLUMNS = {
 }
 
 
-@lru_cache(maxsize=64)
-def pg_insert(entries: str) -> Executable:
-    """Return the PostgreSQL INSERT of any number of linked entries, one array per column."""
-    arrays = ", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in ARRAY_COLUMNS.items())
-    return text(f"""
-INSERT INTO {entries} (session_id, {_ENTRY_COLUMNS})
-SELECT :sid, v.id, v.parent_id, v.seq, v.depth, v.type, v.role, CAST(v.payload AS JSONB),
-       v.created_at
-FROM unnest({arrays}) AS v({_ENTRY_COLUMNS})""")
+def sqlite_stamp(value: datetime) -> str:
+    """Return an aware datetime as SQLite's timestamp columns hold it: UTC, fixed-width text.
 
-
-@lru_cache(maxsize=64)
-def pg_append(sessions: str, entries: str) -> Executable:
-    """Return the one-statement PostgreSQL append of any number of entries.
-
-    ``prev`` locks the session row (a concurrent append waits here and then sees
-    the row as the one before it left it); ``upd`` advances the row and returns
-    the old leaf and counters; the INSERT links the new entries after the old
-    leaf. If the session does not exist, nothing is updated or inserted.
-
-    The entries come as one array per column, so the statement has the same
-    text and the same 12 parameters for any batch (PostgreSQL allows at most
-    65,535 parameters to a statement) and is prepared once for all sizes.
+    The same text SQLAlchemy's SQLite ``DATETIME`` writes, so that rows written
+    either way sort together.
     """
-    return text(f"""
-WITH prev AS (
-    SELECT current_leaf, last_seq, message_count FROM {sessions} WHERE id = :sid FOR UPDATE
-), upd AS (
-    UPDATE {sessions} AS s
-    SET current_leaf = :last_id, last_seq = prev.last_seq + :n,
-        message_count = prev.message_count + :m, updated_at = :now
-    FROM prev WHERE s.id = :sid
-    RETURNING prev.current_leaf AS parent_id, prev.last_seq AS seq0, prev.message_count AS depth0
-)
-INSERT INTO {entries} (session_id, {_ENTRY_COLUMNS})
-SELECT :sid, v.id, COALESCE(v.parent_id, upd.parent_id), upd.seq0 + v.ord,
-       upd.depth0 + v.dmsg, v.type, v.role, CAST(v.payload AS JSONB), v.created_at
-FROM upd CROSS JOIN unnest(
-        CAST(:ids AS VARCHAR[]), CAST(:parents AS VARCHAR[]), CAST(:types AS VARCHAR[]),
-        CAST(:roles AS VARCHAR[]), CAST(:payloads AS TEXT[]), CAST(:stamps AS TIMESTAMPTZ[]),
-        CAST(:depths AS INTEGER[])
-    ) WITH ORDINALITY AS v(id, parent_id, type, role, payload, created_at, dmsg, ord)""")
+    if value.tzinfo is None:
+        raise ValueError("naive datetime refused: sessions_db stores timezone-aware UTC")
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")

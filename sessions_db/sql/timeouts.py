@@ -7,6 +7,13 @@ lost. They are therefore set with ``set_config(..., true)`` (``SET LOCAL``) at t
 start of each of our transactions: explicit ones (``BEGIN``) and the implicit
 one of a single statement in autocommit.
 
+On a connection sessions_db opens itself straight to the server (not
+through a pooler), the timeouts are instead startup parameters of the
+connection (libpq's ``options``), set once when it is opened: nothing is sent
+per transaction, and no other client shares the connection.
+:func:`at_startup` gives an engine's connections these parameters, and
+:meth:`Timeouts.applied` then leaves them alone.
+
 To keep a single statement at one round trip, the ``set_config`` and the
 statement go to the server together in psycopg's pipeline mode, followed by one
 Sync: the server runs both in one implicit transaction (the settings apply to
@@ -19,6 +26,7 @@ of a shared pool is untouched.
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -27,6 +35,7 @@ from typing import Any
 
 import psycopg
 from psycopg import pq
+from sqlalchemy import Engine, event
 
 from ..errors import ConfigurationError
 
@@ -74,6 +83,13 @@ class Timeouts:
         calls = [f"set_config('{name}', '{ms}', true)" for name, ms in settings if ms is not None]
         return f"SELECT {', '.join(calls)}" if calls else None
 
+    @property
+    def startup_options(self) -> str | None:
+        """The libpq ``options`` that set the timeouts for a whole connection, if any."""
+        settings = (("statement_timeout", self.statement_ms), ("lock_timeout", self.lock_ms))
+        parts = [f"-c {name}={ms}" for name, ms in settings if ms is not None]
+        return " ".join(parts) if parts else None
+
     def check_supported(self) -> None:
         """Raise ``ConfigurationError`` if timeouts are set and libpq lacks pipeline mode."""
         if self.prelude is not None and not psycopg.Pipeline.is_supported():
@@ -86,7 +102,11 @@ class Timeouts:
     def applied(self, driver_connection: Any) -> Iterator[None]:
         """Make our statements on ``driver_connection`` (psycopg) run under the timeouts."""
         prelude = self.prelude
-        if prelude is None or not isinstance(driver_connection, psycopg.Connection):
+        if (
+            prelude is None
+            or not isinstance(driver_connection, psycopg.Connection)
+            or _STARTED.get(driver_connection) == self
+        ):
             yield
             return
         saved = driver_connection.cursor_factory
@@ -100,7 +120,11 @@ class Timeouts:
     async def applied_async(self, driver_connection: Any) -> AsyncIterator[None]:
         """Do what :meth:`applied` does, on a psycopg ``AsyncConnection``."""
         prelude = self.prelude
-        if prelude is None or not isinstance(driver_connection, psycopg.AsyncConnection):
+        if (
+            prelude is None
+            or not isinstance(driver_connection, psycopg.AsyncConnection)
+            or _STARTED.get(driver_connection) == self
+        ):
             yield
             return
         saved = driver_connection.cursor_factory
@@ -109,6 +133,36 @@ class Timeouts:
             yield
         finally:
             driver_connection.cursor_factory = saved
+
+
+#: The connections opened with the timeouts as startup parameters, and which.
+_STARTED: weakref.WeakKeyDictionary[Any, Timeouts] = weakref.WeakKeyDictionary()
+
+
+def with_startup_options(timeouts: Timeouts, options: str | None) -> str | None:
+    """Return libpq ``options`` (a URL's or a caller's, if any) with the timeouts added.
+
+    Ours come last, so they win over the same settings in ``options``, as the
+    per-transaction ``SET LOCAL`` would.
+    """
+    ours = timeouts.startup_options
+    return " ".join(part for part in (options, ours) if part) or None
+
+
+def at_startup(engine: Engine, timeouts: Timeouts) -> None:
+    """Note that ``engine``'s connections were opened with ``timeouts`` as startup parameters.
+
+    The engine must have been created with :func:`with_startup_options` in its
+    ``connect_args``; only a connection made straight to the server may be,
+    since PgBouncer refuses the ``options`` parameter.
+    """
+    if timeouts.startup_options is None:
+        return
+
+    @event.listens_for(engine, "connect")
+    def _started(dbapi_connection: Any, record: Any) -> None:
+        driver = getattr(dbapi_connection, "driver_connection", None) or dbapi_connection
+        _STARTED[driver] = timeouts
 
 
 def _outside_transaction(pgconn: pq.abc.PGconn) -> bool:

@@ -20,6 +20,7 @@ takes a savepoint, which :meth:`commit` releases and :meth:`rollback` undoes.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import replace
@@ -38,13 +39,11 @@ from sqlalchemy import (
     null,
     select,
     text,
-    tuple_,
     union_all,
-    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from .. import search
 from ..backend import UnitOfWork
@@ -53,6 +52,7 @@ from ..errors import (
     CheckpointNotFoundError,
     EntryNotFoundError,
     SessionNotFoundError,
+    SessionsDBError,
     StorageClosedError,
 )
 from ..models import AdkUserStateRow
@@ -60,7 +60,7 @@ from ..storage import WHOLE_BRANCH, BranchQuery, Cursor, NewCheckpoint, checkpoi
 from ..types import Checkpoint, EntryType, Message, MessageHit, SessionEntry, SessionMetadata
 from .errors import translate
 from .schema import FTS_DOCS, FTS_TABLE, PG_FTS_VECTOR
-from .statements import SQLStatements, follow, pg_append
+from .statements import SQL, SQLStatements, follow
 
 Result = CursorResult[Any]
 B = TypeVar("B")
@@ -95,6 +95,16 @@ class SQLUnitOfWork(UnitOfWork):
         self._ended = False
         self._erased = False
         self._savepoint: NestedTransaction | None = None
+        self._cursor: Any = None
+        # Statements go through SQLAlchemy where someone listens to them (a
+        # tracer, a statement log): SQLAlchemy's events see nothing else.
+        events = conn.dispatch
+        self._direct = not host and not (
+            events.before_cursor_execute
+            or events.after_cursor_execute
+            or events.before_execute
+            or events.after_execute
+        )
 
     @property
     def dialect(self) -> str:
@@ -170,10 +180,11 @@ class SQLUnitOfWork(UnitOfWork):
                 savepoint.rollback()
             return
         try:
-            self._conn.exec_driver_sql("ROLLBACK")
-        except SQLAlchemyError:
+            self._driver("ROLLBACK")
+        except SessionsDBError:
             # The connection is broken; the pool must not hand it out again.
-            self._conn.invalidate()
+            if not self._conn.invalidated:
+                self._conn.invalidate()
 
     def end(self) -> None:
         """Roll back what was not committed, then release the connection and locks."""
@@ -183,6 +194,7 @@ class SQLUnitOfWork(UnitOfWork):
         try:
             self.rollback()
         finally:
+            self._cursor = None
             if self._resources is not None:
                 try:
                     self._resources.close()
@@ -190,17 +202,20 @@ class SQLUnitOfWork(UnitOfWork):
                     raise translate(exc, self._dialect, connecting=True) from exc
 
     def _driver(self, sql: str) -> None:
-        try:
-            self._conn.exec_driver_sql(sql)
-        except SQLAlchemyError as exc:
-            raise translate(exc, self._dialect) from exc
+        if not self._direct:
+            try:
+                self._conn.exec_driver_sql(sql)
+            except SQLAlchemyError as exc:
+                raise translate(exc, self._dialect) from exc
+        else:
+            self._on_driver(sql, None, many=False)
 
-    def _run(self, statement: Executable, params: Any = None, *, alone: bool = False) -> Result:
-        """Execute one statement of the unit; ``alone``: it is a whole operation by itself.
+    def _enter(self, alone: bool) -> None:
+        """Begin the unit's transaction before a statement, unless it runs ``alone``.
 
         A statement that is not alone runs inside the unit's transaction,
         begun now if need be; so does every statement of a SQLite unit that
-        writes. Driver errors become sessions_db errors here, and nowhere else.
+        writes.
         """
         if not self._began and not self._host:
             if not alone or (self._write and self._dialect == "sqlite") or self._alone:
@@ -209,6 +224,69 @@ class SQLUnitOfWork(UnitOfWork):
                 self._alone = True
         elif self._ended:
             raise StorageClosedError("this unit of work has ended")
+
+    def _exec(
+        self, sql: SQL, params: Any = None, *, alone: bool = False, many: bool = False
+    ) -> Any:
+        """Run one of our SQL texts; return a cursor-like result (positional rows).
+
+        On a connection of ours the statement goes to the driver as it is:
+        the text was written once for this dialect, its parameters need no
+        processing, and SQLAlchemy's execution layer (compilation cache,
+        events, result processing) would cost several times the driver's own
+        work on the hot paths. A host's connection runs it through SQLAlchemy,
+        so that the host's transaction bookkeeping sees it, and so does any
+        connection whose statements someone listens to (SQLAlchemy's
+        ``before_cursor_execute`` and the like: tracers, statement logs).
+        """
+        if not self._direct:
+            return self._run(sql.clause, params, alone=alone)
+        self._enter(alone)
+        return self._on_driver(sql.driver, params, many=many)
+
+    def _on_driver(self, sql: str, params: Any, *, many: bool) -> Any:
+        """Execute ``sql`` on the driver's cursor; translate its errors as SQLAlchemy would."""
+        cursor = self._cursor
+        try:
+            if cursor is None:
+                cursor = self._cursor = self._conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            if many:
+                cursor.executemany(sql, params)
+            elif params is None:
+                cursor.execute(sql)
+            else:
+                cursor.execute(sql, params)
+        except Exception as orig:
+            dialect = self._conn.dialect
+            if not isinstance(orig, dialect.loaded_dbapi.Error):
+                raise
+            invalid = dialect.is_disconnect(orig, self._conn.connection.dbapi_connection, cursor)
+            if invalid:
+                self._cursor = None
+                self._conn.invalidate(orig)
+            exc = DBAPIError.instance(
+                sql,
+                params,
+                orig,
+                dialect.loaded_dbapi.Error,
+                connection_invalidated=invalid,
+                dialect=dialect,
+            )
+            raise translate(exc, self._dialect) from exc
+        except BaseException:
+            # Interrupted mid-statement (a cancelled task, KeyboardInterrupt): the
+            # connection's state is unknown, so it must not go back to the pool.
+            self._cursor = None
+            self._conn.invalidate()
+            raise
+        return cursor
+
+    def _run(self, statement: Executable, params: Any = None, *, alone: bool = False) -> Result:
+        """Execute one statement of the unit; ``alone``: it is a whole operation by itself.
+
+        Driver errors become sessions_db errors here (and in :meth:`_on_driver`).
+        """
+        self._enter(alone)
         try:
             options = self._sql.options
             if options:
@@ -222,34 +300,13 @@ class SQLUnitOfWork(UnitOfWork):
     # -- sessions -----------------------------------------------------------------
 
     def save_session(self, meta: SessionMetadata) -> None:  # noqa: D102 - see Storage
-        s = self._sql.tables.sessions
-        ins = (postgresql.insert if self._dialect == "postgresql" else sqlite.insert)(s)
-        stmt = ins.values(
-            id=meta.id,
-            agent_name=meta.agent_name,
-            user_id=meta.user_id,
-            created_at=meta.created_at,
-            updated_at=meta.updated_at,
-            message_count=0,
-            current_leaf=None,
-            last_seq=0,
-            metadata=self._sql.json_value(meta.metadata),
-            key=meta.key,
-            forked_from=meta.forked_from,
-            forked_at=meta.forked_at,
-        ).on_conflict_do_update(
-            index_elements=[s.c.id],
-            set_={"user_id": meta.user_id, "metadata": self._sql.json_value(meta.metadata)},
-        )
-        self._run(stmt, alone=True)
+        self._exec(self._sql.insert_session(), self._sql.session_params(meta), alone=True)
 
     def load_session(self, session_id: str) -> SessionMetadata:  # noqa: D102
-        s = self._sql.tables.sessions
-        stmt = select(*self._sql.session_columns()).where(s.c.id == session_id)
-        row = self._run(stmt, alone=True).first()
+        row = self._exec(self._sql.select_session(), {"id": session_id}, alone=True).fetchone()
         if row is None:
             raise SessionNotFoundError(f"session {session_id} not found")
-        return self._sql.meta(row)
+        return self._sql.session_values(row)
 
     def delete_session(self, session_id: str) -> None:  # noqa: D102
         s = self._sql.tables.sessions
@@ -269,22 +326,36 @@ class SQLUnitOfWork(UnitOfWork):
         metadata: dict[str, Any] | None = None,
         after: Cursor | None = None,
     ) -> list[SessionMetadata]:
-        s = self._sql.tables.sessions
-        stmt = select(*self._sql.session_columns()).where(s.c.agent_name == agent_name)
-        if user_id is not None:
-            stmt = stmt.where(s.c.user_id == user_id)
+        sql = self._sql
+        params: dict[str, Any] = {"agent": agent_name, "user": user_id}
         if updated_after is not None:
-            stmt = stmt.where(s.c.updated_at > updated_after)
+            params["after"] = sql.stamp(updated_after)
         if updated_before is not None:
-            stmt = stmt.where(s.c.updated_at < updated_before)
-        if metadata:
-            stmt = stmt.where(*self._sql.metadata_contains(metadata))
+            params["before"] = sql.stamp(updated_before)
         if after is not None:
-            stmt = stmt.where(tuple_(s.c.updated_at, s.c.id) < tuple_(*after))
-        stmt = stmt.order_by(s.c.updated_at.desc(), s.c.id.desc()).offset(offset)
-        if limit is not None:
-            stmt = stmt.limit(limit)
-        return [self._sql.meta(row) for row in self._run(stmt, alone=True)]
+            params["cursor_at"], params["cursor_id"] = sql.stamp(after[0]), after[1]
+        pairs = 0
+        if metadata:
+            if self._dialect == "postgresql":
+                params["meta"] = sql.dumps(metadata)
+                pairs = 1
+            else:
+                for i, (key, value) in enumerate(metadata.items()):
+                    params[f"path{i}"] = "$." + json.dumps(key)
+                    params[f"value{i}"] = sql.dumps({"v": value})
+                pairs = len(metadata)
+        params["limit"], params["offset"] = limit, offset
+        stmt = sql.list_sessions(
+            user=user_id is not None,
+            after=updated_after is not None,
+            before=updated_before is not None,
+            metadata=pairs,
+            cursor=after is not None,
+            limit=limit is not None,
+            offset=offset > 0,
+        )
+        rows = self._exec(stmt, params, alone=True).fetchall()
+        return [sql.session_values(row) for row in rows]
 
     def load_session_by_key(self, agent_name: str, key: str) -> SessionMetadata:  # noqa: D102
         s = self._sql.tables.sessions
@@ -401,13 +472,7 @@ class SQLUnitOfWork(UnitOfWork):
 
     def _lock_session(self, session_id: str) -> Any:
         """Lock the session row for the rest of the transaction; return its leaf and counters."""
-        s = self._sql.tables.sessions
-        stmt = (
-            select(s.c.current_leaf, s.c.last_seq, s.c.message_count)
-            .where(s.c.id == session_id)
-            .with_for_update()
-        )
-        row = self._run(stmt).first()
+        row = self._exec(self._sql.lock(), {"sid": session_id}).fetchone()
         if row is None:
             raise SessionNotFoundError(f"session {session_id} not found")
         return row
@@ -449,7 +514,7 @@ class SQLUnitOfWork(UnitOfWork):
         at_root: bool,
         updated_at: datetime,
     ) -> None:
-        s, e = self._sql.tables.sessions, self._sql.tables.entries
+        e = self._sql.tables.entries
         self.begin()
         leaf, last_seq, depth = self._lock_session(session_id)
         if at_root:
@@ -462,55 +527,23 @@ class SQLUnitOfWork(UnitOfWork):
                 raise EntryNotFoundError(f"entry {fork_from} not found in session {session_id}")
             leaf, depth = fork_from, found.depth
         stmt, params, depth = self._sql.insert_entries(session_id, entries, leaf, last_seq, depth)
-        self._run(stmt, params)
-        self._run(
-            update(s)
-            .where(s.c.id == session_id)
-            .values(
-                current_leaf=entries[-1].id,
-                last_seq=last_seq + len(entries),
-                message_count=depth,
-                updated_at=updated_at,
-            )
+        self._exec(stmt, params, many=self._dialect == "sqlite")
+        self._exec(
+            self._sql.advance(),
+            {
+                "sid": session_id,
+                "leaf": entries[-1].id,
+                "last_seq": last_seq + len(entries),
+                "count": depth,
+                "now": self._sql.stamp(updated_at),
+            },
         )
 
     def _append_one_statement(
         self, session_id: str, entries: Sequence[SessionEntry], updated_at: datetime
     ) -> None:
-        columns = self._sql.columns
-        ids: list[str] = []
-        types: list[str] = []
-        roles: list[str | None] = []
-        payloads: list[str] = []
-        stamps: list[datetime] = []
-        depths: list[int] = []
-        messages = 0
-        for entry in entries:
-            role, data = columns(entry)
-            if entry.type is EntryType.MESSAGE:
-                messages += 1
-            ids.append(entry.id)
-            types.append(entry.type.value)
-            roles.append(role)
-            payloads.append(self._sql.dumps(data))
-            stamps.append(entry.timestamp)
-            depths.append(messages)
-        params: dict[str, Any] = {
-            "sid": session_id,
-            "last_id": ids[-1],
-            "n": len(ids),
-            "m": messages,
-            "now": updated_at,
-            "ids": ids,
-            "parents": [None, *ids[:-1]],
-            "types": types,
-            "roles": roles,
-            "payloads": payloads,
-            "stamps": stamps,
-            "depths": depths,
-        }
-        stmt = pg_append(self._sql.sessions_name, self._sql.entries_name)
-        if self._run(stmt, params, alone=True).rowcount == 0:
+        params = self._sql.append_params(session_id, entries, updated_at)
+        if self._exec(self._sql.append(len(entries)), params, alone=True).rowcount == 0:
             raise SessionNotFoundError(f"session {session_id} not found")
 
     def load_branch(  # noqa: D102
@@ -543,7 +576,7 @@ class SQLUnitOfWork(UnitOfWork):
             stmt = self._sql.walk(start, bound)
             params["all_types"] = not query.messages_only
             params["n"] = query.limit
-        rows: list[Any] = list(self._run(stmt, params, alone=True).all())
+        rows: list[Any] = list(self._exec(stmt, params, alone=True).fetchall())
         if not rows:
             raise SessionNotFoundError(f"session {session_id} not found")
         if bound == "all":
@@ -721,7 +754,6 @@ WHERE {FTS_TABLE} MATCH :match AND s.user_id = :uid {by_agent} AND e.type = 'mes
 
     def create_checkpoint(self, session_id: str, new: NewCheckpoint) -> Checkpoint:
         """Lock the session, hash its branch with a new checkpoint entry, store both."""
-        s = self._sql.tables.sessions
         self.begin()
         leaf, last_seq, depth = self._lock_session(session_id)
         branch: list[SessionEntry] = []
@@ -730,11 +762,16 @@ WHERE {FTS_TABLE} MATCH :match AND s.user_id = :uid {by_agent} AND e.type = 'mes
         entry = checkpoint_entry(new, leaf)
         checksum = branch_checksum([*branch, entry])
         stmt, params, _ = self._sql.insert_entries(session_id, [entry], leaf, last_seq, depth)
-        self._run(stmt, params)
-        self._run(
-            update(s)
-            .where(s.c.id == session_id)
-            .values(current_leaf=entry.id, last_seq=last_seq + 1, updated_at=new.timestamp)
+        self._exec(stmt, params, many=self._dialect == "sqlite")
+        self._exec(
+            self._sql.advance(),
+            {
+                "sid": session_id,
+                "leaf": entry.id,
+                "last_seq": last_seq + 1,
+                "count": None,
+                "now": self._sql.stamp(new.timestamp),
+            },
         )
         checkpoint = Checkpoint.model_construct(
             id=new.id,
