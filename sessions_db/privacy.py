@@ -148,6 +148,14 @@ class Privacy:
             return entry
         return entry.model_copy(update={"data": {"role": data["role"], "payload": opened}})
 
+    def open_messages(
+        self, session_id: str, messages: list[Message], *, owner: str | None
+    ) -> list[Message]:
+        """Return stored messages with their payloads decrypted (the list itself if none is)."""
+        if self._keyring is None and not any(MARKER in m.payload for m in messages):
+            return messages
+        return [self.open_message(session_id, m, owner=owner) for m in messages]
+
     def open_message(self, session_id: str, message: Message, *, owner: str | None) -> Message:
         """Return a stored message with its payload decrypted."""
         if self._clear(message.payload):

@@ -404,7 +404,7 @@ def get_messages(
     # Even with limit=0 the store is asked: an absent session or an unknown
     # ``before`` message raises, as it does for every other limit.
     messages: list[Message] = uow.load_messages(session_id, query)
-    return [privacy.open_message(session_id, message, owner=owner) for message in messages]
+    return privacy.open_messages(session_id, messages, owner=owner)
 
 
 #: A function that says what a message costs against ``max_tokens``.

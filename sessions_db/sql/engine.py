@@ -12,10 +12,12 @@ import select
 from typing import Any
 
 import psycopg
+from psycopg.types.json import set_json_loads
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DisconnectionError
 
+from .. import payload
 from ..errors import ConfigurationError
 from ..urls import shown
 from .timeouts import Timeouts, at_startup, with_startup_options
@@ -130,9 +132,26 @@ def build_engine(
     )
     engine = create_engine(url, **options)
     drop_dead_connections(engine)
+    parse_json_faster(engine)
     if timeouts is not None and not pooled and url.startswith("postgresql"):
         at_startup(engine, timeouts)
     return engine
+
+
+def parse_json_faster(engine: Engine) -> None:
+    """Have psycopg parse ``json``/``jsonb`` on ``engine``'s connections with :func:`payload.loads`.
+
+    The same values as :func:`json.loads`, in about half the time for our
+    compact payloads; only on engines sessions_db builds (a host's engine keeps
+    its own loaders).
+    """
+    if engine.dialect.name != "postgresql":
+        return
+
+    @event.listens_for(engine, "connect")
+    def _loads(dbapi_connection: Any, record: Any) -> None:
+        driver = getattr(dbapi_connection, "driver_connection", None) or dbapi_connection
+        set_json_loads(payload.loads, driver)
 
 
 def drop_dead_connections(engine: Engine) -> None:

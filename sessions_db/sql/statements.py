@@ -9,7 +9,6 @@ load is one recursive query that walks only the part of the branch it returns
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -26,7 +25,6 @@ from sqlalchemy import (
     TextClause,
     bindparam,
     cast,
-    func,
     insert,
     text,
 )
@@ -195,6 +193,10 @@ FROM upd CROSS JOIN unnest(
         self._select_session = SQL.of(
             self.dialect, f"SELECT {_SESSION_COLUMNS} FROM {sessions} WHERE id = :id"
         )
+        self._select_by_key = SQL.of(
+            self.dialect,
+            f'SELECT {_SESSION_COLUMNS} FROM {sessions} WHERE agent_name = :agent AND "key" = :key',
+        )
 
     def json(self, value: ColumnElement[Any]) -> ColumnElement[Any]:
         """Return ``value`` (JSON text from :func:`payload.dumps`) as the JSON column type.
@@ -220,27 +222,6 @@ FROM upd CROSS JOIN unnest(
 
     #: The JSON text of a payload, as every store writes it.
     dumps = staticmethod(payload.dumps)
-
-    def metadata_contains(self, wanted: dict[str, Any]) -> list[ColumnElement[bool]]:
-        """Return the conditions that the sessions' metadata holds every pair of ``wanted``.
-
-        PostgreSQL: one JSONB containment test (``@>``, which the GIN index on
-        the column serves; a nested value must be contained, not equal);
-        SQLite: the JSON value at each key equal to the given one.
-        """
-        column = self.tables.sessions.c.metadata
-        if self.dialect == "postgresql":
-            return [column.op("@>")(self.json_value(wanted))]
-        conditions: list[ColumnElement[bool]] = []
-        for key, value in wanted.items():
-            path = "$." + json.dumps(key)
-            conditions.append(
-                func.json_extract(column, path)
-                == func.json_extract(
-                    bindparam(None, payload.dumps({"v": value}), type_=Text), "$.v"
-                )
-            )
-        return conditions
 
     def insert_checkpoint(self, checkpoint: Checkpoint) -> Executable:
         """Return the INSERT of ``checkpoint`` as given."""
@@ -321,10 +302,11 @@ FROM upd CROSS JOIN unnest(
                     (ts.replace(tzinfo=UTC) if relabel else ts.astimezone(UTC)),
                 )
         else:
-            loads = json.loads
+            loads = payload.loads
             parse = datetime.fromisoformat
             for _, id, parent_id, kind, role, data, ts in rows:
-                yield id, parent_id, kind, role, loads(data), parse(ts).replace(tzinfo=UTC)
+                # The column holds UTC as fixed-width text without an offset.
+                yield id, parent_id, kind, role, loads(data), parse(ts + "+00:00")
 
     def raw_entries(self, rows: Sequence[Any]) -> list[SessionEntry]:
         """Return the entries of branch rows."""
@@ -332,8 +314,40 @@ FROM upd CROSS JOIN unnest(
         return [entry(*values) for values in self.raw_values(rows)]
 
     def raw_messages(self, rows: Sequence[Any]) -> list[Message]:
-        """Return the messages of branch rows (all message rows): one object per row."""
+        """Return the messages of branch rows (all message rows): one object per row.
+
+        :meth:`raw_values` and the model in one loop: a history load spends
+        most of its Python here, once per message.
+        """
         trusted = Message._trusted
+        if self.dialect != "postgresql":
+            loads = payload.loads
+            parse = datetime.fromisoformat
+            return [
+                trusted(
+                    {
+                        "type": role,
+                        "payload": loads(data),
+                        "id": id,
+                        "timestamp": parse(ts + "+00:00"),
+                    }
+                )
+                for _, id, _, _, role, data, ts in rows
+            ]
+        # psycopg gives every time of a result in the connection's zone.
+        zone = rows[0][6].tzinfo if rows else UTC
+        if zone is UTC:
+            return [
+                trusted({"type": role, "payload": data, "id": id, "timestamp": ts})
+                for _, id, _, _, role, data, ts in rows
+            ]
+        if _always_utc(zone):
+            return [
+                trusted(
+                    {"type": role, "payload": data, "id": id, "timestamp": ts.replace(tzinfo=UTC)}
+                )
+                for _, id, _, _, role, data, ts in rows
+            ]
         return [
             trusted({"type": role, "payload": data, "id": id, "timestamp": ts})
             for id, _, _, role, data, ts in self.raw_values(rows)
@@ -523,6 +537,10 @@ FROM upd CROSS JOIN unnest(
         """Return the read of one session by ID (``:id``), in :meth:`session_values` order."""
         return self._select_session
 
+    def select_by_key(self) -> SQL:
+        """Return the read of an agent's session by external key (``:agent``, ``:key``)."""
+        return self._select_by_key
+
     def list_sessions(
         self,
         *,
@@ -606,7 +624,7 @@ FROM upd CROSS JOIN unnest(
             updated_at=self._time(updated_at),
             message_count=message_count,
             current_leaf=current_leaf,
-            metadata=json.loads(metadata) if isinstance(metadata, str) else metadata,
+            metadata=payload.loads(metadata) if isinstance(metadata, str) else metadata,
             key=key,
             forked_from=forked_from,
             forked_at=forked_at,
@@ -616,7 +634,7 @@ FROM upd CROSS JOIN unnest(
     def _time(value: Any) -> datetime:
         """Return a driver's timestamp (aware, or SQLite's UTC text) as an aware UTC datetime."""
         if isinstance(value, str):
-            return datetime.fromisoformat(value).replace(tzinfo=UTC)
+            return datetime.fromisoformat(value + "+00:00")
         result: datetime = value
         zone = result.tzinfo
         if zone is UTC:

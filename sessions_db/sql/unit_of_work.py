@@ -358,14 +358,11 @@ class SQLUnitOfWork(UnitOfWork):
         return [sql.session_values(row) for row in rows]
 
     def load_session_by_key(self, agent_name: str, key: str) -> SessionMetadata:  # noqa: D102
-        s = self._sql.tables.sessions
-        stmt = select(*self._sql.session_columns()).where(
-            s.c.agent_name == agent_name, s.c.key == key
-        )
-        row = self._run(stmt, alone=True).first()
+        params = {"agent": agent_name, "key": key}
+        row = self._exec(self._sql.select_by_key(), params, alone=True).fetchone()
         if row is None:
             raise SessionNotFoundError(f"no session of agent {agent_name!r} has this key")
-        return self._sql.meta(row)
+        return self._sql.session_values(row)
 
     def create_session(  # noqa: D102 - see Storage
         self, meta: SessionMetadata, entries: Sequence[SessionEntry]
@@ -598,7 +595,8 @@ class SQLUnitOfWork(UnitOfWork):
             if query.before is not None:
                 rows.pop()
         if query.messages_only:
-            rows = [r for r in rows if r[3] == EntryType.MESSAGE.value]
+            message = EntryType.MESSAGE.value
+            rows = [r for r in rows if r[3] == message]
         if query.limit is not None and len(rows) > query.limit:
             rows = rows[len(rows) - query.limit :]
         return build(rows)
