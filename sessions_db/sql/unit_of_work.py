@@ -367,8 +367,9 @@ class SQLUnitOfWork(UnitOfWork):
     def create_session(  # noqa: D102 - see Storage
         self, meta: SessionMetadata, entries: Sequence[SessionEntry]
     ) -> None:
-        self.begin()
-        self.save_session(meta)
+        if entries:
+            self.begin()
+        self.save_session(meta)  # alone, with no entries: one statement in autocommit
         if entries:
             self.append_entries(meta.id, entries, updated_at=meta.updated_at)
 
