@@ -80,7 +80,6 @@ class AsyncSQLBackend(SQLBackendBase[Any], AsyncStorageBackend):
         max_workers: int = MAX_WORKERS,
     ) -> None:
         self._host: AsyncConnection | AsyncSession | None = None
-        self._async_engine: AsyncEngine | None = None
         self._sync: SQLBackend | None = None
         self._pool: ThreadPoolExecutor | None = None
         if pooled and not isinstance(engine_or_url, str):
@@ -107,22 +106,18 @@ class AsyncSQLBackend(SQLBackendBase[Any], AsyncStorageBackend):
             )
             engine: AsyncEngine | Engine = self._sync.engine
             self._pool = ThreadPoolExecutor(max_workers, thread_name_prefix=THREAD_NAME)
+        elif isinstance(engine_or_url, AsyncConnection | AsyncSession):
+            self._host = engine_or_url
+            engine = _engine_of(engine_or_url)
+            if migrate:
+                command = migrations.migrate_command(engine.sync_engine, schema=schema)
+                raise SchemaError(
+                    "sessions_db never migrates on a connection of the application: "
+                    f"run `{command}` first"
+                )
+            migrate = False
         else:
-            if isinstance(engine_or_url, AsyncConnection | AsyncSession):
-                self._host = engine_or_url
-                self._async_engine = _engine_of(engine_or_url)
-                if migrate:
-                    command = migrations.migrate_command(
-                        self._async_engine.sync_engine, schema=schema
-                    )
-                    raise SchemaError(
-                        "sessions_db never migrates on a connection of the application: "
-                        f"run `{command}` first"
-                    )
-                migrate = False
-            else:
-                self._async_engine = engine_or_url
-            engine = self._async_engine
+            engine = engine_or_url
         self._configure(
             engine,
             owns_engine=False,  # the host's, or the synchronous backend's
