@@ -276,6 +276,54 @@ def test_worker_threads_are_bounded_and_end_with_close(sql_url: str) -> None:
     assert not any(t.is_alive() for t in mine)  # close() ended them
 
 
+def _waiting_for_a_lock(url: str) -> int:
+    engine = create_engine(normalize_url(url), isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            count = conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock'"
+                )
+            ).scalar_one()
+            return int(count)
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_wait_for_a_worker_thread_is_bounded(pg_database: str) -> None:
+    async def main() -> None:
+        backend = aio.AsyncSQLBackend(pg_database, max_workers=1, connect_timeout=0.2)
+        async with aio.AsyncManager(backend) as mgr:
+            session = await mgr.create("assistant")
+            engine = create_engine(normalize_url(pg_database))
+            try:
+                with engine.connect() as other:
+                    # Another client holds the session's row: the append waits
+                    # for it (up to the lock timeout) in the only worker thread.
+                    other.execute(
+                        text("SELECT 1 FROM sessions_db_sessions WHERE id = :id FOR UPDATE"),
+                        {"id": session.id},
+                    )
+                    append = asyncio.ensure_future(session.append_message(msg("held")))
+                    for _ in range(1000):
+                        if await asyncio.to_thread(_waiting_for_a_lock, pg_database):
+                            break
+                        await asyncio.sleep(0.01)
+                    assert not append.done()
+                    with pytest.raises(sdb.StorageUnavailableError):
+                        await mgr.list("assistant")
+                    other.rollback()
+                await append
+            finally:
+                engine.dispose()
+            got = [m.payload["content"] for m in await session.get_messages()]
+            assert got == ["held"]
+
+    run(main())
+
+
 @pytest.mark.parametrize("workers", [0, -1, 1.5, True])
 def test_max_workers_must_be_a_positive_whole_number(tmp_path: Path, workers: Any) -> None:
     with pytest.raises(sdb.ConfigurationError):

@@ -14,7 +14,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from .. import migrations
-from ..errors import ConfigurationError, SchemaError, StorageClosedError
+from ..errors import (
+    ConfigurationError,
+    SchemaError,
+    StorageClosedError,
+    StorageUnavailableError,
+)
 from ..sql import opening
 from ..sql.backend import SQLBackend
 from ..sql.engine import PREPARED
@@ -43,8 +48,10 @@ class AsyncSQLBackend(SQLBackendBase[Any], AsyncStorageBackend):
     URL and it owns a :class:`~sessions_db.SQLBackend` on that URL and a pool
     of at most ``max_workers`` threads: each call runs its whole unit of work
     in one of those threads, so a call costs one hop between the event loop
-    and a thread, whatever the number of its statements. The threads end when
-    the backend is closed.
+    and a thread, whatever the number of its statements. A call waits at most
+    ``connect_timeout`` seconds for a free thread (as for a free pooled
+    connection), then raises :class:`~sessions_db.StorageUnavailableError`.
+    The threads end when the backend is closed.
 
     Or give it the host's :class:`~sqlalchemy.ext.asyncio.AsyncEngine`, which
     it uses but never disposes, or an ``AsyncConnection`` / ``AsyncSession``
@@ -134,6 +141,8 @@ class AsyncSQLBackend(SQLBackendBase[Any], AsyncStorageBackend):
         self._start_lock = asyncio.Lock()
         self._writer: asyncio.Lock | None = None
         self._calls: set[asyncio.Future[Any]] = set()
+        self._threads = asyncio.Semaphore(max_workers)
+        self._thread_wait = connect_timeout
 
     def _open(self, url: str, **options: Any) -> SQLBackend:
         """Build the synchronous backend the worker threads use (not started yet)."""
@@ -230,15 +239,32 @@ class AsyncSQLBackend(SQLBackendBase[Any], AsyncStorageBackend):
     async def _in_thread(self, function: Callable[[], T]) -> T:
         """Call ``function`` in a worker thread and wait for it to return, even if cancelled."""
         assert self._pool is not None
-        if self._closed:
-            # A call that waited (for its turn to write, or for start) while
-            # the backend closed: the threads may be gone.
-            raise StorageClosedError("the SQL backend is closed")
-        loop = asyncio.get_running_loop()
-        call = loop.run_in_executor(self._pool, contextvars.copy_context().run, function)
-        self._calls.add(call)
-        call.add_done_callback(self._calls.discard)
-        return await run_to_completion(call)
+        await self._take_thread()
+        try:
+            if self._closed:
+                # A call that waited (for its turn to write, for start or for a
+                # thread) while the backend closed: the threads may be gone.
+                raise StorageClosedError("the SQL backend is closed")
+            loop = asyncio.get_running_loop()
+            call = loop.run_in_executor(self._pool, contextvars.copy_context().run, function)
+            self._calls.add(call)
+            call.add_done_callback(self._calls.discard)
+            return await run_to_completion(call)
+        finally:
+            self._threads.release()
+
+    async def _take_thread(self) -> None:
+        """Wait (at most ``connect_timeout``) until a worker thread is free, and take it."""
+        if not self._threads.locked():
+            await self._threads.acquire()  # returns at once
+            return
+        try:
+            async with asyncio.timeout(self._thread_wait):
+                await self._threads.acquire()
+        except TimeoutError:
+            raise StorageUnavailableError(
+                f"no worker thread became free within {self._thread_wait:g} s"
+            ) from None
 
     def _writer_lock(self) -> asyncio.Lock:
         # As in the sync backend: writers of this process take turns here
