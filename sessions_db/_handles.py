@@ -3,8 +3,8 @@
 A manager's settings (backend, clock, redaction and encryption, automatic
 checkpoints) and a session's identity. Each operation of either API calls its
 rule of :mod:`sessions_db.rules` in one unit of work; the two APIs differ only
-in how they run it: in the calling thread, or awaited (through ``run_sync`` on
-SQL, in a worker thread on the other stores).
+in how they run it: in the calling thread, or awaited (in a worker thread, or
+through ``run_sync`` on a host's async SQL engine or connection).
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 Each function here validates its arguments, makes the storage calls it needs on
 the unit of work it is given, and decides on their results. The synchronous
 :class:`~sessions_db.Manager` runs it in a unit of work of its backend; the
-asyncio manager runs the very same function, through ``run_sync`` on the SQL
-stores and in a worker thread on the others. An operation that makes several
+asyncio manager runs the very same function, in a worker thread (or through
+``run_sync`` on a host's async SQL engine or connection). An operation that makes several
 calls and must see no other writer between them calls ``uow.begin()`` first.
 """
 

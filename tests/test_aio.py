@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import multiprocessing
 import shutil
+import threading
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -16,6 +17,7 @@ from sqlalchemy import create_engine, make_url, text
 
 import sessions_db as sdb
 from sessions_db import aio
+from sessions_db.aio.sql import THREAD_NAME
 from sessions_db.sql.engine import normalize_url
 from sessions_db.testing import StorageContract
 from sessions_db.testing.blocking import open_blocking
@@ -49,7 +51,8 @@ def checked_out(manager: aio.AsyncManager) -> int:
     backend = manager.backend
     if not isinstance(backend, aio.AsyncSQLBackend):
         return 0
-    pool: Any = backend.engine.sync_engine.pool
+    engine = backend.engine
+    pool: Any = getattr(engine, "sync_engine", engine).pool
     count: int = pool.checkedout()
     return count
 
@@ -242,6 +245,89 @@ def test_async_with_and_close(store_url: str) -> None:
             assert len(got) == 1 + sum(r is None for r in results)
 
     run(main())
+
+
+def _sql_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name.startswith(THREAD_NAME)}
+
+
+def test_worker_threads_are_bounded_and_end_with_close(sql_url: str) -> None:
+    async def main() -> set[threading.Thread]:
+        others = _sql_threads()
+        backend = aio.AsyncSQLBackend(sql_url, max_workers=3)
+        async with aio.AsyncManager(backend) as mgr:
+            sessions = [await mgr.create("assistant") for _ in range(4)]
+            await asyncio.gather(
+                *(s.append_message(msg(f"m{i}")) for s in sessions for i in range(10)),
+                *(s.get_messages() for s in sessions for _ in range(5)),
+            )
+            mine = _sql_threads() - others
+            assert 1 <= len(mine) <= 3
+            for session in sessions:
+                got = await assert_valid(session)
+                assert sorted(got) == sorted(f"m{i}" for i in range(10))
+            assert checked_out(mgr) == 0
+        with pytest.raises(sdb.StorageClosedError):
+            await sessions[0].append_message(msg("late"))
+        return mine
+
+    mine = run(main())
+    assert mine
+    assert not any(t.is_alive() for t in mine)  # close() ended them
+
+
+def _waiting_for_a_lock(url: str) -> int:
+    engine = create_engine(normalize_url(url), isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            count = conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock'"
+                )
+            ).scalar_one()
+            return int(count)
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_wait_for_a_worker_thread_is_bounded(pg_database: str) -> None:
+    async def main() -> None:
+        backend = aio.AsyncSQLBackend(pg_database, max_workers=1, connect_timeout=0.2)
+        async with aio.AsyncManager(backend) as mgr:
+            session = await mgr.create("assistant")
+            engine = create_engine(normalize_url(pg_database))
+            try:
+                with engine.connect() as other:
+                    # Another client holds the session's row: the append waits
+                    # for it (up to the lock timeout) in the only worker thread.
+                    other.execute(
+                        text("SELECT 1 FROM sessions_db_sessions WHERE id = :id FOR UPDATE"),
+                        {"id": session.id},
+                    )
+                    append = asyncio.ensure_future(session.append_message(msg("held")))
+                    for _ in range(1000):
+                        if await asyncio.to_thread(_waiting_for_a_lock, pg_database):
+                            break
+                        await asyncio.sleep(0.01)
+                    assert not append.done()
+                    with pytest.raises(sdb.StorageUnavailableError):
+                        await mgr.list("assistant")
+                    other.rollback()
+                await append
+            finally:
+                engine.dispose()
+            got = [m.payload["content"] for m in await session.get_messages()]
+            assert got == ["held"]
+
+    run(main())
+
+
+@pytest.mark.parametrize("workers", [0, -1, 1.5, True])
+def test_max_workers_must_be_a_positive_whole_number(tmp_path: Path, workers: Any) -> None:
+    with pytest.raises(sdb.ConfigurationError):
+        aio.AsyncSQLBackend(f"sqlite:///{tmp_path / 's.db'}", max_workers=workers)
 
 
 def test_context_is_per_task(store_url: str) -> None:

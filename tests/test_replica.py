@@ -65,7 +65,7 @@ def _open(url: str, api: str, **options: Any) -> sdb.Manager:
 def _replica_engine(mgr: sdb.Manager) -> Engine:
     backend: Any = mgr.backend
     if isinstance(backend, BlockingBackend):
-        engine: Engine = backend.target.replica_engine.sync_engine  # type: ignore[attr-defined]
+        engine: Engine = backend.target.replica_engine  # type: ignore[attr-defined]
         return engine
     replica: Engine = backend.replica_engine
     return replica

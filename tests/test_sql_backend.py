@@ -238,10 +238,12 @@ def test_asyncio_sqlite_is_wal_with_full_sync(tmp_path: Path) -> None:
             await (await mgr.create("assistant")).append_message(_message(1))
             backend = mgr.backend
             assert isinstance(backend, sdb.aio.AsyncSQLBackend)
-            async with backend.engine.connect() as conn:
-                assert (await conn.get_raw_connection()).info.get(PREPARED)
-                mode = (await conn.exec_driver_sql("PRAGMA journal_mode")).scalar()
-                return mode, (await conn.exec_driver_sql("PRAGMA synchronous")).scalar()
+            engine = backend.engine
+            assert isinstance(engine, Engine)  # the worker threads' engine
+            with engine.connect() as conn:
+                assert conn.connection.info.get(PREPARED)
+                mode = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
+                return mode, conn.exec_driver_sql("PRAGMA synchronous").scalar()
 
     assert asyncio.run(main()) == ("wal", SYNCHRONOUS_LEVEL["FULL"])
 

@@ -11,7 +11,8 @@
 
 :class:`AsyncManager` and :class:`AsyncSession` run the same rules as
 :class:`~sessions_db.Manager` and :class:`~sessions_db.Session`;
-:class:`AsyncSQLBackend` runs the same SQL as :class:`~sessions_db.SQLBackend`;
+:class:`AsyncSQLBackend` runs the same SQL as :class:`~sessions_db.SQLBackend` (on a
+URL, that very backend, in worker threads);
 :class:`ThreadedBackend` gives any synchronous backend an asyncio face;
 :class:`Runtime` runs agents (``async def`` or plain) with their sessions, and
 ``AsyncManager.memory`` reads a user's long-term memory, both with the sync

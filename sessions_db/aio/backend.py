@@ -2,8 +2,8 @@
 
 An :class:`AsyncStorageBackend` does a piece of synchronous work (a rule of
 :mod:`sessions_db.rules`, taking a :class:`~sessions_db.storage.UnitOfWork`)
-without blocking the event loop: the SQL stores through SQLAlchemy's
-``run_sync``, the others in a worker thread. So the asyncio API runs the very
+without blocking the event loop: in a worker thread, or through SQLAlchemy's
+``run_sync`` on a host's async SQL engine or connection. So the asyncio API runs the very
 code the synchronous one runs. Every storage call is available awaited too,
 each in a unit of work of its own.
 """

@@ -2,8 +2,8 @@
 
 They do the very work of :mod:`sessions_db.rules` that the synchronous
 :class:`~sessions_db.Manager` does, in one unit of work of an
-:class:`AsyncStorageBackend` (through ``run_sync`` on SQL, in a worker thread
-on the other stores): every validation, payload check, checksum and branching
+:class:`AsyncStorageBackend` (in a worker thread, or through ``run_sync`` on a
+host's async SQL engine): every validation, payload check, checksum and branching
 rule is the same code. Methods have the names and meaning of the sync ones.
 """
 

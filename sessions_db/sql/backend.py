@@ -62,6 +62,9 @@ class SQLBackend(SQLBackendBase[Engine], UnitOfWorkBackend):
     statements are then off (see :func:`~sessions_db.sql.engine.engine_options`).
     A host's own engine is built by the host: give it
     ``connect_args={"prepare_threshold": None}`` for the same.
+
+    The constructor connects, prepares the database and checks (or migrates)
+    the schema; ``start=False`` leaves that to :meth:`start` or the first call.
     """
 
     def __init__(
@@ -77,6 +80,7 @@ class SQLBackend(SQLBackendBase[Engine], UnitOfWorkBackend):
         statement_timeout: float | None = DEFAULT_STATEMENT_TIMEOUT,
         lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT,
         pooled: bool = False,
+        start: bool = True,
     ) -> None:
         self._host: Connection | Callable[[], Connection] | None = None
         if pooled and not isinstance(engine_or_url, str):
@@ -117,21 +121,47 @@ class SQLBackend(SQLBackendBase[Engine], UnitOfWorkBackend):
         self._writer: AbstractContextManager[Any] = (
             threading.Lock() if self._dialect == "sqlite" else nullcontext()
         )
+        self._started = False
+        self._start_lock = threading.Lock()
         if self._host is not None:
             self._check_host_schema(schema, migrate=migrate, check=check_schema)
+            self._started = True
             return
-        if migrate is None:
-            migrate = self._dialect == "sqlite"
+        self._migrate = self._dialect == "sqlite" if migrate is None else migrate
+        self._check_schema = check_schema
+        self._busy_timeout = busy_timeout
+        if start:
+            self.start()
+
+    def start(self) -> None:
+        """Prepare the database and check (or migrate) its schema. Idempotent.
+
+        The constructor calls it unless given ``start=False`` (the asyncio
+        backend does, to run it in a worker thread); until it has succeeded,
+        units of work open no connection.
+        """
+        with self._start_lock:
+            if self._started:
+                return
+            if self._closed:
+                raise StorageClosedError("the SQL backend is closed")
+            self._prepare()
+            self._started = True
+
+    def _prepare(self) -> None:
+        schema = self._setup.schema
         try:
-            if migrate and self._dialect == "sqlite":
-                opening.refuse_host_transaction(engine, schema=schema)
+            if self._migrate and self._dialect == "sqlite":
+                opening.refuse_host_transaction(self._base_engine, schema=schema)
             with self._engine.connect() as conn:
                 if self._dialect == "sqlite":
                     for pragma in self._setup.pragmas:
                         conn.exec_driver_sql(pragma)
                     conn.connection.info[PREPARED] = True
-                    opening.start_sqlite(conn, busy_timeout)
-                opening.prepare(conn, schema=schema, migrate=migrate, check=check_schema)
+                    opening.start_sqlite(conn, self._busy_timeout)
+                opening.prepare(
+                    conn, schema=schema, migrate=self._migrate, check=self._check_schema
+                )
         except SQLAlchemyError as exc:
             self._dispose()
             raise translate(exc, self._dialect) from exc
@@ -164,6 +194,8 @@ class SQLBackend(SQLBackendBase[Engine], UnitOfWorkBackend):
         """
         if self._closed:
             raise StorageClosedError("the SQL backend is closed")
+        if not self._started:
+            self.start()
         if self._host is not None:
             conn = self._host() if callable(self._host) else self._host
             return SQLUnitOfWork(conn, self._setup.statements, write=write, host=True)

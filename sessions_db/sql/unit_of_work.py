@@ -1,10 +1,11 @@
 """SQLUnitOfWork: every storage operation on PostgreSQL and SQLite, in one transaction.
 
 The unit of work runs on one SQLAlchemy :class:`~sqlalchemy.Connection`. The sync
-backend gives it a pooled connection in autocommit mode; the asyncio backend
-gives it the synchronous face of an ``AsyncConnection`` inside ``run_sync``, so
-that both run this very code; a host gives it its own connection (or ORM
-session), whose transaction the unit joins.
+backend gives it a pooled connection in autocommit mode (so does the asyncio
+backend, in a worker thread, on a store it opened from a URL); on a host's async
+engine the asyncio backend gives it the synchronous face of an
+``AsyncConnection`` inside ``run_sync``, so that all run this very code; a host
+gives it its own connection (or ORM session), whose transaction the unit joins.
 
 **Transactions.** On a connection of ours the unit opens its transaction
 lazily, before its first statement (``BEGIN``, or ``BEGIN IMMEDIATE`` when a
