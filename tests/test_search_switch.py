@@ -113,8 +113,8 @@ def test_search_off_then_on(empty_url: str) -> None:
         assert len(found) == 2
 
 
-def test_a_manager_sees_search_turned_on(empty_url: str) -> None:
-    """An open manager that found search off finds it on once it is migrated so."""
+def test_an_open_manager_follows_the_switch(empty_url: str) -> None:
+    """An open manager sees search turned on, and off again, as soon as it is migrated so."""
     migrations.upgrade(empty_url, search=False)
     with sdb.connect(empty_url) as mgr:
         session = _say(mgr, "u1", "quince jelly")
@@ -122,6 +122,9 @@ def test_a_manager_sees_search_turned_on(empty_url: str) -> None:
             mgr.memory("u1").search("quince")
         migrations.upgrade(empty_url, search=True)
         assert [hit.session_id for hit in mgr.memory("u1").search("quince")] == [session.id]
+        migrations.upgrade(empty_url, search=False)
+        with pytest.raises(sdb.UnsupportedOperationError):
+            mgr.memory("u1").search("quince")
 
 
 def test_encrypted_stores_search_without_the_index(empty_url: str) -> None:
@@ -230,3 +233,19 @@ def test_sql_script_without_search(pg_server: Callable[[], str]) -> None:
         _say(mgr, "u1", "scripted")
         with pytest.raises(sdb.UnsupportedOperationError):
             mgr.memory("u1").search("scripted")
+
+
+def test_inspector_search_page_says_search_is_off(empty_url: str) -> None:
+    pytest.importorskip("starlette")
+    from starlette.testclient import TestClient
+
+    from sessions_db.inspector import app
+
+    migrations.upgrade(empty_url, search=False)
+    with sdb.connect(empty_url) as mgr:
+        _say(mgr, "u1", "greengage")
+        with TestClient(app(mgr)) as client:
+            page = client.get("/search", params={"user": "u1", "q": "greengage"})
+            assert page.status_code == 501
+            assert "migrate --search" in page.text
+            assert client.get("/search").status_code == 200  # the empty form

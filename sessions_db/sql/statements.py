@@ -87,10 +87,8 @@ class SQLStatements:
         self.options: dict[str, Any] = (
             {} if schema is None else {"schema_translate_map": {None: schema}}
         )
+        #: The schema of the tables (``None``: the connection's search path).
         self.schema = schema
-        #: Whether full-text search was seen on in this store (it is looked up
-        #: in the catalog until it is; see :mod:`sessions_db.sql.fulltext`).
-        self.search_seen = False
         self._sessions = _quote(dialect, schema, TABLES.sessions)
         self._entries = _quote(dialect, schema, TABLES.entries)
         self._walks: dict[tuple[str, str], Executable] = {}

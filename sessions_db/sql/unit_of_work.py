@@ -664,11 +664,10 @@ class SQLUnitOfWork(UnitOfWork):
         words = search.terms(query)
         if not words or limit <= 0:
             return []
-        if not self._sql.search_seen:
-            catalog, found = fulltext.probe(self._dialect, self._sql.schema)
-            if self._run(catalog, found, alone=True).first() is None:
-                raise UnsupportedOperationError(fulltext.SEARCH_OFF)
-            self._sql.search_seen = True
+        # Looked up each time (one catalog read), so that a switch takes effect at once.
+        catalog, found = fulltext.probe(self._dialect, self._sql.schema)
+        if self._run(catalog, found, alone=True).first() is None:
+            raise UnsupportedOperationError(fulltext.SEARCH_OFF)
         e = self._sql.tables.entries
         sessions, entries = self._sql.sessions_name, self._sql.entries_name
         params: dict[str, Any] = {"uid": user_id, "agent": agent_name, "limit": limit}
