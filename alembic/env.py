@@ -20,6 +20,7 @@ from sessions_db.ids import schema_name
 from sessions_db.migrations import include_own_object
 from sessions_db.models import Base
 from sessions_db.sql.engine import normalize_url
+from sessions_db.sql.fulltext import drop_sql, search_option, set_search
 from sessions_db.sql.partitions import partition_count, relayout, replace_sql
 from sessions_db.sql.schema import VERSION_TABLE
 
@@ -38,16 +39,22 @@ _asked = config.attributes.get("sessions_db_partitions")
 if _asked is None:
     _asked = context.get_x_argument(as_dictionary=True).get("partitions")
 partitions = None if _asked is None else partition_count(_asked)
+# Full-text search on or off, when asked (sessions_db.sql.fulltext): from
+# sessions_db (upgrade(..., search=False)) or `alembic -x search=off`.
+_search = config.attributes.get("sessions_db_search")
+if _search is None:
+    _search = context.get_x_argument(as_dictionary=True).get("search")
+search = None if _search is None else search_option(_search)
 
 
 def _head() -> str | None:
     return ScriptDirectory.from_config(config).get_current_head()
 
 
-def _refuse_below_head(at: object) -> None:
+def _refuse_below_head(at: object, what: str = "partitions are") -> None:
     if at not in (_head(), "head"):
         raise InvalidArgumentError(
-            "partitions are chosen at the newest revision: upgrade to head with them"
+            f"{what} chosen at the newest revision: upgrade to head with them"
         )
 
 
@@ -79,6 +86,9 @@ def _run(connection: Connection) -> None:
         if partitions is not None:
             _refuse_below_head(context.get_context().get_current_revision())
             relayout(connection, schema, partitions)
+        if search is not None:
+            _refuse_below_head(context.get_context().get_current_revision(), "search on or off is")
+            set_search(connection, schema, search)
 
 
 if context.is_offline_mode():
@@ -97,7 +107,11 @@ if context.is_offline_mode():
             _refuse_below_head(context.get_revision_argument())
             if context.get_context().dialect.name != "postgresql":
                 raise ConfigurationError("partitions need PostgreSQL; SQLite tables are plain")
-            for statement in replace_sql(schema, partitions):
+            for statement in replace_sql(schema, partitions, search=search is not False):
+                context.execute(statement)
+        elif search is False:
+            _refuse_below_head(context.get_revision_argument(), "search on or off is")
+            for statement in drop_sql(context.get_context().dialect.name, schema):
                 context.execute(statement)
 else:
     given = config.attributes.get("connection")

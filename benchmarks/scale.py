@@ -51,8 +51,9 @@ from sqlalchemy.schema import AddConstraint, CreateIndex
 import sessions_db as sdb
 from sessions_db import migrations
 from sessions_db.models import Base
+from sessions_db.sql.fulltext import create_sql
 from sessions_db.sql.partitions import partition_count
-from sessions_db.sql.schema import FTS_INDEX, PG_FTS_VECTOR
+from sessions_db.sql.schema import FTS_INDEX
 
 from . import report
 from .stores import libpq, pg_admin_url
@@ -187,14 +188,7 @@ def secondary_indexes() -> list[tuple[str, str]]:
     for name in TABLES:
         for index in sorted(Base.metadata.tables[name].indexes, key=lambda ix: str(ix.name)):
             made.append((str(index.name), _ddl(CreateIndex(index))))
-    vector = PG_FTS_VECTOR.format(payload="payload")
-    made.append(
-        (
-            FTS_INDEX,
-            f"CREATE INDEX {FTS_INDEX} ON sessions_db_entries USING gin ({vector}) "
-            "WHERE type = 'message'",
-        )
-    )
+    made.append((FTS_INDEX, create_sql("postgresql")[0]))
     return made
 
 

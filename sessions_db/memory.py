@@ -11,6 +11,9 @@ a GIN index, SQLite FTS5; other backends scan (see :mod:`sessions_db.search` for
 the text searched and the ranking). With encryption at rest the database holds
 only ciphertext, so the search decrypts and scans the user's messages instead:
 it works on every backend, at the cost of reading all of the user's messages.
+A SQL store migrated without full-text search (``sessions-db migrate
+--no-search``) raises :class:`~sessions_db.UnsupportedOperationError` on
+``search``; ``read`` and ``list`` work on every store.
 """
 
 from __future__ import annotations

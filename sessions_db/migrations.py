@@ -39,6 +39,7 @@ from .ids import schema_name
 from .models import Base
 from .sql.engine import normalize_url, private_sqlite_file
 from .sql.errors import translate
+from .sql.fulltext import read_search, search_option
 from .sql.partitions import Layout, partition_count, read_layout
 from .sql.schema import PREFIX, VERSION_TABLE, is_fts_object
 from .sql.writelock import write_transaction
@@ -62,6 +63,7 @@ __all__ = [
     "layout",
     "run_with_host",
     "script_location",
+    "search_on",
     "tables_dropped",
     "upgrade",
 ]
@@ -88,11 +90,13 @@ def config(
     schema: str | None = None,
     output: TextIO | None = None,
     partitions: int | None = None,
+    search: bool | None = None,
 ) -> Config:
     """Return an alembic :class:`Config` for our scripts, bound to ``connectable``.
 
     ``partitions`` asks for a layout of the entries and checkpoints tables
-    (:mod:`sessions_db.sql.partitions`); ``None`` keeps the store's.
+    (:mod:`sessions_db.sql.partitions`), ``search`` for full-text search on or
+    off (:mod:`sessions_db.sql.fulltext`); ``None`` keeps the store's.
     """
     schema = schema_name(schema)
     cfg = Config(output_buffer=output) if output is not None else Config()
@@ -104,6 +108,8 @@ def config(
     cfg.attributes["sessions_db_schema"] = schema
     if partitions is not None:
         cfg.attributes["sessions_db_partitions"] = partition_count(partitions)
+    if search is not None:
+        cfg.attributes["sessions_db_search"] = search_option(search)
     return cfg
 
 
@@ -171,19 +177,27 @@ def upgrade(
     schema: str | None = None,
     revision: str = "head",
     partitions: int | None = None,
+    search: bool | None = None,
 ) -> None:
     """Upgrade the sessions_db tables to ``revision`` (default: the newest).
 
     ``partitions`` (PostgreSQL, at the newest revision) lays the entries and
     checkpoints tables out in that many hash partitions by ``session_id``
     (``0``: plain tables), in the same transaction; ``None`` keeps the
-    store's layout. See :mod:`sessions_db.sql.partitions`.
+    store's layout. See :mod:`sessions_db.sql.partitions`. ``search`` (at the
+    newest revision) turns full-text search on (indexing every message stored)
+    or off (dropping its index); ``None`` keeps it as it is. See
+    :mod:`sessions_db.sql.fulltext`.
     """
     schema = schema_name(schema)
     if partitions is not None:
         partitions = partition_count(partitions)
+    if search is not None:
+        search = search_option(search)
     with ALEMBIC_LOCK, _connection(connectable, write=True) as conn:
-        upgrade_holding_lock(conn, schema=schema, revision=revision, partitions=partitions)
+        upgrade_holding_lock(
+            conn, schema=schema, revision=revision, partitions=partitions, search=search
+        )
 
 
 def upgrade_holding_lock(
@@ -192,11 +206,13 @@ def upgrade_holding_lock(
     schema: str | None = None,
     revision: str = "head",
     partitions: int | None = None,
+    search: bool | None = None,
 ) -> None:
     """:func:`upgrade` on ``conn``, for a caller that already holds :data:`ALEMBIC_LOCK`."""
     schema = schema_name(schema)
     with _keep_host_proxies():
-        command.upgrade(config(conn, schema=schema, partitions=partitions), revision)
+        cfg = config(conn, schema=schema, partitions=partitions, search=search)
+        command.upgrade(cfg, revision)
 
 
 def downgrade(
@@ -221,15 +237,17 @@ def upgrade_sql(
     schema: str | None = None,
     revision: str = "head",
     partitions: int | None = None,
+    search: bool | None = None,
 ) -> str:
     """Return the SQL an upgrade would run, for a DBA to apply by hand (offline mode).
 
     The script starts from an empty database; with ``partitions``, it ends by
-    making the entries and checkpoints tables again in that layout.
+    making the entries and checkpoints tables again in that layout; with
+    ``search=False``, by dropping the full-text search objects.
     """
     schema = schema_name(schema)
     out = io.StringIO()
-    cfg = config(url, schema=schema, output=out, partitions=partitions)
+    cfg = config(url, schema=schema, output=out, partitions=partitions, search=search)
     with ALEMBIC_LOCK, _keep_host_proxies():
         command.upgrade(cfg, revision, sql=True)
     return out.getvalue()
@@ -260,6 +278,13 @@ def layout(connectable: Engine | Connection | str, *, schema: str | None = None)
     schema = schema_name(schema)
     with _connection(connectable) as conn:
         return read_layout(conn, schema)
+
+
+def search_on(connectable: Engine | Connection | str, *, schema: str | None = None) -> bool:
+    """Whether the store has its full-text search objects (see :mod:`sessions_db.sql.fulltext`)."""
+    schema = schema_name(schema)
+    with _connection(connectable) as conn:
+        return read_search(conn, schema)
 
 
 def _current(conn: Connection, schema: str | None) -> str | None:
@@ -387,13 +412,17 @@ def include_own_object(
     return table.startswith(PREFIX) and not is_partition(table)
 
 
-def run_with_host(*, schema: str | None = None, partitions: int | None = None) -> None:
+def run_with_host(
+    *, schema: str | None = None, partitions: int | None = None, search: bool | None = None
+) -> None:
     """Apply the sessions_db migrations from a host's alembic ``env.py``, as its command asks.
 
     ``partitions`` chooses the layout of the entries and checkpoints tables
     (hash partitions by ``session_id``; ``0``: plain tables; ``None``: as the
     store has them); when it is ``None``, the host's command line may give it:
-    ``alembic -x sessions_db_partitions=8 upgrade head``.
+    ``alembic -x sessions_db_partitions=8 upgrade head``. ``search`` turns
+    full-text search on or off (``None``: as the store has it; from the command
+    line, ``-x sessions_db_search=off``).
 
     Call it in the host's ``with context.begin_transaction():`` block, after
     ``context.run_migrations()``, in both the online and the offline function:
@@ -413,11 +442,15 @@ def run_with_host(*, schema: str | None = None, partitions: int | None = None) -
         asked = alembic.context.get_x_argument(as_dictionary=True).get("sessions_db_partitions")
         if asked is not None:
             partitions = partition_count(asked, what="sessions_db_partitions")
+    if search is None:
+        wanted = alembic.context.get_x_argument(as_dictionary=True).get("sessions_db_search")
+        if wanted is not None:
+            search = search_option(wanted, what="sessions_db_search")
     if not host.as_sql:
         assert host.connection is not None
-        upgrade(host.connection, schema=schema, partitions=partitions)
+        upgrade(host.connection, schema=schema, partitions=partitions, search=search)
         return
-    cfg = config(schema=schema, output=host.output_buffer, partitions=partitions)
+    cfg = config(schema=schema, output=host.output_buffer, partitions=partitions, search=search)
     cfg.attributes["sessions_db_dialect"] = host.dialect.name
     with _keep_host_proxies():
         command.upgrade(cfg, "head", sql=True)

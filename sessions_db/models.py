@@ -55,6 +55,7 @@ from sqlalchemy import (
     MetaData,
     PrimaryKeyConstraint,
     String,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -182,7 +183,13 @@ class SessionRow(Base):
         Index(None, "user_id"),
         # NULL keys never collide (on PostgreSQL and SQLite alike).
         Index(None, "agent_name", "key", unique=True),
-        Index(None, "forked_from"),
+        # Only forks are looked up by their source; appends update every session row.
+        Index(
+            None,
+            "forked_from",
+            postgresql_where=text("forked_from IS NOT NULL"),
+            sqlite_where=text("forked_from IS NOT NULL"),
+        ),
     )
 
 
@@ -223,8 +230,8 @@ class EntryRow(Base):
         ),
         CheckConstraint("type IN ('message', 'checkpoint', 'metadata')", name="type"),
         Index(None, "session_id", "seq", unique=True),
+        # The children of an entry, and the ON DELETE CASCADE of the parent link.
         Index(None, "session_id", "parent_id"),
-        Index(None, "created_at"),
     )
 
 
@@ -233,8 +240,9 @@ class CheckpointRow(Base):
 
     __tablename__ = f"{PREFIX}checkpoints"
 
-    #: The checkpoint ID (a UUID). The primary key is ``(session_id, id)``; an
-    #: index on ``id`` alone serves lookups by checkpoint ID.
+    #: The checkpoint ID (a UUID). The primary key is ``(session_id, id)`` (it
+    #: also finds a session's checkpoints); an index on ``id`` alone serves
+    #: lookups by checkpoint ID.
     id: Mapped[str] = mapped_column(String(36))
     #: The session the checkpoint belongs to.
     session_id: Mapped[str] = mapped_column(
@@ -259,7 +267,6 @@ class CheckpointRow(Base):
             [f"{PREFIX}entries.session_id", f"{PREFIX}entries.id"],
             ondelete="CASCADE",
         ),
-        Index(None, "session_id", "created_at"),
         Index(None, "id"),
     )
 

@@ -21,6 +21,13 @@ stemming and there are no stop words, so any language works alike.
   ``sum(1 + ln(tf))`` over the query words). So does every backend when
   payloads are encrypted.
 
+**Switched off.** A SQL store migrated with ``sessions-db migrate --no-search``
+(``migrations.upgrade(..., search=False)``) has neither the GIN index nor the
+FTS5 tables: searching it raises :class:`~sessions_db.UnsupportedOperationError`
+(naming ``sessions-db migrate --search``, which indexes every stored message
+again) rather than reading every message; see :mod:`sessions_db.sql.fulltext`.
+Encrypted stores search by scanning either way.
+
 Scores are larger for better matches; they are comparable within one result
 list, not between backends. Equal scores are ordered newest first.
 """

@@ -228,8 +228,6 @@ CREATE TABLE sessions_db_checkpoints (
     CONSTRAINT fk_sessions_db_checkpoints_session_id_entry_id FOREIGN KEY (session_id, entry_id)
         REFERENCES sessions_db_entries (session_id, id) ON DELETE CASCADE
 ) PARTITION BY HASH (session_id);
-CREATE INDEX ix_sessions_db_checkpoints_session_id_created_at
-    ON sessions_db_checkpoints (session_id, created_at);
 CREATE INDEX ix_sessions_db_checkpoints_id ON sessions_db_checkpoints (id);
 CREATE TABLE sessions_db_checkpoints_p0 PARTITION OF sessions_db_checkpoints
     FOR VALUES WITH (MODULUS 2, REMAINDER 0);

@@ -53,6 +53,12 @@ schema_option = click.option(
     help="PostgreSQL: hash-partition the entries and checkpoints tables by session_id "
     "into N partitions (0: plain tables). Without it the store keeps its layout.",
 )
+@click.option(
+    "--search/--no-search",
+    default=None,
+    help="Full-text search of messages on (indexes every message stored) or off (drops its "
+    "index; searches then raise an error). Without either the store keeps what it has.",
+)
 @json_option
 def migrate(
     action: str,
@@ -62,6 +68,7 @@ def migrate(
     revision: str | None,
     yes: bool,
     partitions: int | None,
+    search: bool | None,
     as_json: bool,
 ) -> None:
     """Upgrade the sessions_db tables (default), show the current revision, or downgrade.
@@ -76,14 +83,22 @@ def migrate(
     named <table>_p0 ... <table>_p<N-1>; 0 makes them plain tables again. A
     change of layout rewrites both tables in the migration's transaction: for
     a large store, copy it into a new database instead (docs/production.md).
+
+    --no-search (upgrading to the newest revision) drops the full-text search
+    index of messages (PostgreSQL; the FTS5 tables on SQLite), which saves
+    space and work on every append; memory searches then raise an error.
+    --search makes it again, indexing every message stored so far.
     """
     check_sqlite_file(url)
     if partitions is not None and action != "upgrade":
         raise CLIError("--partitions applies to upgrade only", EXIT_USAGE)
+    if search is not None and action != "upgrade":
+        raise CLIError("--search and --no-search apply to upgrade only", EXIT_USAGE)
     if action == "current":
         at = migrations.current(url, schema=schema)
         head = migrations.head()
         layout = migrations.layout(url, schema=schema)
+        searching = at is not None and migrations.search_on(url, schema=schema)
         if as_json:
             emit_json(
                 {
@@ -91,32 +106,51 @@ def migrate(
                     "head": head,
                     "at_head": at == head,
                     "partitions": layout.partitions,
+                    "search": searching,
                 }
             )
         else:
             click.echo(f"{at or 'none'}{' (head)' if at == head else f' (head is {head})'}")
             if layout.partitioned:
                 click.echo(f"entries and checkpoints {layout.describe()}")
+            if at is not None and not searching:
+                click.echo("full-text search off")
     elif action == "downgrade":
         _downgrade(url, schema, as_sql, revision, yes, as_json)
     elif as_sql:
         sql = migrations.upgrade_sql(
-            url, schema=schema, revision=revision or "head", partitions=partitions
+            url, schema=schema, revision=revision or "head", partitions=partitions, search=search
         )
         if as_json:
             emit_json({"action": "upgrade", "sql": sql})
         else:
             click.echo(sql, nl=False)
     else:
-        migrations.upgrade(url, schema=schema, revision=revision or "head", partitions=partitions)
+        migrations.upgrade(
+            url,
+            schema=schema,
+            revision=revision or "head",
+            partitions=partitions,
+            search=search,
+        )
         at = migrations.current(url, schema=schema)
         layout = migrations.layout(url, schema=schema)
+        searching = migrations.search_on(url, schema=schema)
         if as_json:
-            emit_json({"action": "upgrade", "current": at, "partitions": layout.partitions})
+            emit_json(
+                {
+                    "action": "upgrade",
+                    "current": at,
+                    "partitions": layout.partitions,
+                    "search": searching,
+                }
+            )
         else:
             click.echo(f"migrated to {at}")
             if layout.partitioned:
                 click.echo(f"entries and checkpoints {layout.describe()}")
+            if not searching:
+                click.echo("full-text search off")
 
 
 def _downgrade(

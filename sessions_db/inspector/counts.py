@@ -109,10 +109,17 @@ def daily(manager: Manager, since: date) -> Daily:
         .group_by(SessionRow.agent_name, created)
     )
     stored = day_of(EntryRow.created_at)
+    # As in daily_scan: a session not updated since the start has no entry stored
+    # since then. The sessions' updated_at index finds the others, and the entries
+    # are read session by session (no index on the entries' timestamps).
     messages_query = (
         select(SessionRow.agent_name, stored, func.count())
         .join(SessionRow, SessionRow.id == EntryRow.session_id)
-        .where(EntryRow.type == EntryType.MESSAGE.value, EntryRow.created_at >= start)
+        .where(
+            SessionRow.updated_at >= start,
+            EntryRow.type == EntryType.MESSAGE.value,
+            EntryRow.created_at >= start,
+        )
         .group_by(SessionRow.agent_name, stored)
     )
     with _connection(backend) as conn:

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from .. import ids
-from ..errors import InvalidIDError, SessionsDBError
+from ..errors import InvalidIDError, SessionsDBError, UnsupportedOperationError
 from ..manager import Manager
 from . import params
 from .chart import stacked
@@ -110,7 +110,10 @@ def search(request: Request) -> Response:
     words = params.text(request, "q", limit=1000)
     hits = None
     if user_id is not None and words is not None:
-        hits = manager.memory(user_id, agent_name=agent).search(words, HITS)
+        try:
+            hits = manager.memory(user_id, agent_name=agent).search(words, HITS)
+        except UnsupportedOperationError as exc:  # a store migrated without search
+            raise HTTPException(501, str(exc)) from None
     return render(
         request,
         "search.html",

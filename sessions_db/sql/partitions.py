@@ -17,9 +17,10 @@ the one the store has.
 
 Changing the layout rewrites both tables in the migration's transaction: their
 rows are kept aside in temporary tables, the tables are made again from the
-models (the same columns, keys, indexes and the full-text index), and the rows
-are put back, while every other client waits. It suits empty or small stores;
-a large store is copied into a new database migrated with the layout it wants
+models (the same columns, keys and indexes, and the full-text index if the
+store has it: :mod:`sessions_db.sql.fulltext`), and the rows are put back,
+while every other client waits. It suits empty or small stores; a large store
+is copied into a new database migrated with the layout it wants
 (``sessions-db copy``, see ``docs/production.md``). Grants and row-level
 security policies on the two tables are made again by whoever made them.
 """
@@ -36,7 +37,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 from ..errors import ConfigurationError, InvalidArgumentError, SchemaError
 from ..ids import schema_name
 from ..models import NAMING_CONVENTION, Base, CheckpointRow, EntryRow, SessionRow
-from .schema import FTS_INDEX, PG_FTS_VECTOR
+from .fulltext import create_sql, read_search
 
 __all__ = [
     "MAX_PARTITIONS",
@@ -170,12 +171,13 @@ def _compiled(element: Any) -> str:
     return str(element.compile(dialect=_DIALECT())).strip()
 
 
-def layout_sql(schema: str | None, partitions: int) -> list[str]:
+def layout_sql(schema: str | None, partitions: int, *, search: bool = True) -> list[str]:
     """Return the statements that make the entries and checkpoints tables in a layout.
 
     The tables (which must not exist) get the models' columns, keys and
-    indexes, and the full-text index of migration 0003; with ``partitions``,
-    ``PARTITION BY HASH (session_id)`` and their ``<table>_p<i>`` partitions.
+    indexes, and with ``search`` the full-text index
+    (:mod:`sessions_db.sql.fulltext`); with ``partitions``, ``PARTITION BY HASH
+    (session_id)`` and their ``<table>_p<i>`` partitions.
     """
     schema = schema_name(schema)
     partitions = partition_count(partitions)
@@ -190,24 +192,21 @@ def layout_sql(schema: str | None, partitions: int) -> list[str]:
             )
         for index in sorted(table.indexes, key=lambda ix: str(ix.name)):
             statements.append(_compiled(CreateIndex(index)))
-        if table.name == EntryRow.__tablename__:
-            vector = PG_FTS_VECTOR.format(payload="payload")
-            statements.append(
-                f"CREATE INDEX {FTS_INDEX} ON {_quoted(schema, table.name)} "
-                f"USING gin ({vector}) WHERE type = 'message'"
-            )
+        if table.name == EntryRow.__tablename__ and search:
+            statements += create_sql("postgresql", schema)
     return statements
 
 
-def replace_sql(schema: str | None, partitions: int) -> list[str]:
+def replace_sql(schema: str | None, partitions: int, *, search: bool = True) -> list[str]:
     """Return the statements that drop both (empty) tables and make them in a layout.
 
     For a script written offline, from an empty database up (``--sql``): the
-    tables the migrations just made are dropped and made again.
+    tables the migrations just made are dropped and made again (with the
+    full-text index if ``search``).
     """
     schema = schema_name(schema)
     drops = [f"DROP TABLE {_quoted(schema, name)}" for name in reversed(PARTITIONED_TABLES)]
-    return [*drops, *layout_sql(schema, partitions)]
+    return [*drops, *layout_sql(schema, partitions, search=search)]
 
 
 def _columns(table: str) -> str:
@@ -219,8 +218,8 @@ def relayout(conn: Connection, schema: str | None, partitions: int) -> bool:
 
     Runs in the caller's transaction (a migration's), which should hold the
     migration lock. Rows are kept: copied aside into temporary tables, then
-    back into the tables made again (see the module). Nothing happens when the
-    layout is already the one asked for.
+    back into the tables made again (see the module), with the full-text index
+    if they had it. Nothing happens when the layout is already the one asked for.
     """
     if conn.dialect.name != "postgresql":
         if partition_count(partitions):
@@ -230,6 +229,7 @@ def relayout(conn: Connection, schema: str | None, partitions: int) -> bool:
     partitions = partition_count(partitions)
     if read_layout(conn, schema).partitions == partitions:
         return False
+    search = read_search(conn, schema)
     aside: dict[str, str] = {}
     for name in PARTITIONED_TABLES:
         temporary = f"sessions_db_relayout_{name.removeprefix('sessions_db_')}"
@@ -238,7 +238,7 @@ def relayout(conn: Connection, schema: str | None, partitions: int) -> bool:
             f"CREATE TEMPORARY TABLE {temporary} ON COMMIT DROP AS "
             f"SELECT {_columns(name)} FROM {_quoted(schema, name)}"
         )
-    for statement in replace_sql(schema, partitions):
+    for statement in replace_sql(schema, partitions, search=search):
         conn.exec_driver_sql(statement)
     for name in PARTITIONED_TABLES:
         columns = _columns(name)

@@ -121,6 +121,8 @@ class SQLStatements:
         self.options: dict[str, Any] = (
             {} if schema is None else {"schema_translate_map": {None: schema}}
         )
+        #: The schema of the tables (``None``: the connection's search path).
+        self.schema = schema
         self._sessions = _quote(dialect, schema, TABLES.sessions)
         self._entries = _quote(dialect, schema, TABLES.entries)
         self._walks: dict[tuple[str, str], SQL] = {}

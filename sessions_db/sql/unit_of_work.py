@@ -55,10 +55,12 @@ from ..errors import (
     SessionNotFoundError,
     SessionsDBError,
     StorageClosedError,
+    UnsupportedOperationError,
 )
 from ..models import AdkUserStateRow
 from ..storage import WHOLE_BRANCH, BranchQuery, Cursor, NewCheckpoint, checkpoint_entry
 from ..types import Checkpoint, EntryType, Message, MessageHit, SessionEntry, SessionMetadata
+from . import fulltext
 from .errors import translate
 from .schema import FTS_DOCS, FTS_TABLE, PG_FTS_VECTOR
 from .statements import SQL, SQLStatements, follow
@@ -689,11 +691,16 @@ class SQLUnitOfWork(UnitOfWork):
 
         PostgreSQL ranks with ``ts_rank`` over the GIN-indexed ``tsvector`` of the
         payload's strings; SQLite with ``bm25`` over the FTS5 table (negated, so
-        that larger is better on both).
+        that larger is better on both). A store migrated without full-text
+        search raises :class:`~sessions_db.UnsupportedOperationError`.
         """
         words = search.terms(query)
         if not words or limit <= 0:
             return []
+        # Looked up each time (one catalog read), so that a switch takes effect at once.
+        catalog, found = fulltext.probe(self._dialect, self._sql.schema)
+        if self._run(catalog, found, alone=True).first() is None:
+            raise UnsupportedOperationError(fulltext.SEARCH_OFF)
         e = self._sql.tables.entries
         sessions, entries = self._sql.sessions_name, self._sql.entries_name
         params: dict[str, Any] = {"uid": user_id, "agent": agent_name, "limit": limit}
@@ -837,9 +844,9 @@ WHERE {FTS_TABLE} MATCH :match AND s.user_id = :uid {by_agent} AND e.type = 'mes
         Google ADK user state (:class:`~sessions_db.models.AdkUserStateRow`,
         every app) goes in the same transaction. On SQLite the
         transaction also zeroes the pages it frees (``secure_delete``) and
-        merges the FTS5 index, whose segments would otherwise keep the deleted
-        words until some later merge, and its commit empties the write-ahead
-        log into the database file.
+        merges the FTS5 index (if the store has it), whose segments would
+        otherwise keep the deleted words until some later merge, and its
+        commit empties the write-ahead log into the database file.
         """
         s = self._sql.tables.sessions
         stmt = delete(s).where(s.c.user_id == user_id).returning(s.c.id)
@@ -853,7 +860,7 @@ WHERE {FTS_TABLE} MATCH :match AND s.user_id = :uid {by_agent} AND e.type = 'mes
         self._run(text("PRAGMA secure_delete = ON"))
         count = len(self._run(stmt).all())
         states = self._run(adk_state).rowcount
-        if count:
+        if count and self._run(*fulltext.probe(self._dialect)).first() is not None:
             self._run(text(f"INSERT INTO {FTS_TABLE} ({FTS_TABLE}) VALUES ('optimize')"))
         self._erased = bool(count or states)
         self._run(text(f"PRAGMA secure_delete = {int(before or 0)}"))
