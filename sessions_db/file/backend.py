@@ -233,7 +233,20 @@ class FileBackend(StorageBackend):
 
     @contextmanager
     def _agent_dir(self, agent_name: str, *, create: bool = False) -> Iterator[int]:
-        fd = paths.open_dir(ids.agent_name(agent_name), self._base_fd, create=create)
+        name = ids.agent_name(agent_name)
+        try:
+            fd = paths.open_dir(name, self._base_fd)
+        except FileNotFoundError:
+            if not create:
+                raise
+            fd = paths.open_dir(name, self._base_fd, create=True)
+            with ExitStack() as stack:
+                stack.callback(os.close, fd)
+                # A new agent gets its journals (lists) at once: no listing has to build them.
+                with locked(fd):
+                    if not lists.exists(fd):
+                        self._rebuild_lists(name, fd)
+                stack.pop_all()
         with opened(fd):
             yield fd
 
