@@ -114,7 +114,9 @@ class FileBackend(StorageBackend):
 
     ``<agent>/sessions.json`` lists every session after each create and delete;
     records' ``updated_at``, ``message_count`` and ``current_leaf`` may lag behind
-    appends until a listing or :meth:`close` (see :mod:`sessions_db.file.index`).
+    appends until a listing or :meth:`close` (see :mod:`sessions_db.file.index`). A page
+    of a listing (``limit=``) reads only the end of an ordered journal in ``<agent>/lists/``
+    that every write adds to first (see :mod:`sessions_db.file.lists`).
     ``cache_size`` bounds what the store remembers per session (its lock and
     where it and its checkpoints live). POSIX only: elsewhere the constructor
     raises :class:`~sessions_db.ConfigurationError`.
@@ -1210,7 +1212,8 @@ class FileBackend(StorageBackend):
 
         Cuts torn or unfinished writes off the session files, removes temporary
         files of interrupted rewrites and checkpoint files whose session is gone,
-        rewrites each ``sessions.json`` from the ``.jsonl`` files, and reports what
+        rewrites each ``sessions.json`` and each listing journal (``lists/``) from
+        the ``.jsonl`` files, and reports what
         it found and fixed. Safe to run while the store is in use.
         """
         with self._lock:

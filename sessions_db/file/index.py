@@ -14,7 +14,8 @@ How current it is:
   rewrites it;
 * appends and checkpoints do not touch it, so between those points a record's
   ``updated_at``, ``message_count`` and ``current_leaf`` may lag behind the
-  session file; a listing that notices rewrites it, and ``FileBackend.close()``
+  session file; a listing without a limit that notices rewrites it (a page of a
+  listing reads the journals of :mod:`.lists` instead), and ``FileBackend.close()``
   rewrites the records of every session the store changed, so it is current
   after ``close()`` (and also whenever more than ``cache_size`` changed
   sessions await it).
