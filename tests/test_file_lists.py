@@ -317,11 +317,14 @@ def test_a_damaged_journal_is_rebuilt(tmp_path: Path, caplog: pytest.LogCaptureF
     base = tmp_path / "s"
     backend = sdb.FileBackend(base)
     mgr = sdb.Manager(backend, clock=Clock())
-    for _ in range(4):
-        mgr.create(AGENT, user_id="u")
+    made = [mgr.create(AGENT, user_id="u") for _ in range(4)]
     check(backend, ["u"])
     path = lists_dir(base) / lists.ALL
     path.write_bytes(path.read_bytes() + b"not json\n")
+    made[1].append_message(msg("written after the damage"))  # the writer is not stopped
+    assert not (lists_dir(base) / lists.READY).exists()
+    check(backend, ["u"])
+    path.write_bytes(path.read_bytes()[:-20] + b"not json\n")
     check(backend, ["u"])
     assert "damaged" in caplog.text
     assert all(json.loads(x) for x in path.read_bytes().splitlines())

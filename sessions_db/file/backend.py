@@ -709,13 +709,23 @@ class FileBackend(StorageBackend):
             raise SessionNotFoundError(f"session {session_id} not found")
         return self._meta(summary, agent)
 
-    def _delete(self, session_id: str, *, updated_before: datetime | None = None) -> bool:
-        """Delete a session's file and checkpoints; ``False`` if it was updated meanwhile."""
+    def _delete(
+        self,
+        session_id: str,
+        users: set[str | None],
+        *,
+        updated_before: datetime | None = None,
+    ) -> bool:
+        """Delete a session's file and checkpoints; ``False`` if it was updated meanwhile.
+
+        Adds the session's user to ``users`` (whose journals then drop its lines).
+        """
         with self._writing(session_id) as (_agent, agent_fd, _, log):
             if updated_before is not None and (
                 log.updated_at is None or log.updated_at >= updated_before
             ):
                 return False
+            users.add(log.user_id)
             checkpoint_ids = self._checkpoint_ids(log)
             os.unlink(paths.session_file(session_id), dir_fd=agent_fd)
             os.fsync(agent_fd)
@@ -736,13 +746,16 @@ class FileBackend(StorageBackend):
                 checkpoints.remove(cfd, checkpoint_id, session_id)
             os.fsync(cfd)
 
-    def _drop_from_index(self, agent: str, session_ids: list[str]) -> None:
-        """Take deleted sessions out of the index and the journals (lists).
+    def _drop_from_index(self, agent: str, session_ids: list[str], users: set[str | None]) -> None:
+        """Take deleted sessions out of the index and the journals of the agent and ``users``.
 
-        The index is rebuilt whole if missing or damaged.
+        The index is rebuilt whole if missing or damaged. (Journals of users a
+        session belonged to before a change of user keep its lines until
+        ``repair``; a listing skips them.)
         """
         with self._agent_dir(agent) as agent_fd, locked(agent_fd):
-            lists.drop(agent_fd, agent, session_ids)
+            names = [lists.ALL, *(lists.journal_name(u) for u in users)]
+            lists.drop(agent_fd, agent, session_ids, names)
             known = self._index(agent, agent_fd, held=True)
             if agent in self._damaged_indexes or paths.lstat(INDEX, agent_fd) is None:
                 self._rewrite_index(agent, agent_fd)
@@ -756,8 +769,9 @@ class FileBackend(StorageBackend):
     def delete_session(self, session_id: str) -> None:  # noqa: D102
         session_id = ids.session_id(session_id)
         agent = self._where(session_id)
-        self._delete(session_id)
-        self._drop_from_index(agent, [session_id])
+        users: set[str | None] = set()
+        self._delete(session_id, users)
+        self._drop_from_index(agent, [session_id], users)
 
     @_io
     def list_sessions(  # noqa: D102
@@ -956,14 +970,15 @@ class FileBackend(StorageBackend):
                 pruned += expired
                 continue
             deleted = []
+            users: set[str | None] = set()
             for session_id in expired:
                 try:
-                    if self._delete(session_id, updated_before=updated_before):
+                    if self._delete(session_id, users, updated_before=updated_before):
                         deleted.append(session_id)
                 except SessionNotFoundError:
                     continue
             if deleted:
-                self._drop_from_index(agent, deleted)
+                self._drop_from_index(agent, deleted, users)
             pruned += deleted
         return sorted(pruned)
 

@@ -36,10 +36,16 @@ right (a torn last line is cut off by the next writer). Journals are not
 fsynced: after the machine itself crashed they may miss lines, so ``ready``
 names the boot (Linux's ``boot_id``) and journals of another boot are rebuilt
 from the session files before a listing trusts them; so are missing or damaged
-ones. A rebuild replaces each journal atomically while writers go on: a writer
-whose journal was replaced or created while it wrote adds its line again
+ones (where the system has no ``boot_id``, run ``repair`` after such a crash).
+A rebuild replaces each journal atomically while writers go on: a writer whose
+journal was replaced or created while it wrote adds its line again
 (:meth:`Intent.done`), and the rebuild checks afterwards that every session's
 file is still the one it read.
+
+The line of a new session has inode 0 (the file does not exist yet), which
+matches any inode. A listing that had to read past many lines of sessions
+written again since compacts that journal (one line per session; a session
+whose last write is unfinished keeps that line and one of its state).
 """
 
 from __future__ import annotations
@@ -141,21 +147,24 @@ def _open_journal(lists_fd: int, name: str) -> int:
         os.close(fd)  # closing drops the lock
 
 
-def _last_m(fd: int) -> datetime | None:
-    """Return the ``m`` of the journal's last line (cutting off a torn last line first)."""
+def _last_m(fd: int) -> tuple[datetime | None, bool]:
+    """Return the ``m`` of the journal's last line, and whether that line is damaged.
+
+    A torn last line (the machine crashed mid-write) is cut off first.
+    """
     size = os.fstat(fd).st_size
+    if size and os.pread(fd, 1, size - 1) != b"\n":
+        size = _last_newline(fd, size)
+        os.ftruncate(fd, size)
     if size == 0:
-        return None
+        return None, False
     tail = os.pread(fd, _TAIL, max(size - _TAIL, 0))
     if tail.endswith(_M_TAIL) and tail.startswith(_M_HEAD):
         try:
-            return parse_ts(tail[len(_M_HEAD) : -len(_M_TAIL)].decode())
+            return parse_ts(tail[len(_M_HEAD) : -len(_M_TAIL)].decode()), False
         except ValueError:
             pass
-    # A line torn by a crash of the machine: cut it off, keep the lines before.
-    end = _last_newline(fd, size)
-    os.ftruncate(fd, end)
-    return _last_m(fd) if end else None
+    return None, True
 
 
 def _last_newline(fd: int, size: int) -> int:
@@ -171,10 +180,17 @@ def _last_newline(fd: int, size: int) -> int:
     return 0
 
 
-def _append(fd: int, summary: SessionLog) -> None:
-    """Append ``summary``'s line to the journal open (and locked) as ``fd``."""
+def _append(lists_fd: int, fd: int, summary: SessionLog) -> None:
+    """Append ``summary``'s line to the journal open (and locked) as ``fd``.
+
+    If the journal's last line is not one this store wrote, the journals are no
+    longer ready: the next listing rebuilds them.
+    """
     assert summary.updated_at is not None
-    prev = _last_m(fd)
+    prev, damaged = _last_m(fd)
+    if damaged:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(READY, dir_fd=lists_fd)
     m = summary.updated_at if prev is None or prev < summary.updated_at else prev
     line = encode_line(summary, m)
     view = memoryview(line)
@@ -203,7 +219,7 @@ def note(agent_fd: int, summary: SessionLog) -> None:
     with opened(lists_fd):
         for name in _names(summary):
             with opened(_open_journal(lists_fd, name)) as fd:
-                _append(fd, summary)
+                _append(lists_fd, fd, summary)
 
 
 class Intent:
@@ -226,7 +242,7 @@ class Intent:
                 fd = _open_journal(lists_fd, name)
                 self._fds.append(fd)
                 try:
-                    _append(fd, summary)
+                    _append(lists_fd, fd, summary)
                 finally:
                     unlock(fd)
 
@@ -485,15 +501,20 @@ def rewrite(
                     os.unlink(name, dir_fd=lists_fd)  # no session of the user is left
 
 
-def drop(agent_fd: int, agent_name: str, session_ids: Iterable[str]) -> None:
-    """Remove the lines of deleted sessions from every journal of the agent."""
+def drop(
+    agent_fd: int,
+    agent_name: str,
+    session_ids: Iterable[str],
+    names: Iterable[str] | None = None,
+) -> None:
+    """Remove the lines of deleted sessions from journals ``names`` (``None``: every one)."""
     gone = set(session_ids)
 
     def keep(records: list[SessionLog]) -> list[SessionLog] | None:
         kept = [r for r in records if r.session_id not in gone]
         return None if len(kept) == len(records) else kept
 
-    rewrite(agent_fd, agent_name, None, keep)
+    rewrite(agent_fd, agent_name, None if names is None else sorted(set(names)), keep)
 
 
 def compact(agent_fd: int, agent_name: str, name: str, resolve: Resolve) -> None:
