@@ -435,3 +435,41 @@ def _appender(base: str, ids: list[str]) -> None:
     for i in range(40):
         mgr.get(ids[i % len(ids)]).append_message(msg(f"p{i}"))
     mgr.close()
+
+
+def test_a_journal_full_of_one_sessions_writes_is_compacted(tmp_path: Path) -> None:
+    base = tmp_path / "s"
+    backend = sdb.FileBackend(base)
+    mgr = sdb.Manager(backend, clock=Clock())
+    made = [mgr.create(AGENT, user_id="u") for _ in range(6)]
+    hot = made[2]
+    for i in range(1100):
+        hot.append_message(msg(f"m{i}"))
+    path = lists_dir(base) / lists.journal_name("u")
+    assert len(path.read_bytes().splitlines()) > 1100
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    writes = [0]
+
+    def writer() -> None:  # goes on writing while the listing compacts
+        try:
+            while not stop.is_set():
+                made[writes[0] % 6].append_message(msg("during"))
+                writes[0] += 1
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        # reads past a thousand lines of one session, then keeps one line per session
+        page = backend.list_sessions(AGENT, user_id="u", limit=6)
+    finally:
+        stop.set()
+        thread.join()
+    assert not errors, errors
+    assert {s.id for s in page} == {s.id for s in made}
+    # one line per session (two for one being written), and the lines written since
+    assert len(path.read_bytes().splitlines()) <= 2 * 6 + writes[0] < 1100
+    check(backend, ["u"])
+    mgr.close()

@@ -893,7 +893,7 @@ class FileBackend(StorageBackend):
         if read > 1024 and read > 4 * distinct:
             # Mostly lines of sessions written again since: keep one line per session.
             name = lists.journal_name(user_id) if user_id is not None else lists.ALL
-            lists.compact(agent_fd, agent, name, resolve)
+            lists.compact(agent_fd, agent, name)
         for s in found:
             self._agents.put(s.session_id, agent)
         return select_sessions((self._meta(s, agent) for s in found), limit=limit, offset=offset)

@@ -51,6 +51,7 @@ whose last write is unfinished keeps that line and one of its state).
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import heapq
 import json
@@ -58,6 +59,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 
+from ..errors import SessionsDBError
 from . import durable, paths
 from .index import record_summary, record_text
 from .jsonl import SessionLog, parse_ts, ts_text
@@ -517,8 +519,30 @@ def drop(
     rewrite(agent_fd, agent_name, None if names is None else sorted(set(names)), keep)
 
 
-def compact(agent_fd: int, agent_name: str, name: str, resolve: Resolve) -> None:
+def read_state(agent_fd: int, record: SessionLog) -> SessionLog | None:
+    """Return the session of a journal record as its file holds it now (``None``: gone).
+
+    Takes no lock (it runs under a journal's lock, which writers take while
+    they hold their session's): a file that matches the record's inode and
+    size is the record; another is read whole, up to its last commit line.
+    """
+    name = paths.session_file(record.session_id)
+    try:
+        with opened(paths.open_file(name, agent_fd, os.O_RDONLY)) as fd:
+            info = os.fstat(fd)
+            if info.st_size == record.offset and record.ino in (0, info.st_ino):
+                return record
+            log = SessionLog(record.session_id, keep_entries=False)
+            log.ino = info.st_ino
+            log.feed(durable_read(fd))
+    except (FileNotFoundError, SessionsDBError):
+        return None
+    return log if log.created_at is not None else None
+
+
+def compact(agent_fd: int, agent_name: str, name: str) -> None:
     """Keep one line per living session in journal ``name`` (two if a write is under way)."""
+    resolve = functools.partial(read_state, agent_fd)
 
     def keep(records: list[SessionLog]) -> list[SessionLog]:
         last: dict[str, SessionLog] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import dataclass, field
@@ -179,23 +180,10 @@ def repair_store(base_fd: int, base: Path) -> RepairReport:
     return report
 
 
-def _read_state(agent_fd: int, record: SessionLog) -> SessionLog | None:
-    """Return the session as its file holds it now (``None``: gone or damaged)."""
-    name = paths.session_file(record.session_id)
-    try:
-        with opened(paths.open_file(name, agent_fd, os.O_RDONLY)) as fd:
-            log = SessionLog(record.session_id, keep_entries=False)
-            log.ino = os.fstat(fd).st_ino
-            log.feed(os.pread(fd, os.fstat(fd).st_size, 0))
-    except (FileNotFoundError, SessionsDBError):
-        return None
-    return log if log.created_at is not None else None
-
-
 def _repair_lists(
     agent_fd: int, agent: str, summaries: list[SessionLog], report: RepairReport
 ) -> None:
     """Rewrite the agent's journals (``lists/``) from the session files, whatever they held."""
     with opened(paths.open_dir(lists.DIR, agent_fd)) as lists_fd:
         _remove_temp_files(lists_fd, f"{agent}/{lists.DIR}", report)
-    lists.rebuild(agent_fd, summaries, lambda record: _read_state(agent_fd, record))
+    lists.rebuild(agent_fd, summaries, functools.partial(lists.read_state, agent_fd))
