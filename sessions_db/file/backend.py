@@ -1308,7 +1308,8 @@ class FileBackend(StorageBackend):
                     if len(keep) != len(known) or agent in self._damaged_indexes:
                         index.write(agent_fd, agent, keep)
                         self._damaged_indexes.discard(agent)
-                    lists.drop(agent_fd, agent, erased)
+                    if erased:
+                        lists.drop(agent_fd, agent, erased)
             except FileNotFoundError:
                 continue
             count += len(erased)
