@@ -273,12 +273,12 @@ def test_a_torn_journal_line_is_skipped_then_cut(tmp_path: Path) -> None:
     base = tmp_path / "s"
     backend = sdb.FileBackend(base)
     mgr = sdb.Manager(backend, clock=Clock())
-    made = [mgr.create(AGENT, user_id="u") for _ in range(5)]
-    check(backend, ["u"])  # the first listing builds the journals
+    made = [mgr.create(AGENT, user_id="u", metadata={"big": "x" * 40_000}) for _ in range(5)]
+    check(backend, ["u"])
     path = lists_dir(base) / lists.journal_name("u")
     whole = path.read_bytes()
     with path.open("ab") as f:
-        f.write(whole.splitlines(keepends=True)[-1][:50])  # half a line, no newline
+        f.write(whole.splitlines(keepends=True)[-1][:30_000])  # part of a line, no newline
     check(backend, ["u"])
     made[0].append_message(msg("x"))
     assert path.read_bytes().endswith(b"}\n")

@@ -99,6 +99,7 @@ def _boot_id() -> str:
         return "unknown"
 
 
+#: This boot of the machine (Linux's ``boot_id``; ``"unknown"`` where there is none).
 BOOT = _boot_id()
 
 
@@ -272,21 +273,24 @@ def _reverse_lines(fd: int, size: int) -> Iterator[bytes]:
     pos = size
     rest = b""
     chunk = 8192
-    first = True
+    ended = False  # the last newline was found
     while pos > 0:
         start = max(pos - chunk, 0)
         buf = os.pread(fd, pos - start, start) + rest
         pos = start
         chunk = min(chunk * 2, 1 << 20)
         parts = buf.split(b"\n")
-        if first:
+        if not ended:
+            if len(parts) == 1:
+                rest = b""  # all of it belongs to a line not yet whole
+                continue
             parts.pop()  # after the last newline: empty, or a line not yet whole
-            first = False
+            ended = True
         rest = parts[0]
         for line in reversed(parts[1:]):
             if line:
                 yield line
-    if rest and not first:
+    if rest and ended:
         yield rest
 
 
