@@ -103,9 +103,13 @@ def _boot_id() -> str:
 BOOT = _boot_id()
 
 
+def _head(summary: SessionLog) -> bytes:
+    return record_text(summary)[:-1].encode() + _M_HEAD
+
+
 def encode_line(summary: SessionLog, m: datetime) -> bytes:
     """Return the journal line of ``summary`` with the running maximum ``m``."""
-    return record_text(summary)[:-1].encode() + _M_HEAD + ts_text(m).encode() + _M_TAIL
+    return _head(summary) + ts_text(m).encode() + _M_TAIL
 
 
 def decode_line(raw: bytes, agent_name: str) -> tuple[SessionLog, datetime]:
@@ -156,12 +160,15 @@ def _last_m(fd: int) -> tuple[datetime | None, bool]:
     A torn last line (the machine crashed mid-write) is cut off first.
     """
     size = os.fstat(fd).st_size
-    if size and os.pread(fd, 1, size - 1) != b"\n":
-        size = _last_newline(fd, size)
-        os.ftruncate(fd, size)
     if size == 0:
         return None, False
     tail = os.pread(fd, _TAIL, max(size - _TAIL, 0))
+    if not tail.endswith(b"\n"):
+        size = _last_newline(fd, size)
+        os.ftruncate(fd, size)
+        if size == 0:
+            return None, False
+        tail = os.pread(fd, _TAIL, max(size - _TAIL, 0))
     if tail.endswith(_M_TAIL) and tail.startswith(_M_HEAD):
         try:
             return parse_ts(tail[len(_M_HEAD) : -len(_M_TAIL)].decode()), False
@@ -183,11 +190,12 @@ def _last_newline(fd: int, size: int) -> int:
     return 0
 
 
-def _append(lists_fd: int, fd: int, summary: SessionLog) -> None:
+def _append(lists_fd: int, fd: int, summary: SessionLog, head: bytes) -> None:
     """Append ``summary``'s line to the journal open (and locked) as ``fd``.
 
-    If the journal's last line is not one this store wrote, the journals are no
-    longer ready: the next listing rebuilds them.
+    ``head`` is the line up to ``m`` (:func:`_head`). If the journal's last line
+    is not one this store wrote, the journals are no longer ready: the next
+    listing rebuilds them.
     """
     assert summary.updated_at is not None
     prev, damaged = _last_m(fd)
@@ -195,7 +203,7 @@ def _append(lists_fd: int, fd: int, summary: SessionLog) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(READY, dir_fd=lists_fd)
     m = summary.updated_at if prev is None or prev < summary.updated_at else prev
-    line = encode_line(summary, m)
+    line = head + ts_text(m).encode() + _M_TAIL
     view = memoryview(line)
     while view:
         view = view[os.write(fd, view) :]
@@ -219,10 +227,11 @@ def note(agent_fd: int, summary: SessionLog) -> None:
     lists_fd = _open_lists(agent_fd)
     if lists_fd is None:
         return
+    head = _head(summary)
     with opened(lists_fd):
         for name in _names(summary):
             with opened(_open_journal(lists_fd, name)) as fd:
-                _append(lists_fd, fd, summary)
+                _append(lists_fd, fd, summary, head)
 
 
 class Intent:
@@ -240,12 +249,13 @@ class Intent:
         self._present = lists_fd is not None
         if lists_fd is None:
             return
+        head = _head(summary)
         with opened(lists_fd):
             for name in _names(summary):
                 fd = _open_journal(lists_fd, name)
                 self._fds.append(fd)
                 try:
-                    _append(lists_fd, fd, summary)
+                    _append(lists_fd, fd, summary, head)
                 finally:
                     unlock(fd)
 
