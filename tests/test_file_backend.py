@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import multiprocessing
@@ -71,13 +72,16 @@ def test_layout_and_permissions(base: Path, umask: int) -> None:
     jsonl_path = agent_dir / f"{session.id}.jsonl"
     index_path = agent_dir / "sessions.json"
     checkpoint_path = agent_dir / "checkpoints" / f"{checkpoint.id}.json"
-    for directory in (base, agent_dir, agent_dir / "checkpoints"):
+    journals = sorted((agent_dir / "lists").iterdir())
+    for directory in (base, agent_dir, agent_dir / "checkpoints", agent_dir / "lists"):
         assert mode(directory) == 0o700, directory
-    for file in (jsonl_path, index_path, checkpoint_path):
+    for file in (jsonl_path, index_path, checkpoint_path, *journals):
         assert mode(file) == 0o600, file
     assert sorted(p.name for p in agent_dir.iterdir()) == sorted(
-        ["checkpoints", "sessions.json", f"{session.id}.jsonl"]
+        ["checkpoints", "lists", "sessions.json", f"{session.id}.jsonl"]
     )
+    user_journal = hashlib.sha256(b"u1").hexdigest() + ".log"
+    assert [p.name for p in journals] == sorted(["all.log", user_journal, "ready"])
     lines = lines_of(jsonl_path)
     assert all({"id", "parent_id", "timestamp", "type", "data"} <= set(line) for line in lines)
     assert [line["type"] for line in lines] == ["session", "message", "message", "checkpoint"]
@@ -102,11 +106,14 @@ def test_delete_leaves_nothing_behind(mgr: sdb.Manager, base: Path) -> None:
     mgr.delete(session.id)
     agent_dir = base / AGENT
     assert sorted(p.name for p in agent_dir.iterdir()) == sorted(
-        ["checkpoints", "sessions.json", f"{keep.id}.jsonl"]
+        ["checkpoints", "lists", "sessions.json", f"{keep.id}.jsonl"]
     )
     assert list((agent_dir / "checkpoints").iterdir()) == []
     index = json.loads((agent_dir / "sessions.json").read_bytes())
     assert [r["id"] for r in index["sessions"]] == [keep.id]
+    for journal in (agent_dir / "lists").glob("*.log"):
+        assert session.id.encode() not in journal.read_bytes(), journal
+        assert keep.id.encode() in journal.read_bytes(), journal
 
 
 def test_connect_urls_and_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -35,9 +35,9 @@ from ..errors import (
     StorageClosedError,
     StorageUnavailableError,
 )
-from ..storage import Cursor, select_sessions
+from ..storage import Cursor, contains, select_sessions
 from ..types import Checkpoint, EntryType, SessionEntry, SessionMetadata
-from . import checkpoints, durable, index, locking, paths
+from . import checkpoints, durable, index, lists, locking, paths
 from .caches import DEFAULT_SIZE, LockTable, LruMap
 from .jsonl import Commit, SessionLog, entry_lines, session_line
 from .locking import locked, try_lock, unlock
@@ -114,7 +114,9 @@ class FileBackend(StorageBackend):
 
     ``<agent>/sessions.json`` lists every session after each create and delete;
     records' ``updated_at``, ``message_count`` and ``current_leaf`` may lag behind
-    appends until a listing or :meth:`close` (see :mod:`sessions_db.file.index`).
+    appends until a listing or :meth:`close` (see :mod:`sessions_db.file.index`). A page
+    of a listing (``limit=``) reads only the end of an ordered journal in ``<agent>/lists/``
+    that every write adds to first (see :mod:`sessions_db.file.lists`).
     ``cache_size`` bounds what the store remembers per session (its lock and
     where it and its checkpoints live). POSIX only: elsewhere the constructor
     raises :class:`~sessions_db.ConfigurationError`.
@@ -233,7 +235,20 @@ class FileBackend(StorageBackend):
 
     @contextmanager
     def _agent_dir(self, agent_name: str, *, create: bool = False) -> Iterator[int]:
-        fd = paths.open_dir(ids.agent_name(agent_name), self._base_fd, create=create)
+        name = ids.agent_name(agent_name)
+        try:
+            fd = paths.open_dir(name, self._base_fd)
+        except FileNotFoundError:
+            if not create:
+                raise
+            fd = paths.open_dir(name, self._base_fd, create=True)
+            with ExitStack() as stack:
+                stack.callback(os.close, fd)
+                # A new agent gets its journals (lists) at once: no listing has to build them.
+                with locked(fd):
+                    if not lists.exists(fd):
+                        self._rebuild_lists(name, fd)
+                stack.pop_all()
         with opened(fd):
             yield fd
 
@@ -332,6 +347,28 @@ class FileBackend(StorageBackend):
             log = self._refresh(None, session_id, fd, info)
         self._logs[session_id] = log
         return agent, agent_fd, fd, log
+
+    @staticmethod
+    def _after(log: SessionLog, data: bytes) -> SessionLog:
+        """Return the session's summary as it will be once ``data`` is appended to its file."""
+        after = SessionLog(log.session_id, keep_entries=False)
+        for name in ("agent_name", "user_id", "metadata", "created_at", "updated_at"):
+            setattr(after, name, getattr(log, name))
+        for name in ("message_count", "leaf", "key", "forked_from", "forked_at", "ino"):
+            setattr(after, name, getattr(log, name))
+        after.offset = after.seen = log.offset
+        after.feed(data)
+        return after
+
+    def _append(self, agent_fd: int, fd: int, log: SessionLog, data: bytes) -> None:
+        """Append one write to a session file (locked), its journal lines first (see lists)."""
+        after = self._after(log, data)
+        intent = lists.Intent(agent_fd, after)
+        try:
+            durable.append(fd, data, log.offset)
+            intent.done(after)
+        finally:
+            intent.close()
 
     def _summary(
         self, session_id: str, agent_fd: int, known: dict[str, SessionLog]
@@ -578,15 +615,22 @@ class FileBackend(StorageBackend):
         # Also refuses a planted symlink in the index's place before anything is made.
         index_before = paths.lstat(INDEX, agent_fd)
         with self._session_lock(meta.id):
-            fd = durable.create(agent_fd, name, line)
-            if fd is None:
+            if paths.lstat(name, agent_fd) is not None:
                 return False
-            with opened(fd):
-                log = SessionLog(meta.id)
-                summary = SessionLog(meta.id, keep_entries=False)
-                log.ino = summary.ino = os.fstat(fd).st_ino
-                log.feed(line)
-                summary.feed(line)
+            summary = SessionLog(meta.id, keep_entries=False)
+            summary.feed(line)  # inode 0 in its journal lines: not known before the file is
+            intent = lists.Intent(agent_fd, summary)
+            try:
+                fd = durable.create(agent_fd, name, line)
+                if fd is None:
+                    return False
+                with opened(fd):
+                    log = SessionLog(meta.id)
+                    log.ino = summary.ino = os.fstat(fd).st_ino
+                    log.feed(line)
+                intent.done(summary)
+            finally:
+                intent.close()
             self._logs[meta.id] = log
             self._agents.put(meta.id, agent)
         try:
@@ -641,7 +685,7 @@ class FileBackend(StorageBackend):
             with self._agent_dir(agent, create=True) as agent_fd, locked(agent_fd):
                 if self._create(agent, agent_fd, meta):
                     return
-        with self._writing(session_id) as (owner, _, fd, log):
+        with self._writing(session_id) as (owner, agent_fd, fd, log):
             assert log.created_at is not None
             assert log.updated_at is not None
             line = session_line(
@@ -652,7 +696,7 @@ class FileBackend(StorageBackend):
                 meta.metadata,
                 Commit(log.updated_at, log.message_count),
             )
-            durable.append(fd, line, log.offset)
+            self._append(agent_fd, fd, log, line)
             log.feed(line)
 
     @_io
@@ -665,13 +709,23 @@ class FileBackend(StorageBackend):
             raise SessionNotFoundError(f"session {session_id} not found")
         return self._meta(summary, agent)
 
-    def _delete(self, session_id: str, *, updated_before: datetime | None = None) -> bool:
-        """Delete a session's file and checkpoints; ``False`` if it was updated meanwhile."""
+    def _delete(
+        self,
+        session_id: str,
+        users: set[str | None],
+        *,
+        updated_before: datetime | None = None,
+    ) -> bool:
+        """Delete a session's file and checkpoints; ``False`` if it was updated meanwhile.
+
+        Adds the session's user to ``users`` (whose journals then drop its lines).
+        """
         with self._writing(session_id) as (_agent, agent_fd, _, log):
             if updated_before is not None and (
                 log.updated_at is None or log.updated_at >= updated_before
             ):
                 return False
+            users.add(log.user_id)
             checkpoint_ids = self._checkpoint_ids(log)
             os.unlink(paths.session_file(session_id), dir_fd=agent_fd)
             os.fsync(agent_fd)
@@ -692,9 +746,16 @@ class FileBackend(StorageBackend):
                 checkpoints.remove(cfd, checkpoint_id, session_id)
             os.fsync(cfd)
 
-    def _drop_from_index(self, agent: str, session_ids: list[str]) -> None:
-        """Take deleted sessions out of the index (rebuilt whole if missing or damaged)."""
+    def _drop_from_index(self, agent: str, session_ids: list[str], users: set[str | None]) -> None:
+        """Take deleted sessions out of the index and the journals of the agent and ``users``.
+
+        The index is rebuilt whole if missing or damaged. (Journals of users a
+        session belonged to before a change of user keep its lines until
+        ``repair``; a listing skips them.)
+        """
         with self._agent_dir(agent) as agent_fd, locked(agent_fd):
+            names = [lists.ALL, *(lists.journal_name(u) for u in users)]
+            lists.drop(agent_fd, agent, session_ids, names)
             known = self._index(agent, agent_fd, held=True)
             if agent in self._damaged_indexes or paths.lstat(INDEX, agent_fd) is None:
                 self._rewrite_index(agent, agent_fd)
@@ -708,8 +769,9 @@ class FileBackend(StorageBackend):
     def delete_session(self, session_id: str) -> None:  # noqa: D102
         session_id = ids.session_id(session_id)
         agent = self._where(session_id)
-        self._delete(session_id)
-        self._drop_from_index(agent, [session_id])
+        users: set[str | None] = set()
+        self._delete(session_id, users)
+        self._drop_from_index(agent, [session_id], users)
 
     @_io
     def list_sessions(  # noqa: D102
@@ -725,6 +787,24 @@ class FileBackend(StorageBackend):
         after: Cursor | None = None,
     ) -> list[SessionMetadata]:
         agent = ids.agent_name(agent_name)
+        if limit is not None:
+            try:
+                with self._agent_dir(agent) as agent_fd:
+                    page = self._list_page(
+                        agent,
+                        agent_fd,
+                        user_id=user_id,
+                        limit=limit,
+                        offset=offset,
+                        updated_after=updated_after,
+                        updated_before=updated_before,
+                        metadata=metadata,
+                        after=after,
+                    )
+            except FileNotFoundError:
+                return []
+            if page is not None:
+                return page
         try:
             with self._agent_dir(agent) as agent_fd:
                 summaries, stale = self._scan(agent, agent_fd)
@@ -749,6 +829,89 @@ class FileBackend(StorageBackend):
             metadata=metadata,
             after=after,
         )
+
+    def _list_page(
+        self,
+        agent: str,
+        agent_fd: int,
+        *,
+        user_id: str | None,
+        limit: int,
+        offset: int,
+        updated_after: datetime | None,
+        updated_before: datetime | None,
+        metadata: dict[str, Any] | None,
+        after: Cursor | None,
+    ) -> list[SessionMetadata] | None:
+        """Return a page of the listing from the journals (:mod:`.lists`); ``None``: scan instead.
+
+        Reads the end of one journal (the user's, or the agent's), about a page
+        of lines when the clock moves forward. Journals that are not ready are
+        rebuilt first, unless another writer holds the agent's lock (then the
+        listing scans the session files as before).
+        """
+        need = offset + limit
+        if need <= 0:
+            return []
+        if not lists.is_ready(agent_fd):
+            if not try_lock(agent_fd):
+                return None
+            try:
+                if not lists.is_ready(agent_fd):
+                    self._rebuild_lists(agent, agent_fd)
+            finally:
+                unlock(agent_fd)
+
+        def accept(s: SessionLog) -> bool:
+            assert s.updated_at is not None
+            return (
+                (user_id is None or s.user_id == user_id)
+                and (updated_after is None or s.updated_at > updated_after)
+                and (updated_before is None or s.updated_at < updated_before)
+                and (metadata is None or contains(s.metadata, metadata))
+                and (after is None or (s.updated_at, s.session_id) < after)
+            )
+
+        resolve = functools.partial(self._resolve, agent_fd)
+        try:
+            found, read, distinct = lists.page(
+                agent_fd,
+                agent,
+                user_id,
+                by_user=user_id is not None,
+                need=need,
+                accept=accept,
+                resolve=resolve,
+                updated_after=updated_after,
+            )
+        except lists.DamagedJournalError as exc:
+            _log.warning(
+                "a journal of %s/%s is damaged (%s); it is rebuilt", self._base, agent, exc
+            )
+            lists.unready(agent_fd)
+            return None
+        if read > 1024 and read > 4 * distinct:
+            # Mostly lines of sessions written again since: keep one line per session.
+            name = lists.journal_name(user_id) if user_id is not None else lists.ALL
+            lists.compact(agent_fd, agent, name)
+        for s in found:
+            self._agents.put(s.session_id, agent)
+        return select_sessions((self._meta(s, agent) for s in found), limit=limit, offset=offset)
+
+    def _resolve(self, agent_fd: int, record: SessionLog) -> SessionLog | None:
+        """Return the session of a journal record as it is now (``None``: it is gone)."""
+        info = paths.lstat(paths.session_file(record.session_id), agent_fd)
+        if info is None:
+            return None
+        if info.st_size == record.offset and record.ino in (0, info.st_ino):
+            return record  # the file is as the line's write left it
+        return self._summary(record.session_id, agent_fd, {})
+
+    def _rebuild_lists(self, agent: str, agent_fd: int) -> None:
+        """Write the agent's journals afresh from its session files (hold the agent's lock)."""
+        lists.make(agent_fd)
+        summaries, _ = self._scan(agent, agent_fd, held=True)
+        lists.rebuild(agent_fd, summaries, functools.partial(self._resolve, agent_fd))
 
     @_io
     def list_agents(self) -> list[str]:  # noqa: D102
@@ -807,14 +970,15 @@ class FileBackend(StorageBackend):
                 pruned += expired
                 continue
             deleted = []
+            users: set[str | None] = set()
             for session_id in expired:
                 try:
-                    if self._delete(session_id, updated_before=updated_before):
+                    if self._delete(session_id, users, updated_before=updated_before):
                         deleted.append(session_id)
                 except SessionNotFoundError:
                     continue
             if deleted:
-                self._drop_from_index(agent, deleted)
+                self._drop_from_index(agent, deleted, users)
             pruned += deleted
         return sorted(pruned)
 
@@ -852,7 +1016,7 @@ class FileBackend(StorageBackend):
         session_id = ids.session_id(session_id)
         if not entries:
             return
-        with self._writing(session_id) as (_, _, fd, log):
+        with self._writing(session_id) as (_, agent_fd, fd, log):
             if at_root:
                 parent, depth = None, 0
             elif fork_from is None:
@@ -873,7 +1037,7 @@ class FileBackend(StorageBackend):
                     depth += 1
             batch = list(entries)
             data, _ = entry_lines(batch, parent, Commit(updated_at, depth))
-            durable.append(fd, data, log.offset)
+            self._append(agent_fd, fd, log, data)
             log.feed_own(batch, parent, data)
 
     @_io
@@ -978,7 +1142,7 @@ class FileBackend(StorageBackend):
                 data, _ = entry_lines([entry], leaf, Commit(new.timestamp, log.message_count))
                 # The entry first: a crash before the checkpoint file is written
                 # leaves an entry no checkpoint points to, never the reverse.
-                durable.append(fd, data, log.offset)
+                self._append(agent_fd, fd, log, data)
                 log.feed_own([entry], leaf, data)
                 checkpoints.write_new(cfd, agent_fd, new.id, content)
                 self._checkpoint_agents.put(new.id, agent)
@@ -1063,7 +1227,8 @@ class FileBackend(StorageBackend):
 
         Cuts torn or unfinished writes off the session files, removes temporary
         files of interrupted rewrites and checkpoint files whose session is gone,
-        rewrites each ``sessions.json`` from the ``.jsonl`` files, and reports what
+        rewrites each ``sessions.json`` and each listing journal (``lists/``) from
+        the ``.jsonl`` files, and reports what
         it found and fixed. Safe to run while the store is in use.
         """
         with self._lock:
@@ -1143,6 +1308,8 @@ class FileBackend(StorageBackend):
                     if len(keep) != len(known) or agent in self._damaged_indexes:
                         index.write(agent_fd, agent, keep)
                         self._damaged_indexes.discard(agent)
+                    if erased:
+                        lists.drop(agent_fd, agent, erased)
             except FileNotFoundError:
                 continue
             count += len(erased)

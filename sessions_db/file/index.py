@@ -14,7 +14,8 @@ How current it is:
   rewrites it;
 * appends and checkpoints do not touch it, so between those points a record's
   ``updated_at``, ``message_count`` and ``current_leaf`` may lag behind the
-  session file; a listing that notices rewrites it, and ``FileBackend.close()``
+  session file; a listing without a limit that notices rewrites it (a page of a
+  listing reads the journals of :mod:`.lists` instead), and ``FileBackend.close()``
   rewrites the records of every session the store changed, so it is current
   after ``close()`` (and also whenever more than ``cache_size`` changed
   sessions await it).
@@ -56,28 +57,36 @@ def decode(raw: bytes, agent_name: str) -> dict[str, SessionLog]:
             raise DamagedIndexError("not a version 1 index")
         found: dict[str, SessionLog] = {}
         for rec in doc["sessions"]:
-            sid = rec["id"]
-            summary = SessionLog(sid, keep_entries=False)
-            summary.agent_name = agent_name
-            summary.user_id = rec["user_id"]
-            summary.metadata = rec["metadata"]
-            summary.created_at = parse_ts(rec["created_at"])
-            summary.updated_at = parse_ts(rec["updated_at"])
-            summary.message_count = int(rec["message_count"])
-            summary.leaf = rec["current_leaf"]
-            summary.offset = summary.seen = int(rec["size"])
-            summary.ino = int(rec["inode"])
-            summary.key = rec.get("key")
-            summary.forked_from = rec.get("forked_from")
-            summary.forked_at = rec.get("forked_at")
-            if not isinstance(sid, str) or not isinstance(summary.metadata, dict):
-                raise DamagedIndexError("bad record")
-            found[sid] = summary
+            summary = record_summary(rec, agent_name)
+            found[summary.session_id] = summary
     except DamagedIndexError:
         raise
     except (ValueError, KeyError, TypeError) as exc:
         raise DamagedIndexError(str(exc)) from exc
     return found
+
+
+def record_summary(rec: dict[str, Any], agent_name: str) -> SessionLog:
+    """Return the session summary one record holds (``ValueError``, ``KeyError``: malformed)."""
+    sid = rec["id"]
+    if not isinstance(sid, str):
+        raise DamagedIndexError("bad record")
+    summary = SessionLog(sid, keep_entries=False)
+    summary.agent_name = agent_name
+    summary.user_id = rec["user_id"]
+    summary.metadata = rec["metadata"]
+    summary.created_at = parse_ts(rec["created_at"])
+    summary.updated_at = parse_ts(rec["updated_at"])
+    summary.message_count = int(rec["message_count"])
+    summary.leaf = rec["current_leaf"]
+    summary.offset = summary.seen = int(rec["size"])
+    summary.ino = int(rec["inode"])
+    summary.key = rec.get("key")
+    summary.forked_from = rec.get("forked_from")
+    summary.forked_at = rec.get("forked_at")
+    if not isinstance(summary.metadata, dict):
+        raise DamagedIndexError("bad record")
+    return summary
 
 
 def encode(agent_name: str, summaries: Iterable[SessionLog]) -> bytes:
@@ -88,12 +97,13 @@ def encode(agent_name: str, summaries: Iterable[SessionLog]) -> bytes:
         reverse=True,
     )
     # One record per line: readable with cat, diffable, and still one JSON document.
-    body = ",\n".join(_record(s) for s in ordered)
+    body = ",\n".join(record_text(s) for s in ordered)
     head = payload.dumps({"version": VERSION, "agent_name": agent_name})[:-1]
     return f'{head},"sessions":[\n{body}{_END}'.encode()
 
 
-def _record(s: SessionLog) -> str:
+def record_text(s: SessionLog) -> str:
+    """Return the JSON text of one session's record (``sessions.json`` and the journals)."""
     assert s.created_at is not None
     assert s.updated_at is not None
     record: dict[str, Any] = {
@@ -135,7 +145,7 @@ def add(agent_fd: int, summary: SessionLog) -> bool:
     with opened(fd):
         size = os.fstat(fd).st_size
         tail = os.pread(fd, len(_EMPTY_TAIL), max(size - len(_EMPTY_TAIL), 0))
-        record = _record(summary).encode()
+        record = record_text(summary).encode()
         if tail == _EMPTY_TAIL:
             data = record + _END.encode()
         elif tail[-len(_RECORD_TAIL) :] == _RECORD_TAIL:

@@ -55,3 +55,8 @@ def try_lock(fd: int) -> bool:
 def unlock(fd: int) -> None:
     """Release the lock taken with :func:`try_lock`."""
     fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def lock(fd: int) -> None:
+    """Take the exclusive lock on ``fd``, waiting for it (release with :func:`unlock`)."""
+    fcntl.flock(fd, fcntl.LOCK_EX)

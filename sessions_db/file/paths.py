@@ -3,6 +3,7 @@
 Layout (the seed's)::
 
     <base>/<agent-name>/sessions.json              the index (a snapshot, see index.py)
+    <base>/<agent-name>/lists/*.log, ready         ordered journals for listing (see lists.py)
     <base>/<agent-name>/<session-id>.jsonl         the session's entries, one per line
     <base>/<agent-name>/checkpoints/<id>.json      one checkpoint
     <base>/<agent-name>/users/<user-hash>.<name>   a file an adapter keeps for one user

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InvalidIDError, SessionsDBError
-from . import durable, index, paths
+from . import durable, index, lists, paths
 from .jsonl import SessionLog
 from .locking import locked
 from .paths import CHECKPOINTS, INDEX, opened
@@ -144,6 +145,7 @@ def repair_store(base_fd: int, base: Path) -> RepairReport:
         with opened(paths.open_dir(agent, base_fd)) as agent_fd, locked(agent_fd):
             report.agents.append(agent)
             _remove_temp_files(agent_fd, agent, report)
+            lists.make(agent_fd)  # before the sessions are read: see lists.rebuild
             old: dict[str, SessionLog] | None
             try:
                 with opened(paths.open_file(INDEX, agent_fd, os.O_RDONLY)) as fd:
@@ -173,5 +175,15 @@ def repair_store(base_fd: int, base: Path) -> RepairReport:
             if recorded != current:
                 index.write(agent_fd, agent, summaries)
                 report.indexes_rebuilt.append(agent)
+            _repair_lists(agent_fd, agent, summaries, report)
             _repair_checkpoints(agent, agent_fd, report)
     return report
+
+
+def _repair_lists(
+    agent_fd: int, agent: str, summaries: list[SessionLog], report: RepairReport
+) -> None:
+    """Rewrite the agent's journals (``lists/``) from the session files, whatever they held."""
+    with opened(paths.open_dir(lists.DIR, agent_fd)) as lists_fd:
+        _remove_temp_files(lists_fd, f"{agent}/{lists.DIR}", report)
+    lists.rebuild(agent_fd, summaries, functools.partial(lists.read_state, agent_fd))
