@@ -7,7 +7,9 @@ the loads, 100,000 sessions of 100 users for ``list``), then the operation runs
 
 * plain, for the wall time per call (``time.perf_counter``) and the CPU time of
   this process per call (``time.process_time``); wall minus CPU is the time
-  spent waiting (on the server, the disk, or another thread);
+  spent waiting (on the server, the disk, or another thread). Each call
+  alternates with the same work through the raw driver (``baselines.py``),
+  whose wall time per call is given too;
 * under ``cProfile``, whose statistics are grouped by layer, from each
   function's file path: the driver (psycopg, with its waits for the server
   apart; sqlite3, whose calls include the waits for the disk), SQLAlchemy
@@ -36,6 +38,7 @@ import cProfile
 import gc
 import pstats
 import re
+import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -44,6 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .baselines import raw_for
 from .scenarios import Sizes, message
 from .stores import Store, open_store, workdir
 
@@ -186,12 +190,12 @@ def layers(stats: pstats.Stats) -> tuple[list[Layer], float]:
         for caller, edge in callers.items():
             if resolved(caller) != layer:
                 get(layer).cumulative_s += edge[3]
-    total = sum(layer.self_s for layer in by.values())
-    for layer in by.values():
+    total = sum(found.self_s for found in by.values())
+    for found in by.values():
         # Re-entry (SQLAlchemy's execution calling sessions_db's event handler, which
         # executes again) counts the inner part twice: never more than the whole.
-        layer.cumulative_s = min(max(layer.cumulative_s, layer.self_s), total)
-    return sorted(by.values(), key=lambda layer: -layer.self_s), total
+        found.cumulative_s = min(max(found.cumulative_s, found.self_s), total)
+    return sorted(by.values(), key=lambda found: -found.self_s), total
 
 
 def families(found: list[Layer]) -> list[Layer]:
@@ -263,21 +267,22 @@ class Result:
     backend: str
     op: str
     n: int
-    wall_s: float
-    cpu_s: float
+    plain: Plain
     stats: pstats.Stats
 
     def text(self, top: int = 12) -> str:
         """The report: wall and CPU per call, the layers, the top functions by self time."""
         found, total = layers(self.stats)
-        wall = self.wall_s / self.n * 1e6
-        cpu = self.cpu_s / self.n * 1e6
+        wall = self.plain.mean(self.plain.walls)
+        cpu = self.plain.mean(self.plain.cpus)
         lines = [
             f"### {self.backend} {self.op} (n = {self.n})",
             "",
-            f"wall per call: {wall:,.0f} µs",
-            f"CPU per call (process_time): {cpu:,.0f} µs",
-            f"waiting per call (wall - CPU): {max(0.0, wall - cpu):,.0f} µs",
+            f"wall per call: median {self.plain.median(self.plain.walls):,.0f} µs, "
+            f"mean {wall:,.0f} µs",
+            f"CPU per call (process_time): mean {cpu:,.0f} µs",
+            f"waiting per call (wall - CPU): mean {max(0.0, wall - cpu):,.0f} µs",
+            *self._raw_lines(),
             f"profiled per call (profiler overhead included): {total / self.n * 1e6:,.0f} µs",
             "",
             layer_table(found, total, self.n, core_layers(self.backend)),
@@ -289,6 +294,16 @@ class Result:
             lines += ["", f"top {top} functions by self time:", ""]
             lines += [_func_line(f, s, self.n) for f, s in _top(self.stats, top)]
         return "\n".join(lines)
+
+    def _raw_lines(self) -> list[str]:
+        p = self.plain
+        wall, raw = p.median(p.walls), p.median(p.raws)
+        return [
+            f"raw driver per call (benchmarks/baselines.py, in alternation): median "
+            f"{raw:,.0f} µs, mean {p.mean(p.raws):,.0f} µs",
+            f"library / raw (medians): {wall / raw:.2f}x (over the raw driver: "
+            f"{wall - raw:,.0f} µs)",
+        ]
 
 
 def _top(stats: pstats.Stats, k: int) -> list[tuple[Func, float]]:
@@ -314,38 +329,101 @@ def _short(path: str) -> str:
 # -- the operations --------------------------------------------------------------------
 
 
+@dataclass
+class Prepared:
+    """A seeded store, the call of an operation (its sync form), the same work through the
+    raw driver (``baselines.py``), and the appended session's ID."""
+
+    store: Store
+    call: Callable[[], Any]
+    raw: Callable[[], Any]
+    session_id: str | None = None
+
+
 @contextmanager
-def prepared(
-    backend: str, op: str, sizes: Sizes
-) -> Iterator[tuple[Store, Callable[[], Any], str | None]]:
-    """Yield the store, the call of ``op`` (its sync form) and the appended session's ID, on a
-    store seeded like the main run."""
+def prepared(backend: str, op: str, sizes: Sizes) -> Iterator[Prepared]:
+    """Yield ``op`` ready to run on a store seeded like the main run."""
     with ExitStack() as stack:
         tmp = stack.enter_context(workdir())
         store = stack.enter_context(open_store(backend, tmp))
         mgr = stack.enter_context(store.connect())
-        call: Callable[[], Any]
-        sid = None
+        raw = raw_for(store)
+        stack.callback(raw.close)
         if op in ("append", "async_append"):
             sid = store.seed_history(mgr, sizes.small_history)
             sess = mgr.get(sid)
-            call = lambda: sess.append_message(message())  # noqa: E731
+            yield Prepared(
+                store, lambda: sess.append_message(message()), lambda: raw.append("raw"), sid
+            )
         elif op == "create":
-            call = lambda: mgr.create("bench-create", user_id="u1")  # noqa: E731
+            yield Prepared(store, lambda: mgr.create("bench-create", user_id="u1"), raw.create)
         elif op == "list":
             store.seed_sessions(mgr, "list-many", sizes.many_sessions, sizes.users)
             if len(mgr.list("list-many", user_id="u7", limit=10)) != 10:
                 raise AssertionError("the seeded user should have 10 sessions to list")
-            call = lambda: mgr.list("list-many", user_id="u7", limit=10)  # noqa: E731
+            yield Prepared(
+                store,
+                lambda: mgr.list("list-many", user_id="u7", limit=10),
+                lambda: raw.list("list-many", "u7", 10),
+            )
         elif op in ("load_1k", "load_100"):
             n = sizes.mid_history if op == "load_1k" else 100
-            loaded = mgr.get(store.seed_history(mgr, n))
-            if len(loaded.get_messages()) != n:
+            sid = store.seed_history(mgr, n)
+            loaded = mgr.get(sid)
+            if len(loaded.get_messages()) != n or len(raw.load(sid)) != n:
                 raise AssertionError(f"the seeded session should hold {n} messages")
-            call = loaded.get_messages
+            yield Prepared(store, loaded.get_messages, lambda: raw.load(sid))
         else:
             raise ValueError(f"unknown operation {op!r}")
-        yield store, call, sid
+
+
+@dataclass
+class Plain:
+    """Seconds per call, unprofiled: wall and CPU of the operation, wall of the raw driver."""
+
+    walls: list[float]
+    cpus: list[float]
+    raws: list[float]
+
+    @staticmethod
+    def median(values: list[float]) -> float:
+        """The median, in µs."""
+        return statistics.median(values) * 1e6
+
+    @staticmethod
+    def mean(values: list[float]) -> float:
+        """The mean, in µs."""
+        return statistics.fmean(values) * 1e6
+
+
+def _plain(call: Callable[[], Any], raw: Callable[[], Any], n: int) -> Plain:
+    """Time ``call`` and ``raw`` in alternation, ``n`` times each."""
+    return asyncio.run(_aplain(_awaitable(call), raw, n))
+
+
+def _awaitable(call: Callable[[], Any]) -> Callable[[], Awaitable[Any]]:
+    async def wrapped() -> Any:
+        return call()
+
+    return wrapped
+
+
+async def _aplain(call: Callable[[], Awaitable[Any]], raw: Callable[[], Any], n: int) -> Plain:
+    plain = Plain([], [], [])
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(n):
+            started, cpu_started = time.perf_counter(), time.process_time()
+            await call()
+            plain.walls.append(time.perf_counter() - started)
+            plain.cpus.append(time.process_time() - cpu_started)
+            started = time.perf_counter()
+            raw()
+            plain.raws.append(time.perf_counter() - started)
+    finally:
+        gc.enable()
+    return plain
 
 
 def _run(call: Callable[[], Any], n: int, profile: cProfile.Profile | None) -> tuple[float, float]:
@@ -385,35 +463,36 @@ async def _arun(
 
 
 def profile_op(backend: str, op: str, n: int, sizes: Sizes, warmup: int = 5) -> Result:
-    """Seed a store, then time ``op`` ``n`` times plain and ``n`` times under cProfile."""
-    with prepared(backend, op, sizes) as (store, call, sid):
+    """Seed a store, then time ``op`` ``n`` times plain (in alternation with the raw driver's
+    same work), and ``n`` times under cProfile."""
+    with prepared(backend, op, sizes) as ready:
         if op == "async_append":
-            assert sid is not None
-            return asyncio.run(_profile_async(backend, store.url, sid, n, warmup))
-        _run(call, warmup, None)
-        wall, cpu = _run(call, n, None)
+            assert ready.session_id is not None
+            return asyncio.run(_profile_async(backend, ready, n, warmup))
+        _plain(ready.call, ready.raw, warmup)
+        plain = _plain(ready.call, ready.raw, n)
         profile = cProfile.Profile()
-        _run(call, n, profile)
-    return Result(backend, op, n, wall, cpu, pstats.Stats(profile))
+        _run(ready.call, n, profile)
+    return Result(backend, op, n, plain, pstats.Stats(profile))
 
 
-async def _profile_async(backend: str, url: str, sid: str, n: int, warmup: int) -> Result:
+async def _profile_async(backend: str, ready: Prepared, n: int, warmup: int) -> Result:
     from sessions_db import aio
 
-    mgr = await aio.connect(url)
+    mgr = await aio.connect(ready.store.url)
     try:
-        sess = await mgr.get(sid)
+        sess = await mgr.get(ready.session_id or "")
 
         def call() -> Awaitable[Any]:
             return sess.append_message(message())
 
-        await _arun(call, warmup, None)
-        wall, cpu = await _arun(call, n, None)
+        await _aplain(call, ready.raw, warmup)
+        plain = await _aplain(call, ready.raw, n)
         profile = cProfile.Profile()
         await _arun(call, n, profile)
     finally:
         await mgr.close()
-    return Result(backend, "async_append", n, wall, cpu, pstats.Stats(profile))
+    return Result(backend, "async_append", n, plain, pstats.Stats(profile))
 
 
 def main(argv: list[str] | None = None) -> int:

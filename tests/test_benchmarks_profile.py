@@ -65,7 +65,7 @@ def test_profile_reports_every_layer(op: str) -> None:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
     assert f"### sqlite {op} (n = 3)" in out
-    for label in ("wall per call:", "CPU per call (process_time):", "top 3 functions"):
+    for label in ("wall per call:", "CPU per call", "raw driver per call", "top 3 functions"):
         assert label in out
     rows = _table(out)
     for layer in LAYERS:
