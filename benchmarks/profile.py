@@ -303,6 +303,8 @@ class Result:
             f"{raw:,.0f} µs, mean {p.mean(p.raws):,.0f} µs",
             f"library / raw (medians): {wall / raw:.2f}x (over the raw driver: "
             f"{wall - raw:,.0f} µs)",
+            f"raw driver CPU per call: mean {p.mean(p.raw_cpus):,.0f} µs (the library's "
+            f"own CPU: {p.mean(p.cpus) - p.mean(p.raw_cpus):,.0f} µs more)",
         ]
 
 
@@ -379,11 +381,12 @@ def prepared(backend: str, op: str, sizes: Sizes) -> Iterator[Prepared]:
 
 @dataclass
 class Plain:
-    """Seconds per call, unprofiled: wall and CPU of the operation, wall of the raw driver."""
+    """Seconds per call, unprofiled: wall and CPU of the operation and of the raw driver."""
 
     walls: list[float]
     cpus: list[float]
     raws: list[float]
+    raw_cpus: list[float]
 
     @staticmethod
     def median(values: list[float]) -> float:
@@ -409,7 +412,7 @@ def _awaitable(call: Callable[[], Any]) -> Callable[[], Awaitable[Any]]:
 
 
 async def _aplain(call: Callable[[], Awaitable[Any]], raw: Callable[[], Any], n: int) -> Plain:
-    plain = Plain([], [], [])
+    plain = Plain([], [], [], [])
     gc.collect()
     gc.disable()
     try:
@@ -418,9 +421,10 @@ async def _aplain(call: Callable[[], Awaitable[Any]], raw: Callable[[], Any], n:
             await call()
             plain.walls.append(time.perf_counter() - started)
             plain.cpus.append(time.process_time() - cpu_started)
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             raw()
             plain.raws.append(time.perf_counter() - started)
+            plain.raw_cpus.append(time.process_time() - cpu_started)
     finally:
         gc.enable()
     return plain
