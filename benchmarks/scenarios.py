@@ -23,7 +23,7 @@ import sessions_db as sdb
 
 from .baselines import Raw, RawFile, raw_for
 from .stores import PAYLOAD, ROLES, Store
-from .timing import Row, Timing, measure, peak_kib, row
+from .timing import Row, Timing, measure, measure_pair, peak_kib, row
 
 
 @dataclass(frozen=True)
@@ -130,8 +130,9 @@ class Bench:
 
     def run_create(self) -> None:
         s = self.sizes
-        t = measure(lambda: self.mgr.create("bench-create", user_id="u1"), s.reps)
-        base = measure(self.raw.create, s.reps)
+        t, base = measure_pair(
+            lambda: self.mgr.create("bench-create", user_id="u1"), self.raw.create, s.reps
+        )
         self.add(row("create", "Manager.create()", t, base, "raw insert of a session row"))
 
     def run_append(self) -> None:
@@ -139,14 +140,17 @@ class Bench:
         raw_sid = "raw-append"
         if isinstance(self.raw, RawFile):
             self.raw.fill(raw_sid, 0)
-        base = measure(lambda: self.raw.append(raw_sid), s.reps)
         for key, n in (
             ("append_10", s.small_history),
             ("append_1k", s.mid_history),
             ("append_10k", s.big_history),
         ):
             sess = self.mgr.get(self.history(n))
-            t = measure(lambda sess=sess: sess.append_message(message()), s.reps)
+            t, base = measure_pair(
+                lambda sess=sess: sess.append_message(message()),
+                lambda: self.raw.append(raw_sid),
+                s.reps,
+            )
             self.add(
                 row(
                     key,
@@ -172,8 +176,7 @@ class Bench:
             sess = self.mgr.get(sid)
             reps = s.load_reps if n >= s.big_history else s.reps
             assert len(sess.get_messages()) == n
-            t = measure(sess.get_messages, reps)
-            base = self._raw_load(sid, n, reps)
+            t, base = measure_pair(sess.get_messages, self._raw_load(sid, n), reps)
             self.add(
                 row(key, f"get_messages() of {n:,}", t, base, "raw SELECT ... ORDER BY", size=n)
             )
@@ -192,11 +195,11 @@ class Bench:
             )
         )
 
-    def _raw_load(self, sid: str, n: int, reps: int) -> Timing:
+    def _raw_load(self, sid: str, n: int) -> Callable[[], Any]:
         if isinstance(self.raw, RawFile):
             self.raw.fill(f"load-{n}", n)
-            return measure(lambda: self.raw.load(f"load-{n}"), reps)
-        return measure(lambda: self.raw.load(sid), reps)
+            return lambda: self.raw.load(f"load-{n}")
+        return lambda: self.raw.load(sid)
 
     def _raw_newest(self, sid: str, reps: int) -> Timing:
         if isinstance(self.raw, RawFile):
@@ -230,14 +233,13 @@ class Bench:
         ):
             page = self.mgr.list(agent, user_id="u7", limit=10)
             assert len(page) == 10, len(page)
-            results[key] = t = measure(
-                lambda a=agent: self.mgr.list(a, user_id="u7", limit=10), s.reps
-            )
-            base = (
-                None
-                if isinstance(self.raw, RawFile)
-                else measure(lambda a=agent: self.raw.list(a, "u7", 10), s.reps)
-            )
+            ours = lambda a=agent: self.mgr.list(a, user_id="u7", limit=10)  # noqa: E731
+            base: Timing | None = None
+            if isinstance(self.raw, RawFile):
+                t = measure(ours, s.reps)
+            else:
+                t, base = measure_pair(ours, lambda a=agent: self.raw.list(a, "u7", 10), s.reps)
+            results[key] = t
             self.add(
                 row(
                     key,
