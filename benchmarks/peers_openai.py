@@ -135,7 +135,30 @@ def store_urls(kind: str, tmp: Path) -> Any:
         yield f"sqlite:///{tmp / 'sessions_db.db'}", f"sqlite+aiosqlite:///{tmp / 'sdk.db'}"
         return
     with pg_database() as url:
-        yield url, url.replace("postgresql://", "postgresql+psycopg://", 1)
+        yield url, async_pg_url(url)
+
+
+def async_pg_url(url: str) -> str:
+    """Return the PostgreSQL ``url`` with the async driver the SDK's session uses (psycopg 3)."""
+    return url.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+@asynccontextmanager
+async def sqlalchemy_session(url: str, session_id: str) -> AsyncIterator[Any]:
+    """Yield the SDK's ``SQLAlchemySession`` named ``session_id`` on the async ``url``.
+
+    Its tables are created once, before anything is timed; the engine is disposed at the end.
+    """
+    from agents.extensions.memory import SQLAlchemySession
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(url)
+    try:
+        setup = SQLAlchemySession(session_id, engine=engine, create_tables=True)
+        await setup.get_items(limit=1)
+        yield SQLAlchemySession(session_id, engine=engine)
+    finally:
+        await engine.dispose()
 
 
 @asynccontextmanager
@@ -143,31 +166,22 @@ async def sessions(
     kind: str, ours_url: str, theirs_url: str, session_id: str
 ) -> AsyncIterator[tuple[Any, Any]]:
     """Yield (ours, theirs): a SessionsDBSession and a SQLAlchemySession named ``session_id``."""
-    from agents.extensions.memory import SQLAlchemySession
-    from sqlalchemy.ext.asyncio import create_async_engine
-
     import sessions_db as sdb
     from sessions_db.integrations.openai_agents import SessionsDBSession
 
     manager = await sdb.aio.connect(ours_url, migrate=True if kind == "postgres" else None)
-    engine = create_async_engine(theirs_url)
     try:
-        # The SDK's tables are created once, before anything is timed.
-        setup = SQLAlchemySession(session_id, engine=engine, create_tables=True)
-        await setup.get_items(limit=1)
-        yield (
-            SessionsDBSession(session_id, manager=manager),
-            SQLAlchemySession(session_id, engine=engine),
-        )
+        async with sqlalchemy_session(theirs_url, session_id) as theirs:
+            yield SessionsDBSession(session_id, manager=manager), theirs
     finally:
         await manager.close()
-        await engine.dispose()
 
 
-async def seed(ours: Any, theirs: Any, n: int) -> None:
-    """Give both sessions the same ``n`` items, in batches of 100 (a turn each would be slower)."""
-    batch = [USER_ITEM, ASSISTANT_ITEM] * 50
-    for session in (ours, theirs):
+async def seed(ours: Any, theirs: Any | None, n: int, batch: list[Any] | None = None) -> None:
+    """Give both sessions (or ``ours`` alone) the same ``n`` items, in batches of 100 (a turn
+    each would be slower): a user and an assistant item in turn, or ``batch``."""
+    batch = batch or [USER_ITEM, ASSISTANT_ITEM] * 50
+    for session in (ours,) if theirs is None else (ours, theirs):
         for _ in range(n // len(batch)):
             await session.add_items(batch)
         count = len(await session.get_items())

@@ -14,7 +14,8 @@ import multiprocessing
 import threading
 import time
 import tracemalloc
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +23,7 @@ import sessions_db as sdb
 
 from .baselines import Raw, RawFile, raw_for
 from .stores import PAYLOAD, ROLES, Store
-from .timing import Row, Timing, measure, peak_kib, row
+from .timing import Row, Timing, measure, measure_pair, peak_kib, row
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,12 @@ SCENARIOS = [
     "mem_list_page_of_10k",
 ]
 FILE_ONLY = ["mem_file_cache"]
+#: The OpenAI Agents SDK's own sessions on the same store, per backend (when it is installed):
+#: ``SQLiteSession`` on SQLite, ``SQLAlchemySession`` on PostgreSQL.
+PEERS = {
+    "sqlite": ["peer_sqlitesession_append", "peer_sqlitesession_load_1k"],
+    "postgres": ["peer_sqlalchemysession_append", "peer_sqlalchemysession_load_1k"],
+}
 CONCURRENCY = ["threads1_one", "threads8_one", "threads8_each", "procs4_one", "procs4_each"]
 
 
@@ -123,8 +130,9 @@ class Bench:
 
     def run_create(self) -> None:
         s = self.sizes
-        t = measure(lambda: self.mgr.create("bench-create", user_id="u1"), s.reps)
-        base = measure(self.raw.create, s.reps)
+        t, base = measure_pair(
+            lambda: self.mgr.create("bench-create", user_id="u1"), self.raw.create, s.reps
+        )
         self.add(row("create", "Manager.create()", t, base, "raw insert of a session row"))
 
     def run_append(self) -> None:
@@ -132,14 +140,17 @@ class Bench:
         raw_sid = "raw-append"
         if isinstance(self.raw, RawFile):
             self.raw.fill(raw_sid, 0)
-        base = measure(lambda: self.raw.append(raw_sid), s.reps)
         for key, n in (
             ("append_10", s.small_history),
             ("append_1k", s.mid_history),
             ("append_10k", s.big_history),
         ):
             sess = self.mgr.get(self.history(n))
-            t = measure(lambda sess=sess: sess.append_message(message()), s.reps)
+            t, base = measure_pair(
+                lambda sess=sess: sess.append_message(message()),
+                lambda: self.raw.append(raw_sid),
+                s.reps,
+            )
             self.add(
                 row(
                     key,
@@ -165,8 +176,7 @@ class Bench:
             sess = self.mgr.get(sid)
             reps = s.load_reps if n >= s.big_history else s.reps
             assert len(sess.get_messages()) == n
-            t = measure(sess.get_messages, reps)
-            base = self._raw_load(sid, n, reps)
+            t, base = measure_pair(sess.get_messages, self._raw_load(sid, n), reps)
             self.add(
                 row(key, f"get_messages() of {n:,}", t, base, "raw SELECT ... ORDER BY", size=n)
             )
@@ -185,11 +195,11 @@ class Bench:
             )
         )
 
-    def _raw_load(self, sid: str, n: int, reps: int) -> Timing:
+    def _raw_load(self, sid: str, n: int) -> Callable[[], Any]:
         if isinstance(self.raw, RawFile):
             self.raw.fill(f"load-{n}", n)
-            return measure(lambda: self.raw.load(f"load-{n}"), reps)
-        return measure(lambda: self.raw.load(sid), reps)
+            return lambda: self.raw.load(f"load-{n}")
+        return lambda: self.raw.load(sid)
 
     def _raw_newest(self, sid: str, reps: int) -> Timing:
         if isinstance(self.raw, RawFile):
@@ -223,14 +233,13 @@ class Bench:
         ):
             page = self.mgr.list(agent, user_id="u7", limit=10)
             assert len(page) == 10, len(page)
-            results[key] = t = measure(
-                lambda a=agent: self.mgr.list(a, user_id="u7", limit=10), s.reps
-            )
-            base = (
-                None
-                if isinstance(self.raw, RawFile)
-                else measure(lambda a=agent: self.raw.list(a, "u7", 10), s.reps)
-            )
+            ours = lambda a=agent: self.mgr.list(a, user_id="u7", limit=10)  # noqa: E731
+            base: Timing | None = None
+            if isinstance(self.raw, RawFile):
+                t = measure(ours, s.reps)
+            else:
+                t, base = measure_pair(ours, lambda a=agent: self.raw.list(a, "u7", 10), s.reps)
+            results[key] = t
             self.add(
                 row(
                     key,
@@ -241,6 +250,97 @@ class Bench:
                     sessions=n,
                 )
             )
+
+    # -- peers ----------------------------------------------------------------------
+
+    def run_peers(self) -> None:
+        """The OpenAI Agents SDK's session next to ours: an append and a load of ``mid_history``.
+
+        Each round times one call of ours (the sync API) and one of theirs (awaited, as the
+        SDK's API is), the first to go switching every round; the row is theirs, with ours as
+        the baseline (ratio above 1: ours is faster).
+        """
+        if self.store.kind in PEERS:
+            asyncio.run(self._peers())
+
+    @asynccontextmanager
+    async def _peer(self, session_id: str) -> AsyncIterator[Any]:
+        from . import peers_openai
+
+        if self.store.kind == "sqlite":
+            from agents.memory import SQLiteSession
+
+            assert self.store.path is not None
+            path = self.store.path.parent / "sdk_sqlite_session.db"
+            session = SQLiteSession(session_id, db_path=path)
+            try:
+                yield session
+            finally:
+                session.close()
+        else:
+            url = peers_openai.async_pg_url(self.store.url)
+            async with peers_openai.sqlalchemy_session(url, session_id) as session:
+                yield session
+
+    async def _peers(self) -> None:
+        from . import peers_openai
+
+        s = self.sizes
+        kind = self.store.kind
+        append_key, load_key = PEERS[kind]
+        name = "SQLiteSession" if kind == "sqlite" else "SQLAlchemySession"
+        hop = " (a thread hop per call)" if kind == "sqlite" else ""
+        ours_sess = self.mgr.get(self.history(s.small_history))
+
+        async def ours_append() -> None:
+            ours_sess.append_message(message())
+
+        async with self._peer("peer-append") as theirs:
+            await peers_openai.seed(theirs, None, s.small_history, [PAYLOAD] * s.small_history)
+            ours, them = await peers_openai.alternate(
+                ours_append, lambda: theirs.add_items([PAYLOAD]), s.reps, 2
+            )
+        self.histories.pop(s.small_history)
+        self.add(
+            self._peer_row(
+                append_key,
+                f"{name}.add_items([one item]){hop}, a session of {s.small_history:,}",
+                them,
+                ours,
+                f"append_message() to a session of {s.small_history:,}",
+            )
+        )
+        n = s.mid_history
+        ours_load = self.mgr.get(self.history(n))
+
+        async def ours_get() -> None:
+            ours_load.get_messages()
+
+        async with self._peer("peer-load") as theirs:
+            await peers_openai.seed(theirs, None, n, [PAYLOAD] * 100)
+            peers_openai.analyze(kind, self.store.url)
+            assert len(await theirs.get_items()) == n
+            ours, them = await peers_openai.alternate(ours_get, theirs.get_items, s.reps, 2)
+        self.add(
+            self._peer_row(
+                load_key,
+                f"{name}.get_items() of {n:,}{hop}",
+                them,
+                ours,
+                f"get_messages() of {n:,}",
+            )
+        )
+
+    @staticmethod
+    def _peer_row(key: str, what: str, theirs: Timing, ours: Timing, ours_what: str) -> Row:
+        return row(
+            key,
+            what,
+            theirs,
+            ours,
+            f"sessions_db: {ours_what}, in alternation",
+            ours_p95=ours.p95,
+        )
 
     # -- concurrency ---------------------------------------------------------------
 

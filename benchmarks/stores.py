@@ -55,6 +55,16 @@ def has_file_store() -> bool:
     return hasattr(sdb, "FileBackend")
 
 
+def has_openai_agents() -> bool:
+    """Whether the OpenAI Agents SDK (``openai-agents``), whose sessions are the peers, is
+    installed."""
+    try:
+        import agents  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def has_async() -> bool:
     """Whether this version of sessions_db has the asyncio API (``sessions_db.aio``)."""
     try:

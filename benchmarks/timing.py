@@ -99,6 +99,28 @@ def measure(
     return Timing(samples)
 
 
+def measure_pair(
+    fn: Callable[[], Any], other: Callable[[], Any], n: int, *, warmup: int = 2
+) -> tuple[Timing, Timing]:
+    """Run ``fn`` and ``other`` in alternation, ``warmup`` + ``n`` rounds of one call each (the
+    first to go switches every round), and return the ``n`` durations (ms) of each.
+
+    On a shared machine the load changes from one second to the next: timed in alternation,
+    the library and its floor meet the same load, and their ratio stays meaningful.
+    """
+    a: list[float] = []
+    b: list[float] = []
+    for i in range(warmup + n):
+        first, second = (fn, other) if i % 2 == 0 else (other, fn)
+        t_first = measure(first, 1, warmup=0).samples[0]
+        t_second = measure(second, 1, warmup=0).samples[0]
+        ta, tb = (t_first, t_second) if i % 2 == 0 else (t_second, t_first)
+        if i >= warmup:
+            a.append(ta)
+            b.append(tb)
+    return Timing(a), Timing(b)
+
+
 def row(
     scenario: str,
     operation: str,

@@ -19,8 +19,8 @@ import pytest
 from sqlalchemy.engine import make_url
 
 import sessions_db as sdb
-from benchmarks.scenarios import CONCURRENCY, FILE_ONLY, SCENARIOS
-from benchmarks.stores import PAYLOAD, ROLES
+from benchmarks.scenarios import CONCURRENCY, FILE_ONLY, PEERS, SCENARIOS
+from benchmarks.stores import PAYLOAD, ROLES, has_openai_agents
 
 from .conftest import PG_URL
 
@@ -36,6 +36,25 @@ SESSIONS_AND_WORKERS = {
     "procs4_each": (4, 1),
     "async_tasks8_one": (1, 8),
     "async_tasks8_each": (8, 1),
+}
+
+#: Some of the hot-path issue's targets each backend's run must evaluate.
+PEER_TARGETS = {
+    "append faster than SQLiteSession (ours / theirs)",
+    "load 1k faster than SQLiteSession (ours / theirs)",
+}
+HOT_PATH_TARGETS = {
+    "sqlite": {"append (10) <= 1.5x raw sqlite3", "load 1k <= 1.5x raw sqlite3"} | PEER_TARGETS,
+    "postgres": {
+        "append (10) <= 1.5x raw INSERT",
+        "create <= 1.5x raw INSERT",
+        "list 10 of a user among 100k <= 1.5x raw SELECT",
+        "load 1k <= 1.3x raw SELECT",
+        "8 threads, one session >= 3,000 msg/s, exact counts",
+        "async append <= 1.2x sync",
+        "async load 1k <= 1.2x sync",
+    },
+    "file": {"list among 100k <= 2x among 1k"},
 }
 
 
@@ -125,11 +144,20 @@ def test_benchmarks_small(backend: str, tmp_path: Path) -> None:
         result = data["backends"][backend]
         rows = {r["scenario"]: r for r in result["rows"]}
         expected = SCENARIOS + (FILE_ONLY if backend == "file" else [])
+        if has_openai_agents():
+            expected += PEERS.get(backend, [])
         assert sorted(rows) == sorted(expected)
         for r in result["rows"]:
             assert r["median"] is not None
             assert r["n"] > 0
         assert result["targets"], "the targets are evaluated"
+        hot_path = {t["target"] for t in result["targets"] if t["issue"] == "hot path"}
+        assert hot_path >= HOT_PATH_TARGETS[backend] - (
+            set() if has_openai_agents() else PEER_TARGETS
+        )
+        for t in result["targets"]:
+            assert isinstance(t["met"], bool), t
+            assert t["value"] is not None, t
 
         async_rows = {r["scenario"]: r for r in result["async_rows"]}
         concurrency = {k: rows[k] for k in CONCURRENCY} | {
