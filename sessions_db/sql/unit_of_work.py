@@ -100,13 +100,11 @@ class SQLUnitOfWork(UnitOfWork):
         self._savepoint: NestedTransaction | None = None
         self._cursor: Any = None
         # Statements go through SQLAlchemy where someone listens to them (a
-        # tracer, a statement log): SQLAlchemy's events see nothing else.
+        # tracer, a statement log: SQLAlchemy's cursor events), which sees
+        # nothing else.
         events = conn.dispatch
         self._direct = not host and not (
-            events.before_cursor_execute
-            or events.after_cursor_execute
-            or events.before_execute
-            or events.after_execute
+            events.before_cursor_execute or events.after_cursor_execute
         )
 
     @property
@@ -240,7 +238,8 @@ class SQLUnitOfWork(UnitOfWork):
         work on the hot paths. A host's connection runs it through SQLAlchemy,
         so that the host's transaction bookkeeping sees it, and so does any
         connection whose statements someone listens to (SQLAlchemy's
-        ``before_cursor_execute`` and the like: tracers, statement logs).
+        ``before_cursor_execute`` or ``after_cursor_execute``: tracers,
+        statement logs).
         """
         if not self._direct:
             return self._run(sql.clause, params, alone=alone)
