@@ -618,18 +618,20 @@ FROM upd CROSS JOIN unnest(
             forked_from,
             forked_at,
         ) = row
-        return SessionMetadata.model_construct(
-            id=id,
-            agent_name=agent_name,
-            user_id=user_id,
-            created_at=self._time(created_at),
-            updated_at=self._time(updated_at),
-            message_count=message_count,
-            current_leaf=current_leaf,
-            metadata=payload.loads(metadata) if isinstance(metadata, str) else metadata,
-            key=key,
-            forked_from=forked_from,
-            forked_at=forked_at,
+        return SessionMetadata._trusted(
+            {
+                "id": id,
+                "agent_name": agent_name,
+                "user_id": user_id,
+                "created_at": self._time(created_at),
+                "updated_at": self._time(updated_at),
+                "message_count": message_count,
+                "current_leaf": current_leaf,
+                "metadata": payload.loads(metadata) if isinstance(metadata, str) else metadata,
+                "key": key,
+                "forked_from": forked_from,
+                "forked_at": forked_at,
+            }
         )
 
     @staticmethod
