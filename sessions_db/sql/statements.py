@@ -239,24 +239,6 @@ FROM upd CROSS JOIN unnest(
     # -- rows to models --------------------------------------------------------
 
     @staticmethod
-    def meta(row: Row[Any]) -> SessionMetadata:
-        """Return the session of a row of :meth:`session_columns`."""
-        m = row._mapping
-        return SessionMetadata.model_construct(
-            id=m["id"],
-            agent_name=m["agent_name"],
-            user_id=m["user_id"],
-            created_at=m["created_at"],
-            updated_at=m["updated_at"],
-            message_count=m["message_count"],
-            current_leaf=m["current_leaf"],
-            metadata=m["metadata"],
-            key=m["key"],
-            forked_from=m["forked_from"],
-            forked_at=m["forked_at"],
-        )
-
-    @staticmethod
     def entry(
         id: str,
         parent_id: str | None,
@@ -604,7 +586,7 @@ FROM upd CROSS JOIN unnest(
         return sqlite_stamp(value)
 
     def session_values(self, row: Sequence[Any]) -> SessionMetadata:
-        """Return the session of a row read by our SQL text (the driver's own values)."""
+        """Return the session of a row of the session columns (driver or SQLAlchemy values)."""
         (
             id,
             agent_name,

@@ -460,7 +460,7 @@ class SQLUnitOfWork(UnitOfWork):
         )
         row = self._run(latest).first()
         if row is not None:
-            return self._sql.meta(row)
+            return self._sql.session_values(row)
         self.save_session(meta)
         return meta
 
